@@ -1,0 +1,20 @@
+# SPDX-License-Identifier: MIT
+# keel_dev: the private target our own tests, benchmarks, examples and fuzzers
+# link. It carries the warnings, -Werror and sanitizer flags; keel::keel, the
+# target users link, carries none of them.
+
+set(KEEL_SANITIZE "" CACHE STRING
+  "Sanitizers for keel's own builds: empty, 'address,undefined' or 'thread'")
+option(KEEL_WERROR "Treat warnings as errors in keel's own builds" ON)
+
+add_library(keel_dev INTERFACE)
+target_link_libraries(keel_dev INTERFACE keel::keel)
+target_compile_options(keel_dev INTERFACE
+  $<$<CXX_COMPILER_ID:GNU,Clang>:-Wall -Wextra -Wpedantic -Wshadow>
+  $<$<AND:$<CXX_COMPILER_ID:GNU,Clang>,$<BOOL:${KEEL_WERROR}>>:-Werror>)
+
+if(KEEL_SANITIZE)
+  target_compile_options(keel_dev INTERFACE
+    -fsanitize=${KEEL_SANITIZE} -fno-sanitize-recover=all -fno-omit-frame-pointer)
+  target_link_options(keel_dev INTERFACE -fsanitize=${KEEL_SANITIZE})
+endif()

@@ -1,0 +1,42 @@
+// SPDX-License-Identifier: MIT
+// fmt formatters for keel's types. Optional: include it only where fmt (9 or
+// later) is available; nothing else in keel needs fmt.
+#pragma once
+
+#include <keel/core/error.hpp>
+#include <keel/core/outcome.hpp>
+
+#include <fmt/format.h>
+
+#include <string_view>
+
+/// Formats a keel::errc as its message, e.g. "circuit breaker is open".
+template <>
+struct fmt::formatter<keel::errc> : fmt::formatter<std::string_view> {
+    template <class FormatContext>
+    auto format(keel::errc code, FormatContext& ctx) const {
+        return fmt::formatter<std::string_view>::format(make_error_code(code).message(), ctx);
+    }
+};
+
+/// Formats a keel::failure as "<category>:<value> <message>", or the exception's what().
+template <>
+struct fmt::formatter<keel::failure> : fmt::formatter<std::string_view> {
+    template <class FormatContext>
+    auto format(keel::failure const& f, FormatContext& ctx) const {
+        if (f.code) {
+            return fmt::format_to(ctx.out(), "{}:{} {}", f.code.category().name(), f.code.value(),
+                                  f.code.message());
+        }
+        if (f.exception) {
+            try {
+                std::rethrow_exception(f.exception);
+            } catch (std::exception const& e) {
+                return fmt::format_to(ctx.out(), "exception: {}", e.what());
+            } catch (...) {
+                return fmt::format_to(ctx.out(), "exception of unknown type");
+            }
+        }
+        return fmt::format_to(ctx.out(), "failure");
+    }
+};

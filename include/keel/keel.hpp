@@ -1,0 +1,13 @@
+// SPDX-License-Identifier: MIT
+// Everything in keel's core target, for those who want one include. The optional
+// parts stay separate: keel/fmt.hpp (needs fmt) and keel/redis/ (needs hiredis).
+#pragma once
+
+#include <keel/version.hpp>
+
+#include <keel/core/clock.hpp>
+#include <keel/core/context.hpp>
+#include <keel/core/error.hpp>
+#include <keel/core/outcome.hpp>
+#include <keel/core/random.hpp>
+#include <keel/core/sleeper.hpp>

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# Installs what is missing, builds keel with g++ and runs the whole test suite
+# through ctest: unit tests, examples, packaging (find_package and
+# add_subdirectory consumers), benchmark smoke runs and the real-Redis tests.
+# Usage: scripts/test.sh [preset]   (default preset: gcc)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/install-deps.sh
+preset="${1:-gcc}"
+cmake --preset "$preset"
+cmake --build --preset "$preset"
+ctest --preset "$preset"

@@ -1,0 +1,17 @@
+// SPDX-License-Identifier: MIT
+#include <keel/fmt.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <stdexcept>
+
+TEST_CASE("fmt formats keel::errc as its message", "[fmt]") {
+    CHECK(fmt::format("{}", keel::errc::circuit_open) == "circuit breaker is open");
+}
+
+TEST_CASE("fmt formats a failure by code or by exception", "[fmt]") {
+    CHECK(fmt::format("{}", keel::failure::from(keel::errc::rate_limited)) ==
+          "keel:2 rate limit exceeded");
+    auto const thrown = keel::failure::from(std::make_exception_ptr(std::runtime_error{"boom"}));
+    CHECK(fmt::format("{}", thrown) == "exception: boom");
+}
