@@ -21,7 +21,8 @@ struct flaky_service {
     keel::outcome<int> fetch() {
         ++calls;
         if (calls % 3 != 0) {
-            return keel::failure::from(std::make_exception_ptr(std::runtime_error{"503 from upstream"}));
+            return keel::failure::from(
+                std::make_exception_ptr(std::runtime_error{"503 from upstream"}));
         }
         return 42;
     }
@@ -44,8 +45,8 @@ int main() {
         }
         // Full jitter (AWS): sleep U(0, base * 2^attempt).
         auto const cap = base * (1 << attempt);
-        auto const delay = std::chrono::duration_cast<std::chrono::nanoseconds>(
-            cap * keel::uniform_unit(random));
+        auto const delay =
+            std::chrono::duration_cast<std::chrono::nanoseconds>(cap * keel::uniform_unit(random));
         try {
             result.value();
         } catch (std::exception const& e) {

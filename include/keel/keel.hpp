@@ -11,3 +11,5 @@
 #include <keel/core/outcome.hpp>
 #include <keel/core/random.hpp>
 #include <keel/core/sleeper.hpp>
+
+#include <keel/policy/policy.hpp>

@@ -12,10 +12,10 @@
 #define KEEL_VERSION (KEEL_VERSION_MAJOR * 10000 + KEEL_VERSION_MINOR * 100 + KEEL_VERSION_PATCH)
 
 /// Opens `namespace keel` and its versioned inline namespace; pair with KEEL_END_NAMESPACE.
-#define KEEL_BEGIN_NAMESPACE \
-    namespace keel {         \
+#define KEEL_BEGIN_NAMESPACE                                                                       \
+    namespace keel {                                                                               \
     inline namespace v0_1 {
 /// Closes what KEEL_BEGIN_NAMESPACE opened.
-#define KEEL_END_NAMESPACE \
-    }                      \
+#define KEEL_END_NAMESPACE                                                                         \
+    }                                                                                              \
     }

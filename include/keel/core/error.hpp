@@ -114,7 +114,8 @@ class bulkhead_full final : public detail::coded_error<errc::bulkhead_full> {
 class retries_exhausted final : public detail::coded_error<errc::retries_exhausted> {
     using coded_error::coded_error;
 };
-/// Thrown when a retry was wanted but the retry budget refused it and no exception of the attempt remains.
+/// Thrown when a retry was wanted but the retry budget refused it and no exception of the attempt
+/// remains.
 class retry_budget_exhausted final : public detail::coded_error<errc::retry_budget_exhausted> {
     using coded_error::coded_error;
 };

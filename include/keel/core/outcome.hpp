@@ -23,8 +23,8 @@ KEEL_BEGIN_NAMESPACE
 /// user's error code), or `exception` holds what the call threw, or both (a
 /// keel::error thrown by an inner layer keeps its code and its exception).
 struct failure {
-    std::error_code code{};                               ///< Empty when only an exception is known.
-    std::exception_ptr exception{};                       ///< What the call threw, if it threw.
+    std::error_code code{};         ///< Empty when only an exception is known.
+    std::exception_ptr exception{}; ///< What the call threw, if it threw.
     std::optional<std::chrono::nanoseconds> retry_after{}; ///< When a retry may succeed, if known.
 
     /// Returns a failure for a keel rejection code.
@@ -45,7 +45,8 @@ struct failure {
         return f;
     }
 
-    /// Returns the failure for the exception currently being handled; call only inside a catch block.
+    /// Returns the failure for the exception currently being handled; call only inside a catch
+    /// block.
     static failure from_current_exception() { return from(std::current_exception()); }
 
     /// Returns true if this failure is keel's rejection `which`.
@@ -73,17 +74,16 @@ public:
 
     /// Holds a value constructed from `args`.
     template <class... Args>
-        requires std::is_constructible_v<T, Args...>
+    requires std::is_constructible_v<T, Args...>
     explicit outcome(std::in_place_t, Args&&... args)
         : m_state(std::in_place_index<0>, std::forward<Args>(args)...) {}
 
     /// Holds `value` (implicit, so a function returning outcome<T> can `return value;`).
     template <class U = T>
-        requires(std::is_constructible_v<T, U &&> &&
-                 !std::is_same_v<std::remove_cvref_t<U>, outcome> &&
-                 !std::is_same_v<std::remove_cvref_t<U>, keel::failure> &&
-                 !std::is_same_v<std::remove_cvref_t<U>, std::in_place_t>)
-    outcome(U&& value) : m_state(std::in_place_index<0>, std::forward<U>(value)) {}
+    requires(std::is_constructible_v<T, U&&> && !std::is_same_v<std::remove_cvref_t<U>, outcome> &&
+             !std::is_same_v<std::remove_cvref_t<U>, keel::failure> &&
+             !std::is_same_v<std::remove_cvref_t<U>, std::in_place_t>) outcome(U&& value)
+        : m_state(std::in_place_index<0>, std::forward<U>(value)) {}
 
     /// Holds the failure `f`.
     outcome(keel::failure f) : m_state(std::in_place_index<1>, std::move(f)) {}
@@ -180,9 +180,13 @@ public:
     /// Returns the failure; precondition: !has_value().
     keel::failure const& failure() const noexcept { return *m_failure; }
     /// Returns the failure's code, or an empty code on success.
-    std::error_code error() const noexcept { return m_failure ? m_failure->code : std::error_code{}; }
+    std::error_code error() const noexcept {
+        return m_failure ? m_failure->code : std::error_code{};
+    }
     /// Returns the exception the call threw, or null.
-    std::exception_ptr exception() const noexcept { return m_failure ? m_failure->exception : nullptr; }
+    std::exception_ptr exception() const noexcept {
+        return m_failure ? m_failure->exception : nullptr;
+    }
     /// Returns the failure's retry-after hint, if any.
     std::optional<std::chrono::nanoseconds> retry_after() const noexcept {
         return m_failure ? m_failure->retry_after : std::nullopt;

@@ -102,9 +102,8 @@ double uniform_unit(G& generator) {
         constexpr int per_draw = std::bit_width(static_cast<std::uint64_t>(range) + 1) - 1;
         static_assert(per_draw > 0, "generator range is too small");
         while (covered < 53) {
-            bits = (bits << per_draw) |
-                   (static_cast<std::uint64_t>(generator() - G::min()) &
-                    ((std::uint64_t{1} << per_draw) - 1));
+            bits = (bits << per_draw) | (static_cast<std::uint64_t>(generator() - G::min()) &
+                                         ((std::uint64_t{1} << per_draw) - 1));
             covered += per_draw;
         }
         return static_cast<double>(bits >> (covered - 53)) * 0x1.0p-53;

@@ -21,9 +21,9 @@ KEEL_BEGIN_NAMESPACE
 /// once: true unless the token has fired. Sleepers are copyable values or handles.
 template <class S>
 concept sleeper = std::copy_constructible<S> &&
-                  requires(S& s, std::chrono::nanoseconds d, std::stop_token token) {
-                      { s.sleep_for(d, token) } -> std::same_as<bool>;
-                  };
+    requires(S& s, std::chrono::nanoseconds d, std::stop_token token) {
+    { s.sleep_for(d, token) } -> std::same_as<bool>;
+};
 
 /// Sleeps on the calling thread, waking early when the stop token fires.
 ///

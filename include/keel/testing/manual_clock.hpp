@@ -46,7 +46,8 @@ public:
         return time_point{duration{m_state->nanos.load(std::memory_order_acquire)}};
     }
 
-    /// Moves time forward by `d` (negative `d` is treated as zero), running due timers in time order.
+    /// Moves time forward by `d` (negative `d` is treated as zero), running due timers in time
+    /// order.
     void advance(duration d) { advance_to(now() + (d > duration::zero() ? d : duration::zero())); }
 
     /// Sets the time to `t`. Moving forward runs due timers like advance(); moving
@@ -96,7 +97,8 @@ public:
     timer_id call_at(time_point when, std::function<void()> callback) {
         std::lock_guard lock{m_state->mutex};
         timer_id const id = ++m_state->next_id;
-        m_state->timers.emplace(std::pair{when.time_since_epoch().count(), id}, std::move(callback));
+        m_state->timers.emplace(std::pair{when.time_since_epoch().count(), id},
+                                std::move(callback));
         return id;
     }
 

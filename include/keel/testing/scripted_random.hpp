@@ -32,8 +32,7 @@ public:
         : scripted_random(std::vector<result_type>(values)) {}
 
     /// Cycles through `values`; throws std::invalid_argument if there are none.
-    explicit scripted_random(std::vector<result_type> values)
-        : m_state(std::make_shared<state>()) {
+    explicit scripted_random(std::vector<result_type> values) : m_state(std::make_shared<state>()) {
         if (values.empty()) {
             throw std::invalid_argument("keel::scripted_random: the sequence must not be empty");
         }
@@ -46,7 +45,8 @@ public:
         std::vector<result_type> values;
         for (double unit : units) {
             if (!(unit >= 0.0 && unit < 1.0)) {
-                throw std::invalid_argument("keel::scripted_random::from_units: each value must be in [0, 1)");
+                throw std::invalid_argument(
+                    "keel::scripted_random::from_units: each value must be in [0, 1)");
             }
             values.push_back(static_cast<result_type>(std::ldexp(unit, 53)) << 11);
         }

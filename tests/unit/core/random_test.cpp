@@ -76,8 +76,7 @@ TEST_CASE("uniform_unit maps the extremes of a 64-bit generator", "[random]") {
     CHECK(keel::uniform_unit(highest) > 0.9999999);
 }
 
-TEST_CASE("thread_random gives each thread its own well-mixed stream",
-          "[random][concurrency]") {
+TEST_CASE("thread_random gives each thread its own well-mixed stream", "[random][concurrency]") {
     std::vector<std::uint64_t> first(4);
     {
         std::vector<std::jthread> threads;

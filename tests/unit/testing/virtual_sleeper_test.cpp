@@ -8,8 +8,7 @@
 
 using namespace std::chrono_literals;
 
-TEST_CASE("virtual_sleeper advances the manual clock and records each sleep",
-          "[virtual_sleeper]") {
+TEST_CASE("virtual_sleeper advances the manual clock and records each sleep", "[virtual_sleeper]") {
     keel::manual_clock clock;
     keel::virtual_sleeper sleeper{clock};
     CHECK(sleeper.sleep_for(100ms));
