@@ -1,0 +1,328 @@
+// SPDX-License-Identifier: MIT
+// The machinery the distributed limiters share: key naming under a hash tag, the
+// script call through the pool, the breaker guarding Redis, the failure policy,
+// and leasing several permits per round trip. Internal to keel::redis.
+#pragma once
+
+#include <keel/core/clock.hpp>
+#include <keel/limiter/decision.hpp>
+#include <keel/redis/failure_policy.hpp>
+#include <keel/redis/pool.hpp>
+#include <keel/redis/script.hpp>
+#include <keel/version.hpp>
+
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+
+KEEL_BEGIN_NAMESPACE
+
+namespace redis::detail {
+
+/// Largest integer a Lua 5.1 number (a double) holds exactly: 2^53.
+inline constexpr std::int64_t lua_exact_max = std::int64_t{1} << 53;
+
+/// The five integers every keel limiter script returns.
+struct script_result {
+    bool allowed = false;
+    std::int64_t remaining = 0;
+    std::int64_t retry_after_us = 0;
+    std::int64_t reset_us = 0;
+    std::int64_t granted = 0;
+};
+
+/// Reads {allowed, remaining, retry_after_us, reset_us, granted}; nullopt if the reply has
+/// another shape.
+inline std::optional<script_result> parse_result(reply const& r) {
+    if (!r.is_array() || r.size() != 5) {
+        return std::nullopt;
+    }
+    std::array<std::int64_t, 5> v{};
+    for (std::size_t i = 0; i < 5; ++i) {
+        redisReply const* e = r.element(i);
+        if (e == nullptr || e->type != REDIS_REPLY_INTEGER) {
+            return std::nullopt;
+        }
+        v[i] = e->integer;
+    }
+    return script_result{v[0] != 0, v[1], v[2], v[3], v[4]};
+}
+
+/// Trips after `failures` consecutive failed Redis calls, stays open for
+/// `open_for`, then lets one probe through (half-open): its success closes the
+/// breaker, its failure opens it again. Thread-safe (one mutex, held for a few
+/// instructions).
+template <class Clock>
+class store_breaker {
+public:
+    using time_point = typename Clock::time_point;
+
+    store_breaker(std::int64_t failures, std::chrono::milliseconds open_for)
+        : m_threshold(failures), m_open_for(open_for) {}
+
+    /// Returns true if a call to Redis may go ahead at `now` (in half-open: only the one probe).
+    bool allow(time_point now) {
+        std::lock_guard lock{m_mutex};
+        switch (m_state) {
+        case state::closed: return true;
+        case state::open:
+            if (now < m_open_until) {
+                return false;
+            }
+            m_state = state::half_open;
+            m_probing = true;
+            return true;
+        case state::half_open:
+            if (m_probing) {
+                return false;
+            }
+            m_probing = true;
+            return true;
+        }
+        return false;
+    }
+
+    /// Records a successful call: closes the breaker.
+    void on_success() {
+        std::lock_guard lock{m_mutex};
+        m_state = state::closed;
+        m_consecutive = 0;
+        m_probing = false;
+    }
+
+    /// Records a failed call at `now`; opens the breaker after the probe fails or
+    /// after `failures` consecutive failures.
+    void on_failure(time_point now) {
+        std::lock_guard lock{m_mutex};
+        ++m_consecutive;
+        if (m_state == state::half_open || m_consecutive >= m_threshold) {
+            if (m_state != state::open) {
+                ++m_opened;
+            }
+            m_state = state::open;
+            m_open_until = now + m_open_for;
+            m_probing = false;
+        }
+    }
+
+    /// Returns true while calls are refused (open, or half-open with the probe out).
+    bool is_open() const {
+        std::lock_guard lock{m_mutex};
+        return m_state != state::closed;
+    }
+
+    /// Returns how many times the breaker opened.
+    std::uint64_t times_opened() const {
+        std::lock_guard lock{m_mutex};
+        return m_opened;
+    }
+
+    /// Returns the wait until the next probe at `now` (the open time when not open).
+    std::chrono::nanoseconds until_probe(time_point now) const {
+        std::lock_guard lock{m_mutex};
+        if (m_state == state::open && now < m_open_until) {
+            return std::chrono::duration_cast<std::chrono::nanoseconds>(m_open_until - now);
+        }
+        return m_open_for;
+    }
+
+private:
+    enum class state : std::uint8_t { closed, open, half_open };
+    mutable std::mutex m_mutex;
+    state m_state = state::closed;
+    std::int64_t m_consecutive = 0;
+    bool m_probing = false;
+    std::uint64_t m_opened = 0;
+    time_point m_open_until{};
+    std::int64_t m_threshold;
+    std::chrono::milliseconds m_open_for;
+};
+
+/// Shared body of the distributed limiters: one script per decision.
+template <class Clock>
+class remote_limiter {
+public:
+    using time_point = typename Clock::time_point;
+    /// Decides for (key, permits, now) in process while Redis cannot; the key is empty for the
+    /// limiter-wide form.
+    using local_decider = std::function<decision(std::string_view, std::int64_t, time_point)>;
+
+    remote_limiter(pool& redis, script const& lua, std::string const& name, std::int64_t limit,
+                   failure_policy policy, std::int64_t lease, Clock clock)
+        : m_pool(redis), m_script(lua), m_name(name), m_key("keel:{" + name + "}"), m_limit(limit),
+          m_policy(policy), m_lease(lease),
+          m_breaker(policy.breaker_failures, policy.breaker_open_for), m_clock(std::move(clock)) {}
+
+    Clock const& clock() const noexcept { return m_clock; }
+    std::int64_t limit() const noexcept { return m_limit; }
+    failure_policy const& policy() const noexcept { return m_policy; }
+    store_breaker<Clock>& breaker() noexcept { return m_breaker; }
+    store_breaker<Clock> const& breaker() const noexcept { return m_breaker; }
+    void set_local(local_decider local) { m_local = std::move(local); }
+
+    /// Returns the Redis key of the limiter-wide form, or of `key`'s limit.
+    std::string redis_key(std::optional<std::string_view> key) const {
+        if (!key) {
+            return m_key;
+        }
+        std::string k;
+        k.reserve(m_name.size() + key->size() + 8);
+        k.append("keel:{").append(m_name).append(":").append(*key).append("}");
+        return k;
+    }
+
+    /// Decides `permits` for `key` (nullopt: limiter-wide), with `params` the
+    /// algorithm's leading script arguments.
+    decision acquire(std::optional<std::string_view> key, std::int64_t permits, time_point now,
+                     std::span<std::string const> params) {
+        if (!key && m_lease > 1) {
+            std::lock_guard lock{m_lease_mutex};
+            if (m_leased >= permits && now < m_lease_expiry) {
+                m_leased -= permits;
+                return remote_decision(true, m_leased + m_lease_remaining, 0, m_lease_reset_us);
+            }
+        }
+        if (!m_breaker.allow(now)) {
+            return fallback(key, permits, now);
+        }
+        std::int64_t const want = key ? permits : std::max(permits, m_lease);
+        std::optional<script_result> result = call(key, permits, want, params);
+        if (!result) {
+            m_breaker.on_failure(now);
+            return fallback(key, permits, now);
+        }
+        m_breaker.on_success();
+        if (!result->allowed) {
+            return remote_decision(false, result->remaining, result->retry_after_us,
+                                   result->reset_us);
+        }
+        std::int64_t const extra = result->granted - permits;
+        if (!key && extra > 0) {
+            // Leased permits are usable until the end of the window they were
+            // counted in, as seen from when the request was sent (never later than
+            // the server's window end, so they never spill into the next window).
+            time_point const expiry = now + std::chrono::microseconds{result->reset_us};
+            std::lock_guard lock{m_lease_mutex};
+            if (now < m_lease_expiry) {
+                // Another batch is still valid: keep both, until the earlier expiry
+                // (safe whether or not the two were counted in the same window).
+                m_leased += extra;
+                m_lease_expiry = std::min(m_lease_expiry, expiry);
+            } else {
+                m_leased = extra;
+                m_lease_expiry = expiry;
+            }
+            m_lease_remaining = result->remaining;
+            m_lease_reset_us = result->reset_us;
+            m_leases_taken += 1;
+        }
+        return remote_decision(true, result->remaining + std::max<std::int64_t>(extra, 0), 0,
+                               result->reset_us);
+    }
+
+    /// Returns the answer of the failure policy for (key, permits) at `now`.
+    decision fallback(std::optional<std::string_view> key, std::int64_t permits, time_point now) {
+        decision d;
+        d.limit = m_limit;
+        switch (m_policy.mode) {
+        case failure_mode::fail_closed:
+            d.allowed = false;
+            d.source = decision_source::fallback_closed;
+            d.retry_after = std::max(m_breaker.until_probe(now),
+                                     std::chrono::nanoseconds{std::chrono::milliseconds{1}});
+            d.reset = d.retry_after;
+            return d;
+        case failure_mode::local:
+            if (m_local) {
+                d = m_local(key.value_or(std::string_view{}), permits, now);
+                d.source = decision_source::fallback_local;
+                return d;
+            }
+            [[fallthrough]];
+        case failure_mode::fail_open: break;
+        }
+        d.allowed = true;
+        d.source = decision_source::fallback_open;
+        d.remaining = std::max<std::int64_t>(m_limit - permits, 0);
+        return d;
+    }
+
+    /// Returns how many leases (round trips granting more than asked) were taken.
+    std::uint64_t leases_taken() const {
+        std::lock_guard lock{m_lease_mutex};
+        return m_leases_taken;
+    }
+
+private:
+    std::optional<script_result> call(std::optional<std::string_view> key, std::int64_t permits,
+                                      std::int64_t want, std::span<std::string const> params) {
+        pool::lease conn = m_pool.acquire();
+        if (!conn) {
+            return std::nullopt;
+        }
+        std::string const redis_key_text = redis_key(key);
+        std::string const permits_text = std::to_string(permits);
+        std::string const want_text = std::to_string(want);
+        std::array<std::string_view, 8> args{};
+        std::size_t n = 0;
+        for (std::string const& p : params) {
+            args[n++] = p;
+        }
+        args[n++] = permits_text;
+        args[n++] = want_text;
+        std::string_view const keys[] = {redis_key_text};
+        outcome<reply> r = m_script.run(*conn, keys, std::span{args.data(), n});
+        if (!r || r->is_error()) {
+            return std::nullopt;
+        }
+        return parse_result(*r);
+    }
+
+    decision remote_decision(bool allowed, std::int64_t remaining, std::int64_t retry_us,
+                             std::int64_t reset_us) const {
+        decision d;
+        d.allowed = allowed;
+        d.source = decision_source::remote;
+        d.limit = m_limit;
+        d.remaining = std::clamp<std::int64_t>(remaining, 0, m_limit);
+        d.retry_after = allowed ? std::chrono::nanoseconds{0} : std::chrono::microseconds{retry_us};
+        d.reset = std::chrono::microseconds{reset_us};
+        return d;
+    }
+
+    pool& m_pool;
+    script const& m_script;
+    std::string m_name;
+    std::string m_key;
+    std::int64_t m_limit;
+    failure_policy m_policy;
+    std::int64_t m_lease;
+    store_breaker<Clock> m_breaker;
+    local_decider m_local;
+    mutable std::mutex m_lease_mutex;
+    std::int64_t m_leased = 0;
+    std::int64_t m_lease_remaining = 0;
+    std::int64_t m_lease_reset_us = 0;
+    std::uint64_t m_leases_taken = 0;
+    time_point m_lease_expiry{};
+    [[no_unique_address]] Clock m_clock;
+};
+
+/// Builds the message of an options error: "<component>: <field> must be <range>, got <value>".
+inline std::string range_error(char const* component, char const* field, char const* range,
+                               std::int64_t got) {
+    return std::string{component} + ": " + field + " must be " + range + ", got " +
+           std::to_string(got);
+}
+
+} // namespace redis::detail
+
+KEEL_END_NAMESPACE
