@@ -160,4 +160,44 @@ inline int shared_redis_port() {
     return fallback.port();
 }
 
+/// Returns `prefix` followed by a random suffix, so runs never share Redis keys.
+inline std::string unique_name(std::string const& prefix) {
+    static std::mt19937_64 gen{std::random_device{}()};
+    return prefix + "-" + std::to_string(gen());
+}
+
+#ifdef KEEL_REDIS_CLIENT
+/// What one keel_redis_client process reported.
+struct client_report {
+    long admitted = -1;
+    long remote = -1;
+    long fallback = -1;
+};
+
+/// Runs `processes` keel_redis_client processes at once with `args` (after the
+/// port) and returns their reports (admitted = -1 for a process that failed).
+inline std::vector<client_report> run_clients(int processes, int port, std::string const& args) {
+    std::vector<FILE*> pipes;
+    std::string const command =
+        std::string{KEEL_REDIS_CLIENT} + " " + std::to_string(port) + " " + args;
+    for (int i = 0; i < processes; ++i) {
+        pipes.push_back(popen(command.c_str(), "r"));
+    }
+    std::vector<client_report> reports;
+    for (FILE* pipe : pipes) {
+        client_report r;
+        if (pipe != nullptr) {
+            if (std::fscanf(pipe, "%ld %ld %ld", &r.admitted, &r.remote, &r.fallback) != 3) {
+                r = {};
+            }
+            if (pclose(pipe) != 0) {
+                r = {};
+            }
+        }
+        reports.push_back(r);
+    }
+    return reports;
+}
+#endif
+
 } // namespace keel_test
