@@ -102,6 +102,16 @@ public:
         return decide(key, permits, now);
     }
 
+    /// The in-process decision failure_mode::local uses while Redis cannot decide:
+    /// called with the key (none for the limiter-wide form), the permits and `now`.
+    using local_fallback = typename detail::remote_limiter<Clock>::local_decider;
+
+    /// Replaces the limiter failure_mode::local asks while Redis cannot decide
+    /// (its decision's source is then set to fallback_local). With none, the
+    /// local mode admits like fail_open. Not thread-safe: call before sharing the
+    /// limiter between threads.
+    void set_local_fallback(local_fallback local) { m_core.set_local(std::move(local)); }
+
     /// Returns true while the breaker guarding Redis refuses calls.
     bool breaker_open() const { return m_core.breaker().is_open(); }
     /// Returns how many times the breaker opened.

@@ -10,6 +10,10 @@
 #include <catch2/catch.hpp>
 
 #include <chrono>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
 
 using namespace std::chrono_literals;
 using keel::decision_source;
@@ -187,4 +191,37 @@ TEST_CASE("redis failure policy: options out of range are rejected", "[redis][fa
     CHECK_THROWS_WITH(
         keel::redis::detail::validate(keel::redis::failure_policy{.breaker_open_for = 0ms}, "c"),
         "c: on_failure.breaker_open_for must be positive, got 0 ms");
+}
+
+TEST_CASE("redis failure policy: local mode asks the local fallback, per key",
+          "[redis][failure_policy]") {
+    keel_test::redis_server server;
+    REQUIRE(server.running());
+    keel::redis::pool redis{private_pool(server.port())};
+    keel::manual_clock clock;
+    keel::redis::fixed_window<keel::manual_clock> limiter{
+        redis,
+        {.name = "local",
+         .limit = 8,
+         .window = 1h,
+         .on_failure = {.mode = keel::redis::failure_mode::local, .expected_instances = 4}},
+        clock};
+    std::vector<std::string> asked;
+    limiter.set_local_fallback(
+        [&](std::optional<std::string_view> key, std::int64_t permits, auto) {
+            asked.push_back(std::string{key.value_or("<all>")} + "/" + std::to_string(permits));
+            keel::decision d;
+            d.allowed = permits == 1;
+            d.limit = 2;
+            return d;
+        });
+    server.kill();
+    keel::decision const wide = limiter.try_acquire();
+    CHECK(wide.allowed);
+    CHECK(wide.source == decision_source::fallback_local);
+    CHECK(wide.limit == 2);
+    keel::decision const keyed = limiter.try_acquire("alice", 2);
+    CHECK_FALSE(keyed.allowed);
+    CHECK(keyed.source == decision_source::fallback_local);
+    CHECK(asked == std::vector<std::string>{"<all>/1", "alice/2"});
 }

@@ -151,9 +151,10 @@ template <class Clock>
 class remote_limiter {
 public:
     using time_point = typename Clock::time_point;
-    /// Decides for (key, permits, now) in process while Redis cannot; the key is empty for the
+    /// Decides for (key, permits, now) in process while Redis cannot; no key for the
     /// limiter-wide form.
-    using local_decider = std::function<decision(std::string_view, std::int64_t, time_point)>;
+    using local_decider =
+        std::function<decision(std::optional<std::string_view>, std::int64_t, time_point)>;
 
     remote_limiter(pool& redis, script const& lua, std::string const& name, std::int64_t limit,
                    failure_policy policy, std::int64_t lease, Clock clock)
@@ -242,7 +243,7 @@ public:
             return d;
         case failure_mode::local:
             if (m_local) {
-                d = m_local(key.value_or(std::string_view{}), permits, now);
+                d = m_local(key, permits, now);
                 d.source = decision_source::fallback_local;
                 return d;
             }
