@@ -13,16 +13,20 @@
 
 #include <cerrno>
 #include <chrono>
+#include <csignal>
 #include <cstddef>
 #include <cstdint>
 #include <initializer_list>
 #include <memory>
 #include <optional>
+#include <pthread.h>
+#include <signal.h>
 #include <span>
 #include <stdexcept>
 #include <string>
 #include <string_view>
 #include <sys/time.h>
+#include <time.h>
 #include <utility>
 #include <vector>
 
@@ -84,6 +88,49 @@ inline ::timeval to_timeval(std::chrono::milliseconds d) {
     tv.tv_usec = static_cast<decltype(tv.tv_usec)>((d.count() % 1000) * 1000);
     return tv;
 }
+
+/// Blocks SIGPIPE on the calling thread for its lifetime, so writing to a socket
+/// whose peer died returns EPIPE instead of killing the process (hiredis writes
+/// with write(2), not send(MSG_NOSIGNAL)); a SIGPIPE raised meanwhile is consumed.
+class sigpipe_guard {
+public:
+    sigpipe_guard() noexcept {
+        ::sigset_t pending;
+        ::sigemptyset(&pending);
+        ::sigpending(&pending);
+        m_was_pending = ::sigismember(&pending, SIGPIPE) == 1;
+        ::sigset_t block;
+        ::sigemptyset(&block);
+        ::sigaddset(&block, SIGPIPE);
+        m_blocked = ::pthread_sigmask(SIG_BLOCK, &block, &m_old) == 0;
+    }
+    sigpipe_guard(sigpipe_guard const&) = delete;
+    sigpipe_guard& operator=(sigpipe_guard const&) = delete;
+    ~sigpipe_guard() {
+        if (!m_blocked) {
+            return;
+        }
+        if (!m_was_pending) {
+            ::sigset_t pending;
+            ::sigemptyset(&pending);
+            ::sigpending(&pending);
+            if (::sigismember(&pending, SIGPIPE) == 1) {
+                ::sigset_t pipe;
+                ::sigemptyset(&pipe);
+                ::sigaddset(&pipe, SIGPIPE);
+                ::timespec const zero{};
+                while (::sigtimedwait(&pipe, nullptr, &zero) == -1 && errno == EINTR) {
+                }
+            }
+        }
+        ::pthread_sigmask(SIG_SETMASK, &m_old, nullptr);
+    }
+
+private:
+    ::sigset_t m_old{};
+    bool m_was_pending = false;
+    bool m_blocked = false;
+};
 
 struct reply_deleter {
     void operator()(redisReply* r) const noexcept { freeReplyObject(r); }
@@ -211,12 +258,22 @@ public:
 
     /// Sends one command (its arguments, binary-safe) and returns the reply, or
     /// the transport failure (errc::timeout or errc::unavailable) after closing
-    /// the connection. Connects first if needed.
+    /// the connection. Connects first if needed. When a connection opened earlier
+    /// turns out dead (reset or closed by the server, e.g. after a restart) the
+    /// command is sent once more on a new connection; a timeout is never resent.
     outcome<reply> command(std::span<std::string_view const> args) {
+        bool const reused = m_context != nullptr;
         if (auto f = ensure_connected()) {
             return *std::move(f);
         }
-        return send(args);
+        outcome<reply> r = send(args);
+        if (!r && reused && r.failure().is(errc::unavailable)) {
+            if (auto f = ensure_connected()) {
+                return *std::move(f);
+            }
+            return send(args);
+        }
+        return r;
     }
 
     /// Sends one command given as a braced list, e.g. `c.command({"GET", key})`.
@@ -232,6 +289,7 @@ private:
             m_argv.push_back(a.data());
             m_lengths.push_back(a.size());
         }
+        detail::sigpipe_guard const no_sigpipe;
         errno = 0;
         void* raw = redisCommandArgv(m_context.get(), static_cast<int>(m_argv.size()),
                                      m_argv.data(), m_lengths.data());

@@ -91,3 +91,28 @@ TEST_CASE("redis::connection: options out of range are rejected", "[redis]") {
         "keel::redis::connection: connection.command_timeout must be positive, got 0 ms");
     CHECK_THROWS_AS(keel::redis::connection({.host = ""}), std::invalid_argument);
 }
+
+TEST_CASE("redis::connection: writing to a dead server fails without SIGPIPE", "[redis]") {
+    keel_test::redis_server server;
+    REQUIRE(server.running());
+    keel::redis::connection c{{.port = server.port(), .command_timeout = 500ms}};
+    REQUIRE(c.command({"PING"}));
+    server.kill();
+    std::string const big(4 << 20, 'x'); // several writes: the later ones hit a reset socket
+    auto r = c.command({"SET", "keel:test:{big}", big});
+    REQUIRE_FALSE(r.has_value());
+    CHECK(r.failure().is(keel::errc::unavailable));
+}
+
+TEST_CASE("redis::connection: a connection the server closed is replaced transparently",
+          "[redis]") {
+    keel_test::redis_server server;
+    REQUIRE(server.running());
+    keel::redis::connection c{{.port = server.port(), .command_timeout = 500ms}};
+    REQUIRE(c.command({"PING"}));
+    REQUIRE(server.start()); // restarted: the open connection is dead
+    auto r = c.command({"PING"});
+    REQUIRE(r.has_value());
+    CHECK(r->text() == "PONG");
+    CHECK(c.connects() == 2);
+}

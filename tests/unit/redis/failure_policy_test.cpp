@@ -225,3 +225,23 @@ TEST_CASE("redis failure policy: local mode asks the local fallback, per key",
     CHECK(keyed.source == decision_source::fallback_local);
     CHECK(asked == std::vector<std::string>{"<all>/1", "alice/2"});
 }
+
+TEST_CASE("redis failure policy: a quick Redis restart costs no fallback decision",
+          "[redis][failure_policy]") {
+    keel_test::redis_server server;
+    REQUIRE(server.running());
+    keel::redis::pool redis{private_pool(server.port())};
+    keel::redis::fixed_window<> limiter{redis, {.name = "restart", .limit = 5, .window = 1h}};
+    {
+        // Open both pooled connections.
+        auto a = redis.acquire();
+        auto b = redis.acquire();
+        REQUIRE(a->command({"PING"}));
+        REQUIRE(b->command({"PING"}));
+    }
+    REQUIRE(server.start());
+    for (int i = 0; i < 4; ++i) {
+        CHECK(limiter.try_acquire().source == decision_source::remote);
+    }
+    CHECK(limiter.breaker_trips() == 0);
+}
