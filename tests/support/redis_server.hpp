@@ -15,14 +15,12 @@
 #include <fstream>
 #include <memory>
 #include <random>
-#include <spawn.h>
 #include <string>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <thread>
 #include <unistd.h>
 #include <vector>
-
-extern char** environ;
 
 namespace keel_test {
 
@@ -73,15 +71,25 @@ public:
             argv.push_back(a.data());
         }
         argv.push_back(nullptr);
-        posix_spawn_file_actions_t actions;
-        posix_spawn_file_actions_init(&actions);
-        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
-        posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0);
-        pid_t pid = -1;
-        int const rc = posix_spawnp(&pid, argv[0], &actions, nullptr, argv.data(), environ);
-        posix_spawn_file_actions_destroy(&actions);
-        if (rc != 0) {
+        // fork + exec rather than posix_spawn, so the child can ask the kernel to
+        // kill it when this process dies: a crashed test never leaves a server behind.
+        pid_t const parent = ::getpid();
+        pid_t const pid = ::fork();
+        if (pid < 0) {
             return false;
+        }
+        if (pid == 0) {
+            ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+            if (::getppid() != parent) {
+                ::_exit(127);
+            }
+            int const null = ::open("/dev/null", O_WRONLY);
+            if (null >= 0) {
+                ::dup2(null, 1);
+                ::dup2(null, 2);
+            }
+            ::execvp(argv[0], argv.data());
+            ::_exit(127);
         }
         for (int i = 0; i < 400; ++i) {
             int status = 0;

@@ -95,32 +95,26 @@ inline ::timeval to_timeval(std::chrono::milliseconds d) {
 class sigpipe_guard {
 public:
     sigpipe_guard() noexcept {
-        ::sigset_t pending;
-        ::sigemptyset(&pending);
-        ::sigpending(&pending);
-        m_was_pending = ::sigismember(&pending, SIGPIPE) == 1;
         ::sigset_t block;
         ::sigemptyset(&block);
         ::sigaddset(&block, SIGPIPE);
-        m_blocked = ::pthread_sigmask(SIG_BLOCK, &block, &m_old) == 0;
+        m_blocked = ::pthread_sigmask(SIG_BLOCK, &block, &m_old) == 0 &&
+                    ::sigismember(&m_old, SIGPIPE) == 0;
     }
     sigpipe_guard(sigpipe_guard const&) = delete;
     sigpipe_guard& operator=(sigpipe_guard const&) = delete;
     ~sigpipe_guard() {
         if (!m_blocked) {
-            return;
+            return; // SIGPIPE was already blocked here: leave it as the caller had it
         }
-        if (!m_was_pending) {
-            ::sigset_t pending;
-            ::sigemptyset(&pending);
-            ::sigpending(&pending);
-            if (::sigismember(&pending, SIGPIPE) == 1) {
-                ::sigset_t pipe;
-                ::sigemptyset(&pipe);
-                ::sigaddset(&pipe, SIGPIPE);
-                ::timespec const zero{};
-                while (::sigtimedwait(&pipe, nullptr, &zero) == -1 && errno == EINTR) {
-                }
+        ::sigset_t pending;
+        ::sigemptyset(&pending);
+        if (::sigpending(&pending) == 0 && ::sigismember(&pending, SIGPIPE) == 1) {
+            ::sigset_t pipe;
+            ::sigemptyset(&pipe);
+            ::sigaddset(&pipe, SIGPIPE);
+            ::timespec const zero{};
+            while (::sigtimedwait(&pipe, nullptr, &zero) == -1 && errno == EINTR) {
             }
         }
         ::pthread_sigmask(SIG_SETMASK, &m_old, nullptr);
@@ -128,7 +122,6 @@ public:
 
 private:
     ::sigset_t m_old{};
-    bool m_was_pending = false;
     bool m_blocked = false;
 };
 

@@ -9,9 +9,11 @@
 #include <keel/version.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <stdexcept>
@@ -49,10 +51,12 @@ inline std::size_t default_pool_size() noexcept {
 
 /// A bounded, thread-safe pool of Redis connections to one server.
 ///
-/// acquire() hands out an idle connection (opening a new one while fewer than
-/// `size` exist) or waits up to `acquire_timeout` for one; the returned lease
-/// gives it back when destroyed. Connections are opened on first use, so
-/// building a pool never touches the network. Thread-safe; the pool must
+/// acquire() hands out an idle connection or waits up to `acquire_timeout` for
+/// one; the returned lease gives it back when destroyed. Each thread starts its
+/// search at a slot picked from its id, so with at least as many connections as
+/// calling threads every thread keeps using "its" connection and acquire/release
+/// are one atomic exchange each, no lock. Connections are opened on first use,
+/// so building a pool never touches the network. Thread-safe; the pool must
 /// outlive every lease and every limiter using it.
 ///
 ///     keel::redis::pool redis{{.connection = {.host = "10.0.0.5", .port = 6379}}};
@@ -64,12 +68,14 @@ public:
     public:
         lease() = default;
         lease(lease&& other) noexcept
-            : m_pool(std::exchange(other.m_pool, nullptr)), m_conn(std::move(other.m_conn)) {}
+            : m_pool(std::exchange(other.m_pool, nullptr)),
+              m_conn(std::exchange(other.m_conn, nullptr)), m_slot(other.m_slot) {}
         lease& operator=(lease&& other) noexcept {
             if (this != &other) {
                 release();
                 m_pool = std::exchange(other.m_pool, nullptr);
-                m_conn = std::move(other.m_conn);
+                m_conn = std::exchange(other.m_conn, nullptr);
+                m_slot = other.m_slot;
             }
             return *this;
         }
@@ -82,22 +88,26 @@ public:
         /// Returns the borrowed connection; precondition: bool(*this).
         connection& operator*() const noexcept { return *m_conn; }
         /// Returns the borrowed connection; precondition: bool(*this).
-        connection* operator->() const noexcept { return m_conn.get(); }
+        connection* operator->() const noexcept { return m_conn; }
 
     private:
         friend class pool;
-        lease(pool* p, std::unique_ptr<connection> c) noexcept : m_pool(p), m_conn(std::move(c)) {}
+        lease(pool* p, connection* c, std::size_t slot) noexcept
+            : m_pool(p), m_conn(c), m_slot(slot) {}
         void release() noexcept {
-            if (m_pool != nullptr && m_conn) {
-                m_pool->give_back(std::move(m_conn));
+            if (m_pool != nullptr && m_conn != nullptr) {
+                m_pool->give_back(m_conn, m_slot);
             }
             m_pool = nullptr;
+            m_conn = nullptr;
         }
         pool* m_pool = nullptr;
-        std::unique_ptr<connection> m_conn;
+        connection* m_conn = nullptr;
+        std::size_t m_slot = 0;
     };
 
-    /// Builds an empty pool; throws std::invalid_argument on options out of range.
+    /// Builds the pool's (unopened) connections; throws std::invalid_argument on options out of
+    /// range.
     explicit pool(pool_options options) : m_options(std::move(options)) {
         detail::validate(m_options.connection, "keel::redis::pool");
         if (m_options.size > 1024) {
@@ -108,10 +118,16 @@ public:
             throw std::invalid_argument("keel::redis::pool: acquire_timeout must be >= 0 ms, got " +
                                         std::to_string(m_options.acquire_timeout.count()));
         }
-        m_size = m_options.size == 0 ? default_pool_size() : m_options.size;
-        m_idle.reserve(m_size); // give_back() then never allocates
+        std::size_t const size = m_options.size == 0 ? default_pool_size() : m_options.size;
+        m_options.size = size;
         if (m_options.acquire_timeout == std::chrono::milliseconds::zero()) {
             m_options.acquire_timeout = m_options.connection.command_timeout;
+        }
+        m_connections.reserve(size);
+        m_slots = std::make_unique<std::atomic<connection*>[]>(size);
+        for (std::size_t i = 0; i < size; ++i) {
+            m_connections.push_back(std::make_unique<connection>(m_options.connection));
+            m_slots[i].store(m_connections.back().get(), std::memory_order_relaxed);
         }
     }
 
@@ -121,41 +137,59 @@ public:
     /// Returns the options (with size and acquire_timeout resolved).
     pool_options const& options() const noexcept { return m_options; }
     /// Returns the most connections this pool opens.
-    std::size_t size() const noexcept { return m_size; }
+    std::size_t size() const noexcept { return m_connections.size(); }
 
     /// Returns a lease on a connection, or an empty lease if none became free
     /// within acquire_timeout.
     lease acquire() {
+        std::size_t const start = std::hash<std::thread::id>{}(std::this_thread::get_id());
+        if (lease l = try_take(start)) {
+            return l;
+        }
+        auto const deadline = std::chrono::steady_clock::now() + m_options.acquire_timeout;
         std::unique_lock lock{m_mutex};
-        auto const ready = [&] { return !m_idle.empty() || m_created < m_size; };
-        if (!ready() && !m_freed.wait_for(lock, m_options.acquire_timeout, ready)) {
-            return {};
+        m_waiters.fetch_add(1, std::memory_order_seq_cst);
+        lease l;
+        while (!(l = try_take(start))) {
+            if (m_freed.wait_until(lock, deadline) == std::cv_status::timeout) {
+                l = try_take(start);
+                break;
+            }
         }
-        if (!m_idle.empty()) {
-            auto c = std::move(m_idle.back());
-            m_idle.pop_back();
-            return lease{this, std::move(c)};
-        }
-        ++m_created;
-        lock.unlock();
-        return lease{this, std::make_unique<connection>(m_options.connection)};
+        m_waiters.fetch_sub(1, std::memory_order_relaxed);
+        return l;
     }
 
 private:
-    void give_back(std::unique_ptr<connection> c) noexcept {
-        {
-            std::lock_guard lock{m_mutex};
-            m_idle.push_back(std::move(c));
+    lease try_take(std::size_t start) noexcept {
+        std::size_t const n = m_connections.size();
+        for (std::size_t i = 0; i < n; ++i) {
+            std::size_t const slot = (start + i) % n;
+            if (m_slots[slot].load(std::memory_order_relaxed) == nullptr) {
+                continue;
+            }
+            if (connection* c = m_slots[slot].exchange(nullptr, std::memory_order_acquire)) {
+                return lease{this, c, slot};
+            }
         }
-        m_freed.notify_one();
+        return {};
+    }
+
+    void give_back(connection* c, std::size_t slot) noexcept {
+        m_slots[slot].store(c, std::memory_order_seq_cst);
+        if (m_waiters.load(std::memory_order_seq_cst) > 0) {
+            // Taking the lock orders this wake-up after the waiter's check.
+            std::lock_guard lock{m_mutex};
+            m_freed.notify_all();
+        }
     }
 
     pool_options m_options;
-    std::size_t m_size = 0;
+    std::vector<std::unique_ptr<connection>> m_connections;
+    std::unique_ptr<std::atomic<connection*>[]> m_slots;
     std::mutex m_mutex;
     std::condition_variable m_freed;
-    std::vector<std::unique_ptr<connection>> m_idle;
-    std::size_t m_created = 0;
+    std::atomic<int> m_waiters{0};
 };
 
 } // namespace redis

@@ -10,7 +10,10 @@
 #include <keel/redis/detail/sha1.hpp>
 #include <keel/version.hpp>
 
+#include <algorithm>
+#include <array>
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
 #include <span>
 #include <string>
@@ -53,14 +56,23 @@ public:
     outcome<reply> run(connection& conn, std::span<std::string_view const> keys,
                        std::span<std::string_view const> args) const {
         std::string const numkeys = std::to_string(keys.size());
-        std::vector<std::string_view> argv;
-        argv.reserve(3 + keys.size() + args.size());
-        argv.push_back("EVALSHA");
-        argv.push_back(m_sha);
-        argv.push_back(numkeys);
-        argv.insert(argv.end(), keys.begin(), keys.end());
-        argv.insert(argv.end(), args.begin(), args.end());
-        outcome<reply> r = conn.command(argv);
+        // The limiters' calls fit in a fixed array; longer ones use the heap.
+        std::array<std::string_view, 16> small{};
+        std::vector<std::string_view> large;
+        std::size_t const count = 3 + keys.size() + args.size();
+        std::span<std::string_view> argv{small.data(), count};
+        if (count > small.size()) {
+            large.resize(count);
+            argv = std::span<std::string_view>{large};
+        }
+        argv[0] = "EVALSHA";
+        argv[1] = m_sha;
+        argv[2] = numkeys;
+        std::copy(keys.begin(), keys.end(), argv.begin() + 3);
+        std::copy(args.begin(), args.end(),
+                  argv.begin() + 3 + static_cast<std::ptrdiff_t>(keys.size()));
+        std::span<std::string_view const> const command{argv.data(), argv.size()};
+        outcome<reply> r = conn.command(command);
         if (!r || !r->is_error() || !r->text().starts_with("NOSCRIPT")) {
             return r;
         }
@@ -72,7 +84,7 @@ public:
         if (loaded->is_error()) {
             return failure::from(errc::unavailable);
         }
-        return conn.command(argv);
+        return conn.command(command);
     }
 
     /// Runs the script with keys and arguments given as braced lists.

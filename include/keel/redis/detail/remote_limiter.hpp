@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -58,8 +59,8 @@ inline std::optional<script_result> parse_result(reply const& r) {
 
 /// Trips after `failures` consecutive failed Redis calls, stays open for
 /// `open_for`, then lets one probe through (half-open): its success closes the
-/// breaker, its failure opens it again. Thread-safe (one mutex, held for a few
-/// instructions).
+/// breaker, its failure opens it again. Thread-safe. While closed and healthy,
+/// allow() and on_success() are one relaxed atomic load each; transitions take a mutex.
 template <class Clock>
 class store_breaker {
 public:
@@ -70,6 +71,9 @@ public:
 
     /// Returns true if a call to Redis may go ahead at `now` (in half-open: only the one probe).
     bool allow(time_point now) {
+        if (m_closed.load(std::memory_order_acquire)) {
+            return true;
+        }
         std::lock_guard lock{m_mutex};
         switch (m_state) {
         case state::closed: return true;
@@ -92,24 +96,31 @@ public:
 
     /// Records a successful call: closes the breaker.
     void on_success() {
+        if (m_closed.load(std::memory_order_acquire) &&
+            m_consecutive.load(std::memory_order_relaxed) == 0) {
+            return;
+        }
         std::lock_guard lock{m_mutex};
         m_state = state::closed;
-        m_consecutive = 0;
+        m_consecutive.store(0, std::memory_order_relaxed);
         m_probing = false;
+        m_closed.store(true, std::memory_order_release);
     }
 
     /// Records a failed call at `now`; opens the breaker after the probe fails or
     /// after `failures` consecutive failures.
     void on_failure(time_point now) {
         std::lock_guard lock{m_mutex};
-        ++m_consecutive;
-        if (m_state == state::half_open || m_consecutive >= m_threshold) {
+        std::int64_t const failures = m_consecutive.load(std::memory_order_relaxed) + 1;
+        m_consecutive.store(failures, std::memory_order_relaxed);
+        if (m_state == state::half_open || failures >= m_threshold) {
             if (m_state != state::open) {
                 ++m_opened;
             }
             m_state = state::open;
             m_open_until = now + m_open_for;
             m_probing = false;
+            m_closed.store(false, std::memory_order_release);
         }
     }
 
@@ -137,8 +148,9 @@ public:
 private:
     enum class state : std::uint8_t { closed, open, half_open };
     mutable std::mutex m_mutex;
+    std::atomic<bool> m_closed{true};
+    std::atomic<std::int64_t> m_consecutive{0};
     state m_state = state::closed;
-    std::int64_t m_consecutive = 0;
     bool m_probing = false;
     std::uint64_t m_opened = 0;
     time_point m_open_until{};
@@ -269,7 +281,8 @@ private:
         if (!conn) {
             return std::nullopt;
         }
-        std::string const redis_key_text = redis_key(key);
+        std::string const keyed_text = key ? redis_key(key) : std::string{};
+        std::string_view const redis_key_text = key ? std::string_view{keyed_text} : m_key;
         std::string const permits_text = std::to_string(permits);
         std::string const want_text = std::to_string(want);
         std::array<std::string_view, 8> args{};
