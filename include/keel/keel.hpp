@@ -13,3 +13,7 @@
 #include <keel/core/sleeper.hpp>
 
 #include <keel/policy/policy.hpp>
+
+#include <keel/ops/drain.hpp>
+#include <keel/ops/pool_sizing.hpp>
+#include <keel/ops/signals.hpp>

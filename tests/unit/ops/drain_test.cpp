@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: MIT
+#include <keel/fmt.hpp>
 #include <keel/ops/drain.hpp>
 #include <keel/testing/manual_clock.hpp>
 #include <keel/testing/virtual_sleeper.hpp>
@@ -68,6 +69,12 @@ TEST_CASE("drain_coordinator::try_enter grants tickets and counts them until rel
     CHECK(drain.in_flight() == 0);
     CHECK(drain.admitted() == 2);
     CHECK_FALSE(drain.draining());
+}
+
+TEST_CASE("drain_phase has a name, also through fmt", "[drain]") {
+    CHECK(keel::ops::to_string(drain_phase::mark_not_ready) == "mark_not_ready");
+    CHECK(keel::ops::to_string(drain_phase::close_resources) == "close_resources");
+    CHECK(fmt::format("{}", drain_phase::drain_in_flight) == "drain_in_flight");
 }
 
 TEST_CASE("drain_coordinator rejects options outside their documented ranges", "[drain]") {
