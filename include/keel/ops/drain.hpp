@@ -543,8 +543,7 @@ private:
                 }
             });
         }
-        bool const all = wait_until(deadline, shared_state->all_done.get_token());
-        if (!all) {
+        if (!wait_until(deadline, shared_state->all_done.get_token())) {
             shared_state->cancel.request_stop();
         }
         std::vector<char> finished;
@@ -563,10 +562,12 @@ private:
         }
         // Finished threads may still be leaving their lambda: join them. The others keep
         // the shared state alive on their own and end whenever their hook returns.
+        bool all = true;
         for (std::size_t i = 0; i < threads.size(); ++i) {
             if (finished[i] != 0) {
                 threads[i].join();
             } else {
+                all = false;
                 threads[i].detach();
             }
         }

@@ -174,12 +174,13 @@ private:
             }
             int const n = m_count.fetch_add(1, std::memory_order_acq_rel) + 1;
             if (n == 1) {
+                // The token fires first, so whoever sees received() sees it fired.
+                m_source.request_stop();
                 {
                     std::lock_guard lock{m_mutex};
                     m_received = sig;
                 }
                 m_changed.notify_all();
-                m_source.request_stop();
                 if (m_on_signal) {
                     try {
                         m_on_signal(sig);
