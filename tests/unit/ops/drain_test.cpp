@@ -494,7 +494,7 @@ constexpr auto startup_timeout = 20000ms;
 } // namespace
 
 TEST_CASE("drain_coordinator in a real process drains every accepted request on SIGTERM",
-          "[drain][process]") {
+          "[drain][process][concurrency]") {
     child_process child{"clean"};
     REQUIRE(child.read_line(startup_timeout) == "serving");
     child.signal(SIGTERM);
@@ -531,7 +531,7 @@ TEST_CASE("drain_coordinator in a real process drains every accepted request on 
 
 TEST_CASE("drain_coordinator in a real process reports a request that outlives its budget and "
           "still exits within the total budget",
-          "[drain][process]") {
+          "[drain][process][concurrency]") {
     child_process child{"stuck"};
     REQUIRE(child.read_line(startup_timeout) == "serving");
     auto const signalled = std::chrono::steady_clock::now();
@@ -565,7 +565,8 @@ TEST_CASE("drain_coordinator in a real process reports a request that outlives i
     CHECK(took < 2000ms + 3000ms); // process exit and scheduling on a loaded machine
 }
 
-TEST_CASE("signal_waiter in a real process exits at once on a second SIGTERM", "[drain][process]") {
+TEST_CASE("signal_waiter in a real process exits at once on a second SIGTERM",
+          "[drain][process][concurrency]") {
     child_process child{"double"};
     REQUIRE(child.read_line(startup_timeout) == "serving");
     auto const signalled = std::chrono::steady_clock::now();
