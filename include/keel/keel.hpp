@@ -13,3 +13,5 @@
 #include <keel/core/sleeper.hpp>
 
 #include <keel/policy/policy.hpp>
+
+#include <keel/ops/health.hpp>
