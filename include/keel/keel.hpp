@@ -15,3 +15,4 @@
 #include <keel/policy/policy.hpp>
 
 #include <keel/ops/health.hpp>
+#include <keel/ops/health_json.hpp>
