@@ -16,3 +16,5 @@
 
 #include <keel/ops/health.hpp>
 #include <keel/ops/health_json.hpp>
+#include <keel/ops/probe.hpp>
+#include <keel/ops/slo.hpp>
