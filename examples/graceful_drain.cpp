@@ -2,10 +2,12 @@
 // Graceful drain on SIGTERM: worker threads serve simulated requests through a
 // keel::ops::drain_coordinator; SIGTERM (here the program sends it to itself) is
 // received on a signal_waiter's thread; main then runs the shutdown phases and exits
-// with the report's exit code (0: clean). A real service would use the default
+// with the report's exit code (0: clean). The health registry's readiness fails as
+// soon as the shutdown starts. A real service would use the default
 // budgets (28 s in total, 5 s pre-stop delay); this one shrinks them to run in a blink.
 // The pool for the downstream is sized with Little's law and Erlang C.
 #include <keel/ops/drain.hpp>
+#include <keel/ops/health.hpp>
 #include <keel/ops/pool_sizing.hpp>
 #include <keel/ops/signals.hpp>
 
@@ -41,10 +43,12 @@ int main() {
         .flush_budget = 100ms,
     }};
 
-    std::atomic<bool> ready{true};
+    keel::ops::health_registry<> health{{.service_id = "example"}};
+    health.mark_started();
+    drain.attach(health); // shutdown fails readiness at once: the probe answers 503
+
     std::atomic<int> served{0};
     std::atomic<int> refused{0};
-    drain.on_not_ready([&] { ready = false; }); // the readiness probe now answers 503
 
     std::vector<std::thread> workers;
     for (int i = 0; i < 4; ++i) {
@@ -83,8 +87,9 @@ int main() {
                    phase.timed_out ? " (budget ran out)" : "");
     }
     fmt::print("served {} requests ({} granted before draining, {} in flight then, {} left "
-               "over); refused {}; ready={}; exit {}\n",
+               "over); refused {}; readiness {}; exit {}\n",
                served.load(), report.admitted, report.in_flight_at_drain,
-               report.in_flight_abandoned, refused.load(), ready.load(), report.exit_code());
+               report.in_flight_abandoned, refused.load(), health.readiness().http_status(),
+               report.exit_code());
     return report.exit_code();
 }

@@ -10,6 +10,7 @@
 
 #include <keel/core/clock.hpp>
 #include <keel/core/sleeper.hpp>
+#include <keel/ops/health.hpp>
 #include <keel/version.hpp>
 
 #include <algorithm>
@@ -262,7 +263,8 @@ private:
 /// shutdown() runs these phases in order, each bounded by its budget and all by
 /// options.total_budget:
 ///  0. mark_not_ready: the readiness hooks run at once (inline, so they must not block:
-///     flip a flag, e.g. a health registry's not-ready state); then the pre-stop delay.
+///     flip a flag; attach() adds one for a keel::ops::health_registry); then the
+///     pre-stop delay.
 ///     Tickets are still granted during the delay: traffic still routed here is served.
 ///  1. stop_accepting: new tickets are refused from here on; the stop-accepting hooks run
 ///     (close listeners, send GOAWAY).
@@ -281,7 +283,7 @@ private:
 ///
 /// @code
 /// keel::ops::drain_coordinator drain{{.pre_stop_delay = 5s, .in_flight_budget = 15s}};
-/// drain.on_not_ready([&] { ready = false; });
+/// drain.attach(health); // a keel::ops::health_registry: readiness fails at once
 /// drain.on_stop_accepting("listener", [&](std::stop_token) { listener.close(); });
 /// drain.on_close("db pool", [&](std::stop_token) { pool.close(); });
 /// // per request:
@@ -334,6 +336,16 @@ public:
         std::lock_guard lock{m_mutex};
         m_not_ready.push_back(std::move(hook_fn));
     }
+    /// Makes `health`'s readiness fail at the start of phase 0: adds a not-ready hook calling
+    /// `health.set_not_ready(reason)`, so readiness answers 503 with `reason` as its output
+    /// for the rest of the process's life (liveness is not affected). `health` must outlive
+    /// the shutdown.
+    template <clock HealthClock, sleeper HealthSleeper>
+    void attach(health_registry<HealthClock, HealthSleeper>& health,
+                std::string reason = "draining") {
+        on_not_ready([&health, reason = std::move(reason)] { health.set_not_ready(reason); });
+    }
+
     /// Adds a phase-1 hook that stops accepting new connections (e.g. closes a listener).
     void on_stop_accepting(std::string name, hook hook_fn) {
         add(drain_phase::stop_accepting, std::move(name), std::move(hook_fn));

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #include <keel/fmt.hpp>
 #include <keel/ops/drain.hpp>
+#include <keel/ops/health.hpp>
 #include <keel/testing/manual_clock.hpp>
 #include <keel/testing/virtual_sleeper.hpp>
 
@@ -31,7 +32,7 @@ extern char** environ;
 
 using namespace std::chrono_literals;
 using keel::ops::drain_phase;
-using result = keel::ops::hook_report::result;
+using hook_result = keel::ops::hook_report::result;
 
 namespace {
 
@@ -152,6 +153,32 @@ TEST_CASE("drain_coordinator keeps granting tickets during the pre-stop delay an
     CHECK(drain.in_flight() == 0);
 }
 
+TEST_CASE("drain_coordinator::attach fails a health registry's readiness before the pre-stop "
+          "delay, while tickets are still granted",
+          "[drain]") {
+    virtual_fixture f;
+    keel::ops::health_registry<keel::manual_clock, keel::virtual_sleeper> health{
+        {}, f.clock, f.sleeper};
+    health.mark_started();
+    REQUIRE(health.readiness().status == keel::ops::health_status::pass);
+    auto drain = f.make({.pre_stop_delay = 5s});
+    drain.attach(health, "shutting down");
+    std::optional<keel::ops::health_report> during_delay;
+    bool admitted_during_delay = false;
+    f.clock.call_at(f.clock.now() + 1s, [&] {
+        during_delay = health.readiness();
+        admitted_during_delay = static_cast<bool>(drain.try_enter());
+    });
+    auto const report = drain.shutdown();
+    REQUIRE(during_delay);
+    CHECK(during_delay->status == keel::ops::health_status::fail);
+    CHECK(during_delay->http_status() == 503);
+    CHECK(during_delay->output.find("shutting down") != std::string::npos);
+    CHECK(admitted_during_delay);
+    CHECK(health.liveness().status == keel::ops::health_status::pass);
+    CHECK(report.clean());
+}
+
 TEST_CASE("drain_coordinator::shutdown ends the in-flight wait when the last ticket is released",
           "[drain]") {
     virtual_fixture f;
@@ -218,7 +245,7 @@ TEST_CASE("drain_coordinator abandons a close hook that outlives its budget", "[
     CHECK(report[drain_phase::close_resources].timed_out);
     REQUIRE(report.hooks.size() == 1);
     CHECK(report.hooks[0].phase == drain_phase::close_resources);
-    CHECK(report.hooks[0].outcome == result::timed_out);
+    CHECK(report.hooks[0].outcome == hook_result::timed_out);
     CHECK(report.exit_code() == 1);
     gate->count_down();
     while (!finished->load()) {
@@ -272,10 +299,10 @@ TEST_CASE("drain_coordinator reports a hook that throws and carries on", "[drain
     CHECK(flushed);
     REQUIRE(report.hooks.size() == 3);
     CHECK(report.hooks[0].phase == drain_phase::mark_not_ready);
-    CHECK(report.hooks[0].outcome == result::threw);
+    CHECK(report.hooks[0].outcome == hook_result::threw);
     CHECK(report.hooks[1].name == "pool");
-    CHECK(report.hooks[1].outcome == result::threw);
-    CHECK(report.hooks[2].outcome == result::completed);
+    CHECK(report.hooks[1].outcome == hook_result::threw);
+    CHECK(report.hooks[2].outcome == hook_result::completed);
     CHECK_FALSE(report[drain_phase::close_resources].timed_out);
     CHECK(report.exit_code() == 1);
 }
