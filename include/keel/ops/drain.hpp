@@ -29,6 +29,7 @@
 #include <stop_token>
 #include <string>
 #include <string_view>
+#include <system_error>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -362,7 +363,9 @@ public:
     /// Runs the shutdown phases once and returns their report.
     ///
     /// Blocks for at most options.total_budget (plus scheduling noise). A second caller,
-    /// concurrent or later, blocks until the first finishes and gets the same report.
+    /// concurrent or later, blocks until the first finishes and gets the same report. Hook
+    /// exceptions are caught and reported; if no thread can be started for a hook, it runs
+    /// on the calling thread without a timeout.
     drain_report shutdown() {
         {
             std::unique_lock lock{m_mutex};
@@ -372,7 +375,19 @@ public:
             }
             m_state = state::running;
         }
-        drain_report report = run();
+        drain_report report;
+        try {
+            report = run();
+        } catch (...) {
+            // Only resource exhaustion gets here (hook exceptions are caught): let waiting
+            // callers go with an empty report rather than hang.
+            {
+                std::lock_guard lock{m_mutex};
+                m_state = state::done;
+            }
+            m_done.notify_all();
+            throw;
+        }
         {
             std::lock_guard lock{m_mutex};
             m_report = report;
@@ -540,7 +555,7 @@ private:
         std::vector<std::thread> threads;
         threads.reserve(mine.size());
         for (std::size_t i = 0; i < mine.size(); ++i) {
-            threads.emplace_back([shared_state, i, fn = mine[i]->fn] {
+            auto body = [shared_state, i, fn = mine[i]->fn] {
                 bool threw = false;
                 try {
                     fn(shared_state->cancel.get_token());
@@ -553,7 +568,14 @@ private:
                 if (--shared_state->remaining == 0) {
                     shared_state->all_done.request_stop();
                 }
-            });
+            };
+            try {
+                threads.emplace_back(body);
+            } catch (std::system_error const&) {
+                // No thread to be had: run the hook here, without a timeout.
+                body();
+                threads.emplace_back();
+            }
         }
         if (!wait_until(deadline, shared_state->all_done.get_token())) {
             shared_state->cancel.request_stop();
@@ -576,10 +598,15 @@ private:
         // the shared state alive on their own and end whenever their hook returns.
         bool all = true;
         for (std::size_t i = 0; i < threads.size(); ++i) {
+            if (finished[i] == 0) {
+                all = false;
+            }
+            if (!threads[i].joinable()) {
+                continue;
+            }
             if (finished[i] != 0) {
                 threads[i].join();
             } else {
-                all = false;
                 threads[i].detach();
             }
         }
