@@ -117,7 +117,8 @@ struct hook_report {
 struct drain_report {
     /// One entry per phase, indexed by drain_phase.
     std::array<phase_report, 5> phases{};
-    /// Every hook that ran, in registration order within each phase.
+    /// Every hook that ran, phase by phase, in registration order within each phase (the
+    /// not-ready hooks are all named "not_ready").
     std::vector<hook_report> hooks;
     /// Time from the start of shutdown() to the end of the last phase.
     std::chrono::nanoseconds total{};
@@ -488,12 +489,13 @@ private:
         // 0. Readiness fails at once; keep serving through the pre-stop delay.
         auto const ready_deadline = begin(drain_phase::mark_not_ready, m_options.pre_stop_delay);
         for (auto& fn : not_ready) {
+            auto outcome = hook_report::result::completed;
             try {
                 fn();
             } catch (...) {
-                report.hooks.push_back(
-                    {drain_phase::mark_not_ready, "not_ready", hook_report::result::threw});
+                outcome = hook_report::result::threw;
             }
+            report.hooks.push_back({drain_phase::mark_not_ready, "not_ready", outcome});
         }
         wait_until(ready_deadline, std::stop_token{});
         finish(drain_phase::mark_not_ready, false);

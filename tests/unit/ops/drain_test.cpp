@@ -281,11 +281,14 @@ TEST_CASE("drain_coordinator runs close hooks concurrently and hooks of each pha
     CHECK(log ==
           std::vector<std::string>{"not ready", "stop accepting", "close", "close", "flush"});
     CHECK(report.clean());
-    REQUIRE(report.hooks.size() == 4);
-    CHECK(report.hooks[0].name == "listener");
-    CHECK(report.hooks[1].name == "db");
-    CHECK(report.hooks[2].name == "cache");
-    CHECK(report.hooks[3].name == "metrics");
+    REQUIRE(report.hooks.size() == 5);
+    CHECK(report.hooks[0].name == "not_ready");
+    CHECK(report.hooks[0].phase == drain_phase::mark_not_ready);
+    CHECK(report.hooks[1].name == "listener");
+    CHECK(report.hooks[2].name == "db");
+    CHECK(report.hooks[3].name == "cache");
+    CHECK(report.hooks[4].name == "metrics");
+    CHECK(report.hooks[4].phase == drain_phase::flush);
     CHECK(report[drain_phase::close_resources].elapsed < 10s);
 }
 
