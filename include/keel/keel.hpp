@@ -13,3 +13,11 @@
 #include <keel/core/sleeper.hpp>
 
 #include <keel/policy/policy.hpp>
+
+#include <keel/ops/drain.hpp>
+#include <keel/ops/health.hpp>
+#include <keel/ops/health_json.hpp>
+#include <keel/ops/pool_sizing.hpp>
+#include <keel/ops/probe.hpp>
+#include <keel/ops/signals.hpp>
+#include <keel/ops/slo.hpp>

@@ -5,6 +5,7 @@
 // share one pool per Redis server.
 #pragma once
 
+#include <keel/ops/pool_sizing.hpp>
 #include <keel/redis/connection.hpp>
 #include <keel/version.hpp>
 
@@ -30,12 +31,22 @@ namespace redis {
 struct pool_options {
     /// How to reach the server; every pooled connection uses these options.
     connection_options connection{};
-    /// Most connections open at once. Default 0: sized for the machine by
+    /// Most connections open at once. Default 0: sized by keel's pool-sizing
+    /// helper from expected_rate and expected_round_trip when expected_rate is set
+    /// (keel::ops::min_pool_for_wait_probability: the smallest pool with which at
+    /// most 1 % of decisions wait for a connection, Erlang C), else by
     /// keel::redis::default_pool_size() (one connection per hardware thread, at
-    /// least 2 and at most 64; a blocking client keeps one command in flight per
-    /// connection, so more connections than threads that call buy nothing). Range
-    /// [0, 1024].
+    /// least 2 and at most 64: a blocking client keeps one command in flight per
+    /// connection, so more connections than calling threads buy nothing). Range
+    /// [0, 1024]; a computed size is clamped to [2, 1024].
     std::size_t size = 0;
+    /// Decisions per second this process sends at peak, used only to size the
+    /// pool when `size` is 0. Default 0: unknown. Must be >= 0.
+    double expected_rate = 0.0;
+    /// Mean time a decision holds its connection (one round trip plus the
+    /// script), used only to size the pool. Default 100 µs: about 0.1 ms per
+    /// command as redis-cell measured from a client. Must be positive.
+    std::chrono::microseconds expected_round_trip{100};
     /// Longest wait for a free connection when all are busy. Default 0: the
     /// connection's command_timeout, so a saturated pool fails like a slow Redis.
     /// Must be >= 0.
@@ -118,7 +129,16 @@ public:
             throw std::invalid_argument("keel::redis::pool: acquire_timeout must be >= 0 ms, got " +
                                         std::to_string(m_options.acquire_timeout.count()));
         }
-        std::size_t const size = m_options.size == 0 ? default_pool_size() : m_options.size;
+        if (!(m_options.expected_rate >= 0.0) || m_options.expected_rate > 1e12) {
+            throw std::invalid_argument(
+                "keel::redis::pool: expected_rate must be in [0, 1e12] decisions per second");
+        }
+        if (m_options.expected_round_trip <= std::chrono::microseconds::zero()) {
+            throw std::invalid_argument(
+                "keel::redis::pool: expected_round_trip must be positive, got " +
+                std::to_string(m_options.expected_round_trip.count()) + " us");
+        }
+        std::size_t const size = m_options.size != 0 ? m_options.size : sized(m_options);
         m_options.size = size;
         if (m_options.acquire_timeout == std::chrono::milliseconds::zero()) {
             m_options.acquire_timeout = m_options.connection.command_timeout;
@@ -133,6 +153,19 @@ public:
 
     pool(pool const&) = delete;
     pool& operator=(pool const&) = delete;
+
+    /// Returns the size pool_options::size = 0 resolves to for `o`.
+    static std::size_t sized(pool_options const& o) {
+        if (o.expected_rate > 0.0) {
+            if (ops::offered_load(o.expected_rate, o.expected_round_trip) >= 1024.0) {
+                return 1024; // beyond the cap; also bounds the O(size) search below
+            }
+            std::size_t const erlang =
+                ops::min_pool_for_wait_probability(o.expected_rate, o.expected_round_trip, 0.01);
+            return std::clamp<std::size_t>(erlang, 2, 1024);
+        }
+        return default_pool_size();
+    }
 
     /// Returns the options (with size and acquire_timeout resolved).
     pool_options const& options() const noexcept { return m_options; }

@@ -19,6 +19,16 @@ TEST_CASE("redis::pool: size 0 uses default_pool_size", "[redis]") {
     CHECK(p.options().acquire_timeout == p.options().connection.command_timeout);
 }
 
+TEST_CASE("redis::pool: size 0 with an expected rate is sized by Erlang C", "[redis]") {
+    // 20 000 decisions/s x 100 us = 2 Erlangs: 7 connections make at most 1 % wait.
+    keel::redis::pool p{{.expected_rate = 20'000.0}};
+    CHECK(p.size() == keel::ops::min_pool_for_wait_probability(20'000.0, 100us, 0.01));
+    CHECK(p.size() == 7);
+    CHECK(keel::redis::pool::sized({.expected_rate = 10.0}) == 2);
+    CHECK(keel::redis::pool::sized({.expected_rate = 1e12}) == 1024);
+    CHECK_THROWS_AS(keel::redis::pool({.expected_rate = -1.0}), std::invalid_argument);
+}
+
 TEST_CASE("redis::pool: hands out at most size connections and reuses returned ones", "[redis]") {
     keel::redis::pool p{{.connection = {.port = keel_test::shared_redis_port()},
                          .size = 2,
