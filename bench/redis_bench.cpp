@@ -130,8 +130,8 @@ void keel_sliding_counter_admit(benchmark::State& state) {
 BENCHMARK(keel_sliding_counter_admit)->Threads(1)->Threads(4)->UseRealTime();
 
 void keel_gcra_admit(benchmark::State& state) {
-    static keel::redis::gcra<> limiter{
-        *shared_pool, {.name = "bench-gcra", .limit = 1'000'000'000, .period = 1s}};
+    static keel::redis::gcra<> limiter{*shared_pool,
+                                       {.name = "bench-gcra", .rate = 1'000'000'000, .period = 1s}};
     run_limiter(state, limiter);
 }
 BENCHMARK(keel_gcra_admit)->Threads(1)->Threads(4)->UseRealTime();

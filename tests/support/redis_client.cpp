@@ -61,7 +61,7 @@ int main(int argc, char** argv) {
     }
     if (algorithm == "gcra") {
         keel::redis::gcra<> limiter{
-            redis, {.name = name, .limit = limit, .period = window, .burst = limit}};
+            redis, {.name = name, .rate = limit, .period = window, .burst = limit}};
         return run(limiter, attempts);
     }
     std::fprintf(stderr, "unknown algorithm %s\n", argv[2]);

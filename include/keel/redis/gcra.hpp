@@ -34,21 +34,22 @@ struct gcra_options {
     /// touches one slot). Instances sharing a limit use the same name and
     /// parameters. Required: must not be empty.
     std::string name{};
-    /// Sustained rate: `limit` permits per `period`. Required; range [1, 2^31).
-    std::int64_t limit = 0;
+    /// Sustained rate: `rate` permits per `period` (the name keel::gcra uses).
+    /// Required; range [1, 2^31).
+    std::int64_t rate = 0;
     /// The period of the rate. Default 1 s. Range [1 ms, 2^31 ms). The emission
-    /// interval period / limit is kept in whole microseconds, rounded up (the
+    /// interval period / rate is kept in whole microseconds, rounded up (the
     /// rate never exceeds the configured one), and must be at least 1 µs.
     std::chrono::milliseconds period{1000};
     /// Most permits admitted at once after idleness (the bucket's capacity).
-    /// Default 0: `limit`. Range [0, 2^31); burst x emission interval must stay
+    /// Default 0: `rate`. Range [0, 2^31); burst x emission interval must stay
     /// below 2^53 µs.
     std::int64_t burst = 0;
     /// What to answer while Redis cannot decide. Default: fail open.
     failure_policy on_failure{};
 };
 
-/// A GCRA rate limiter shared through Redis: `limit` permits per `period`
+/// A GCRA rate limiter shared through Redis: `rate` permits per `period`
 /// sustained, up to `burst` at once, across every instance using the same name.
 ///
 /// The state is one integer, the theoretical arrival time (TAT) in microseconds
@@ -64,7 +65,7 @@ struct gcra_options {
 /// outlive it.
 ///
 ///     keel::redis::pool redis{{.connection = {.host = "10.0.0.5"}}};
-///     keel::redis::gcra api{redis, {.name = "api", .limit = 100,
+///     keel::redis::gcra api{redis, {.name = "api", .rate = 100,
 ///                                   .period = std::chrono::seconds{1}, .burst = 20}};
 ///     if (!api.try_acquire()) { /* 429 */ }
 ///     if (!api.try_acquire(client_id)) { /* this client is over its limit */ }
@@ -121,10 +122,10 @@ public:
         return m_core.redis_key(key);
     }
 
-    /// Returns the emission interval in microseconds: period / limit, rounded up.
+    /// Returns the emission interval in microseconds: period / rate, rounded up.
     static std::int64_t interval_us(gcra_options const& o) noexcept {
         std::int64_t const period_us = o.period.count() * 1000;
-        return (period_us + o.limit - 1) / o.limit;
+        return (period_us + o.rate - 1) / o.rate;
     }
 
     /// Returns the script: ARGV = emission interval µs, burst, permits, (unused); returns
@@ -156,9 +157,9 @@ private:
         if (o.name.empty()) {
             throw std::invalid_argument(std::string{component} + ": name must not be empty");
         }
-        if (o.limit < 1 || o.limit >= max31) {
+        if (o.rate < 1 || o.rate >= max31) {
             throw std::invalid_argument(
-                detail::range_error(component, "limit", "in [1, 2^31)", o.limit));
+                detail::range_error(component, "rate", "in [1, 2^31)", o.rate));
         }
         if (o.period.count() < 1 || o.period.count() >= max31) {
             throw std::invalid_argument(
@@ -169,7 +170,7 @@ private:
                 detail::range_error(component, "burst", "in [0, 2^31)", o.burst));
         }
         if (o.burst == 0) {
-            o.burst = o.limit;
+            o.burst = o.rate;
         }
         if (o.burst * interval_us(o) >= detail::lua_exact_max) {
             throw std::invalid_argument(detail::range_error(

@@ -87,7 +87,7 @@ TEST_CASE("redis failure policy: a failed probe opens the breaker again",
     keel::redis::gcra<keel::manual_clock> limiter{
         redis,
         {.name = "probe",
-         .limit = 5,
+         .rate = 5,
          .period = 1h,
          .on_failure = {.breaker_failures = 1, .breaker_open_for = 1s}},
         clock};

@@ -27,7 +27,7 @@ TEST_CASE("redis::gcra: admits the burst at once, then one permit per emission i
     keel::redis::pool redis{shared_pool()};
     // 1 permit per 10 minutes, burst 3: the test runs far inside one interval.
     keel::redis::gcra<> limiter{
-        redis, {.name = keel_test::unique_name("gcra-seq"), .limit = 6, .period = 1h, .burst = 3}};
+        redis, {.name = keel_test::unique_name("gcra-seq"), .rate = 6, .period = 1h, .burst = 3}};
     for (std::int64_t expected_remaining : {2, 1, 0}) {
         keel::decision const d = limiter.try_acquire();
         CHECK(d.allowed);
@@ -49,7 +49,7 @@ TEST_CASE("redis::gcra: admits the burst at once, then one permit per emission i
 TEST_CASE("redis::gcra: weighted requests and the unsatisfiable case", "[redis][gcra]") {
     keel::redis::pool redis{shared_pool()};
     keel::redis::gcra<> limiter{
-        redis, {.name = keel_test::unique_name("gcra-weight"), .limit = 4, .period = 1h}};
+        redis, {.name = keel_test::unique_name("gcra-weight"), .rate = 4, .period = 1h}};
     CHECK(limiter.try_acquire(3).remaining == 1);
     keel::decision const refused = limiter.try_acquire(2);
     CHECK_FALSE(refused.allowed);
@@ -66,7 +66,7 @@ TEST_CASE("redis::gcra: the state key expires when the bucket would be full agai
           "[redis][gcra]") {
     keel::redis::pool redis{shared_pool()};
     keel::redis::gcra<> limiter{
-        redis, {.name = keel_test::unique_name("gcra-ttl"), .limit = 10, .period = 1s}};
+        redis, {.name = keel_test::unique_name("gcra-ttl"), .rate = 10, .period = 1s}};
     REQUIRE(limiter.try_acquire(2).allowed);
     auto lease = redis.acquire();
     REQUIRE(lease);
@@ -81,9 +81,8 @@ TEST_CASE("redis::gcra: skewed local clocks share one bucket", "[redis][gcra]") 
     std::string const name = keel_test::unique_name("gcra-skew");
     keel::manual_clock behind{};
     keel::manual_clock ahead{keel::manual_clock::time_point{1000h}};
-    keel::redis::gcra<keel::manual_clock> a{
-        redis, {.name = name, .limit = 2, .period = 1h}, behind};
-    keel::redis::gcra<keel::manual_clock> b{redis, {.name = name, .limit = 2, .period = 1h}, ahead};
+    keel::redis::gcra<keel::manual_clock> a{redis, {.name = name, .rate = 2, .period = 1h}, behind};
+    keel::redis::gcra<keel::manual_clock> b{redis, {.name = name, .rate = 2, .period = 1h}, ahead};
     CHECK(a.try_acquire().allowed);
     CHECK(b.try_acquire().allowed);
     CHECK_FALSE(a.try_acquire().allowed);
@@ -110,7 +109,7 @@ TEST_CASE("redis::gcra: 4 threads on one limiter admit exactly the burst",
           "[redis][gcra][concurrency]") {
     keel::redis::pool redis{shared_pool(4)};
     keel::redis::gcra<> limiter{
-        redis, {.name = keel_test::unique_name("gcra-threads"), .limit = 100, .period = 1h}};
+        redis, {.name = keel_test::unique_name("gcra-threads"), .rate = 100, .period = 1h}};
     std::atomic<long> admitted{0};
     std::vector<std::thread> threads;
     for (int t = 0; t < 4; ++t) {
@@ -128,10 +127,10 @@ TEST_CASE("redis::gcra: 4 threads on one limiter admit exactly the burst",
 
 TEST_CASE("redis::gcra: options out of range are rejected", "[redis][gcra]") {
     keel::redis::pool redis{shared_pool()};
-    CHECK_THROWS_WITH(keel::redis::gcra<>(redis, {.name = "x", .limit = 0}),
-                      "keel::redis::gcra: limit must be in [1, 2^31), got 0");
-    CHECK_THROWS_WITH(keel::redis::gcra<>(redis, {.name = "x", .limit = 1, .burst = -1}),
+    CHECK_THROWS_WITH(keel::redis::gcra<>(redis, {.name = "x", .rate = 0}),
+                      "keel::redis::gcra: rate must be in [1, 2^31), got 0");
+    CHECK_THROWS_WITH(keel::redis::gcra<>(redis, {.name = "x", .rate = 1, .burst = -1}),
                       "keel::redis::gcra: burst must be in [0, 2^31), got -1");
-    CHECK(keel::redis::gcra<>(redis, {.name = "x", .limit = 7}).options().burst == 7);
-    CHECK(keel::redis::gcra<>::interval_us({.limit = 3, .period = 1s}) == 333334);
+    CHECK(keel::redis::gcra<>(redis, {.name = "x", .rate = 7}).options().burst == 7);
+    CHECK(keel::redis::gcra<>::interval_us({.rate = 3, .period = 1s}) == 333334);
 }
