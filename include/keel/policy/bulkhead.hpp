@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <concepts>
 #include <deque>
 #include <mutex>
 #include <stdexcept>
@@ -61,7 +62,12 @@ template <sleeper Sleeper = real_sleeper>
 class basic_bulkhead {
 public:
     /// Builds a bulkhead; throws std::invalid_argument when an option is out of range.
-    explicit basic_bulkhead(bulkhead_options options = {}, Sleeper sleeper = Sleeper{})
+    explicit basic_bulkhead(
+        bulkhead_options options = {}) requires std::default_initializable<Sleeper>
+        : basic_bulkhead(options, Sleeper{}) {}
+
+    /// Builds a bulkhead waiting through `sleeper` (a keel::virtual_sleeper in tests).
+    basic_bulkhead(bulkhead_options options, Sleeper sleeper)
         : m_options(options), m_sleeper(std::move(sleeper)) {
         auto fail = [](std::string const& what) {
             throw std::invalid_argument("keel::bulkhead: " + what);

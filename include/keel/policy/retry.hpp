@@ -18,6 +18,7 @@
 #include <keel/version.hpp>
 
 #include <chrono>
+#include <concepts>
 #include <functional>
 #include <optional>
 #include <stdexcept>
@@ -128,10 +129,32 @@ class retry {
 public:
     using clock_type = Clock;
 
-    /// Builds the policy; throws std::invalid_argument when an option is out of
-    /// range. `should_retry` is called with `keel::outcome<R> const&`.
-    explicit retry(basic_retry_options<Clock> options = {}, Predicate should_retry = Predicate{},
-                   Clock clock = Clock{}, Sleeper sleeper = Sleeper{}, Random random = Random{})
+    /// Builds the policy with default-constructed parts (steady clock, real sleeper,
+    /// thread_random, the default predicate) and the given options; throws
+    /// std::invalid_argument when an option is out of range.
+    explicit retry(basic_retry_options<Clock> options = {}) requires(
+        std::default_initializable<Predicate>&& std::default_initializable<Clock>&&
+            std::default_initializable<Sleeper>&& std::default_initializable<Random>)
+        : retry(std::move(options), Predicate{}, Clock{}, Sleeper{}, Random{}) {}
+
+    /// Builds the policy retrying what `should_retry` selects; it is called with
+    /// `keel::outcome<R> const&`.
+    retry(basic_retry_options<Clock> options, Predicate should_retry) requires(
+        std::default_initializable<Clock>&& std::default_initializable<Sleeper>&&
+            std::default_initializable<Random>)
+        : retry(std::move(options), std::move(should_retry), Clock{}, Sleeper{}, Random{}) {}
+
+    /// Builds the policy on `clock` and `sleeper` (keel::manual_clock and
+    /// keel::virtual_sleeper in tests), drawing jitter from thread_random.
+    retry(basic_retry_options<Clock> options, Predicate should_retry, Clock clock,
+          Sleeper sleeper) requires std::default_initializable<Random>
+        : retry(std::move(options), std::move(should_retry), std::move(clock), std::move(sleeper),
+                Random{}) {}
+
+    /// Builds the policy from all its parts; throws std::invalid_argument when an
+    /// option is out of range.
+    retry(basic_retry_options<Clock> options, Predicate should_retry, Clock clock, Sleeper sleeper,
+          Random random)
         : m_options(std::move(options)), m_should_retry(std::move(should_retry)),
           m_clock(std::move(clock)), m_sleeper(std::move(sleeper)), m_random(std::move(random)) {
         if (m_options.max_attempts < 1) {

@@ -13,6 +13,7 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <concepts>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
@@ -59,7 +60,12 @@ public:
     using clock_type = Clock;
 
     /// Builds a budget; throws std::invalid_argument when an option is out of range.
-    explicit basic_retry_budget(retry_budget_options options = {}, Clock clock = Clock{})
+    explicit basic_retry_budget(
+        retry_budget_options options = {}) requires std::default_initializable<Clock>
+        : basic_retry_budget(options, Clock{}) {}
+
+    /// Builds a budget reading `clock` (a keel::manual_clock in tests).
+    basic_retry_budget(retry_budget_options options, Clock clock)
         : m_options(options), m_clock(std::move(clock)) {
         auto fail = [](std::string const& what) {
             throw std::invalid_argument("keel::retry_budget: " + what);

@@ -14,6 +14,7 @@
 #include <keel/version.hpp>
 
 #include <chrono>
+#include <concepts>
 #include <stdexcept>
 #include <stop_token>
 #include <string>
@@ -62,7 +63,11 @@ public:
     /// Builds a timeout of `duration`; throws std::invalid_argument unless it is positive.
     /// (Polly's default is 30 s, resilience4j's TimeLimiter 1 s: keel has no default,
     /// the right value depends on the dependency's latency.)
-    explicit timeout(std::chrono::nanoseconds duration, Clock clock = Clock{})
+    explicit timeout(std::chrono::nanoseconds duration) requires std::default_initializable<Clock>
+        : timeout(duration, Clock{}) {}
+
+    /// Builds a timeout of `duration` on `clock` (a keel::manual_clock in tests).
+    timeout(std::chrono::nanoseconds duration, Clock clock)
         : m_duration(std::chrono::duration_cast<typename Clock::duration>(duration)),
           m_clock(std::move(clock)) {
         static_assert(detail::scheduling_clock<Clock> ||
