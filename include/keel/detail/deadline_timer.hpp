@@ -65,9 +65,10 @@ public:
             m_thread = std::jthread{[this](std::stop_token token) { run(token); }};
         }
         handle const h{when, ++m_next_id};
-        bool const earliest = m_pending.empty() || when < m_pending.begin()->first.first;
         m_pending.emplace(std::pair{when, h.id}, std::move(source));
-        if (earliest) {
+        // Wake the thread only if it sleeps past this deadline: in steady state
+        // (deadlines of one duration, most cancelled) it wakes about once per duration.
+        if (when < m_wake_at) {
             m_wake.notify_one();
         }
         return h;
@@ -91,31 +92,32 @@ private:
     void run(std::stop_token token) {
         std::vector<std::stop_source> due;
         std::unique_lock lock{m_mutex};
+        auto const earlier_arrived = [this] {
+            return !m_pending.empty() && m_pending.begin()->first.first < m_wake_at;
+        };
         while (!token.stop_requested()) {
-            if (m_pending.empty()) {
-                m_wake.wait(lock, token, [this] { return !m_pending.empty(); });
-                continue;
-            }
-            auto const first = m_pending.begin()->first.first;
             auto const now = ChronoClock::now();
-            if (first > now) {
-                // Wake at the earliest deadline, or sooner if an earlier one arrives.
-                m_wake.wait_for(lock, token, first - now, [this, first] {
-                    return !m_pending.empty() && m_pending.begin()->first.first < first;
-                });
-                continue;
-            }
             while (!m_pending.empty() && m_pending.begin()->first.first <= now) {
                 due.push_back(std::move(m_pending.begin()->second));
                 m_pending.erase(m_pending.begin());
             }
-            // Stop callbacks registered by calls run here: never under our lock.
-            lock.unlock();
-            for (auto& source : due) {
-                source.request_stop();
+            if (!due.empty()) {
+                // Stop callbacks registered by calls run here: never under our lock.
+                lock.unlock();
+                for (auto& source : due) {
+                    source.request_stop();
+                }
+                due.clear();
+                lock.lock();
+                continue;
             }
-            due.clear();
-            lock.lock();
+            if (m_pending.empty()) {
+                m_wake_at = time_point::max();
+                m_wake.wait(lock, token, earlier_arrived);
+            } else {
+                m_wake_at = m_pending.begin()->first.first;
+                m_wake.wait_for(lock, token, m_wake_at - now, earlier_arrived);
+            }
         }
     }
 
@@ -123,6 +125,7 @@ private:
     std::condition_variable_any m_wake;
     std::map<std::pair<time_point, std::uint64_t>, std::stop_source> m_pending;
     std::uint64_t m_next_id = 0;
+    time_point m_wake_at = time_point::min(); // when the thread wakes next; min: not waiting
     std::jthread m_thread; // last: joined before the members it uses are destroyed
 };
 

@@ -184,27 +184,30 @@ public:
         if (m_options.budget) {
             m_options.budget->deposit();
         }
-        result_type result = next(ctx.with_attempt(1));
-        if (m_options.max_attempts == 1 || !m_should_retry(std::as_const(result))) {
-            return result;
+        // Reuse the caller's context when it already says attempt 1 (no copy), and
+        // return `result` from every path so the outcome is built in place.
+        result_type result = ctx.attempt() == 1 ? next(ctx) : next(ctx.with_attempt(1));
+        if (m_options.max_attempts > 1 && m_should_retry(std::as_const(result))) [[unlikely]] {
+            retry_after_first(next, ctx, result, limit);
         }
-        return retry_after_first(next, ctx, std::move(result), limit);
+        return result;
     }
 
     /// Returns the options.
     basic_retry_options<Clock> const& options() const noexcept { return m_options; }
 
 private:
+    // Runs attempts 2..max_attempts, leaving the outcome to return in `result`.
     template <class Next, class Context, class Result, class TimePoint>
-    Result retry_after_first(Next const& next, Context const& ctx, Result result,
-                             std::optional<TimePoint> limit) const {
+    void retry_after_first(Next const& next, Context const& ctx, Result& result,
+                           std::optional<TimePoint> limit) const {
         if (ctx.deadline() && (!limit || *ctx.deadline() < *limit)) {
             limit = ctx.deadline();
         }
         backoff_sequence<Random> delays{m_options.backoff, m_options.jitter, m_random};
         for (int attempt = 1;; ++attempt) {
             if (attempt >= m_options.max_attempts || ctx.stop_requested()) {
-                return result;
+                return;
             }
             auto delay = delays.next();
             if (m_options.honor_retry_after) {
@@ -215,25 +218,26 @@ private:
             if (limit &&
                 m_clock.now() + std::chrono::duration_cast<typename Clock::duration>(delay) >=
                     *limit) {
-                return result;
+                return;
             }
             if (m_options.budget && !m_options.budget->try_withdraw()) {
-                if (result.has_value()) {
-                    return result;
+                if (!result.has_value()) {
+                    result =
+                        keel::failure{make_error_code(errc::retry_budget_exhausted),
+                                      result.failure().exception, result.failure().retry_after};
                 }
-                return keel::failure{make_error_code(errc::retry_budget_exhausted),
-                                     result.failure().exception, result.failure().retry_after};
+                return;
             }
             if (m_options.on_retry) {
                 notify(attempt, delay, result);
             }
             Sleeper sleeper = m_sleeper;
             if (!sleeper.sleep_for(delay, ctx.stop_token())) {
-                return result;
+                return;
             }
             result = next(ctx.with_attempt(attempt + 1));
             if (!m_should_retry(std::as_const(result))) {
-                return result;
+                return;
             }
         }
     }
