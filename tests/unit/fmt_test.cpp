@@ -15,3 +15,9 @@ TEST_CASE("fmt formats a failure by code or by exception", "[fmt]") {
     auto const thrown = keel::failure::from(std::make_exception_ptr(std::runtime_error{"boom"}));
     CHECK(fmt::format("{}", thrown) == "exception: boom");
 }
+
+TEST_CASE("fmt formats bulkhead and retry budget snapshots", "[fmt]") {
+    CHECK(fmt::format("{}", keel::bulkhead_snapshot{3, 1, 25, 4}) == "in_flight 3/25, queued 1/4");
+    CHECK(fmt::format("{}", keel::retry_budget_snapshot{100, 20, 3, 10.0}) ==
+          "calls 100, retries 20, refused 3, balance 10.00");
+}

@@ -217,7 +217,13 @@ public:
     template <class Next, class Context>
     auto execute(Next const& next, Context const& ctx) const -> decltype(next(ctx)) {
         if (!m_bulkhead->try_acquire()) {
-            if (auto const code = m_bulkhead->acquire(ctx.stop_token())) {
+            std::error_code code;
+            try {
+                code = m_bulkhead->acquire(ctx.stop_token());
+            } catch (...) { // the queue's allocation or the sleeper
+                return keel::failure::from_current_exception();
+            }
+            if (code) {
                 return keel::failure{code, nullptr, std::nullopt};
             }
         }

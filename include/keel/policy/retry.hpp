@@ -88,8 +88,8 @@ struct basic_retry_options {
     /// each retry withdraws once; a refused withdrawal ends the call (see retry).
     basic_retry_budget<Clock>* budget = nullptr;
     /// Default empty. Called before each wait with the attempt, the failure or
-    /// result and the chosen delay; runs on the calling thread, holding no lock,
-    /// and must not throw.
+    /// result and the chosen delay; runs on the calling thread, holding no lock.
+    /// If it throws, the call ends with that exception as its failure.
     std::function<void(retry_event const&)> on_retry{};
 };
 
@@ -188,7 +188,12 @@ public:
         // return `result` from every path so the outcome is built in place.
         result_type result = ctx.attempt() == 1 ? next(ctx) : next(ctx.with_attempt(1));
         if (m_options.max_attempts > 1 && m_should_retry(std::as_const(result))) [[unlikely]] {
-            retry_after_first(next, ctx, result, limit);
+            try {
+                retry_after_first(next, ctx, result, limit);
+            } catch (...) {
+                // An on_retry listener or a sleeper threw: report it rather than escape.
+                result = keel::failure::from_current_exception();
+            }
         }
         return result;
     }

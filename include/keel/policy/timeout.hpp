@@ -94,15 +94,21 @@ public:
         if (deadline <= start) {
             return keel::failure::from(errc::timeout);
         }
-        std::stop_source source;
-        std::stop_callback<detail::forward_stop> const link{ctx.stop_token(),
-                                                            detail::forward_stop{&source}};
-        auto result =
-            run_until(next, ctx.with_deadline(deadline, source.get_token()), deadline, source);
-        if (m_clock.now() >= deadline) {
-            return keel::failure::from(errc::timeout);
+        try {
+            std::stop_source source;
+            std::stop_callback<detail::forward_stop> const link{ctx.stop_token(),
+                                                                detail::forward_stop{&source}};
+            auto result =
+                run_until(next, ctx.with_deadline(deadline, source.get_token()), deadline, source);
+            if (m_clock.now() >= deadline) {
+                return keel::failure::from(errc::timeout);
+            }
+            return result;
+        } catch (...) {
+            // Only the stop state's allocation or the timer (std::bad_alloc,
+            // std::system_error starting its thread) can throw: `next` does not.
+            return keel::failure::from_current_exception();
         }
-        return result;
     }
 
     /// Returns the duration of each deadline.
