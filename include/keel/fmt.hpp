@@ -7,6 +7,7 @@
 #include <keel/core/outcome.hpp>
 #include <keel/policy/bulkhead.hpp>
 #include <keel/policy/retry_budget.hpp>
+#include <keel/ops/health.hpp>
 
 #include <fmt/format.h>
 
@@ -60,5 +61,23 @@ struct fmt::formatter<keel::retry_budget_snapshot> : fmt::formatter<std::string_
     auto format(keel::retry_budget_snapshot const& s, FormatContext& ctx) const {
         return fmt::format_to(ctx.out(), "calls {}, retries {}, refused {}, balance {:.2f}",
                               s.calls, s.retries, s.refused, s.balance);
+    }
+};
+
+/// Formats a keel::ops::health_status as "pass", "warn" or "fail".
+template <>
+struct fmt::formatter<keel::ops::health_status> : fmt::formatter<std::string_view> {
+    template <class FormatContext>
+    auto format(keel::ops::health_status status, FormatContext& ctx) const {
+        return fmt::formatter<std::string_view>::format(keel::ops::to_string(status), ctx);
+    }
+};
+
+/// Formats a keel::ops::probe_kind as "liveness", "readiness" or "startup".
+template <>
+struct fmt::formatter<keel::ops::probe_kind> : fmt::formatter<std::string_view> {
+    template <class FormatContext>
+    auto format(keel::ops::probe_kind kind, FormatContext& ctx) const {
+        return fmt::formatter<std::string_view>::format(keel::ops::to_string(kind), ctx);
     }
 };

@@ -22,3 +22,8 @@
 #include <keel/policy/timeout.hpp>
 
 #include <keel/resilient.hpp>
+
+#include <keel/ops/health.hpp>
+#include <keel/ops/health_json.hpp>
+#include <keel/ops/probe.hpp>
+#include <keel/ops/slo.hpp>

@@ -21,3 +21,9 @@ TEST_CASE("fmt formats bulkhead and retry budget snapshots", "[fmt]") {
     CHECK(fmt::format("{}", keel::retry_budget_snapshot{100, 20, 3, 10.0}) ==
           "calls 100, retries 20, refused 3, balance 10.00");
 }
+
+TEST_CASE("fmt formats health statuses and probe kinds as the draft spells them", "[fmt]") {
+    CHECK(fmt::format("{}", keel::ops::health_status::warn) == "warn");
+    CHECK(fmt::format("{:>5}", keel::ops::health_status::fail) == " fail");
+    CHECK(fmt::format("{}", keel::ops::probe_kind::readiness) == "readiness");
+}
