@@ -17,6 +17,7 @@
 #include <keel/policy/retry_budget.hpp>
 #include <keel/version.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <concepts>
 #include <functional>
@@ -217,7 +218,8 @@ private:
             auto delay = delays.next();
             if (m_options.honor_retry_after) {
                 if (auto const hint = result.retry_after(); hint && *hint > delay) {
-                    delay = *hint;
+                    // A hint of centuries is "not soon": clamp so the sum below cannot overflow.
+                    delay = std::min(*hint, detail::to_nanos(0x1.0p62));
                 }
             }
             if (limit &&

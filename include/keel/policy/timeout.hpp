@@ -60,7 +60,7 @@ class timeout {
 public:
     using clock_type = Clock;
 
-    /// Builds a timeout of `duration`; throws std::invalid_argument unless it is positive.
+    /// Builds a timeout of `duration`; throws std::invalid_argument unless it is in (0, 1 year].
     /// (Polly's default is 30 s, resilience4j's TimeLimiter 1 s: keel has no default,
     /// the right value depends on the dependency's latency.)
     explicit timeout(std::chrono::nanoseconds duration) requires std::default_initializable<Clock>
@@ -74,8 +74,10 @@ public:
                           detail::real_time_point<typename Clock::time_point>,
                       "keel::timeout: the clock must offer call_at/cancel (virtual time) or use "
                       "the time_point of a std::chrono clock");
-        if (m_duration <= Clock::duration::zero()) {
-            throw std::invalid_argument("keel::timeout: duration must be > 0, got " +
+        // Bounded so that now + duration cannot overflow any clock keel supports.
+        if (duration <= std::chrono::nanoseconds::zero() ||
+            duration > std::chrono::hours{24 * 365}) {
+            throw std::invalid_argument("keel::timeout: duration must be in (0, 1 year], got " +
                                         std::to_string(duration.count()) + " ns");
         }
     }

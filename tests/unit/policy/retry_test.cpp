@@ -376,3 +376,19 @@ TEST_CASE("retry: defaults follow resilience4j and the AWS article", "[retry]") 
     CHECK(o.jitter == keel::jitter::full);
     CHECK(o.budget == nullptr);
 }
+
+TEST_CASE("retry: an enormous retry-after hint never overflows and never waits past max_duration",
+          "[retry]") {
+    keel::manual_clock clock;
+    keel::virtual_sleeper sleeper{clock};
+    int calls = 0;
+    auto guarded = keel::resilient{
+        [&]() -> keel::outcome<int> {
+            ++calls;
+            return keel::failure::from(keel::errc::rate_limited, nanoseconds::max());
+        },
+        make_retry(clock, sleeper, {.max_attempts = 3, .max_duration = 10s})};
+    CHECK(guarded.try_call().error() == keel::errc::rate_limited);
+    CHECK(calls == 1);
+    CHECK(sleeper.sleeps().empty());
+}
