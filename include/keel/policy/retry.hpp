@@ -62,6 +62,11 @@ private:
     std::type_info const* m_result_type;
 };
 
+namespace detail {
+template <class... Types>
+concept default_initializable_all = (std::default_initializable<Types> && ...);
+} // namespace detail
+
 /// Options of keel::retry (on `Clock`, which only the budget's type depends on).
 template <clock Clock = steady_clock>
 struct basic_retry_options {
@@ -119,11 +124,10 @@ using retry_options = basic_retry_options<steady_clock>;
 /// Thread-safe if `Random` is (thread_random, scripted_random); the policy is
 /// a value, copies share only the budget.
 ///
-///     auto get = keel::resilient{fetch,
-///         keel::retry{{.max_attempts = 4, .backoff = keel::exponential{100ms, 2.0, 5s}},
-///                     keel::any_of(keel::on_failure{},
-///                                  keel::on_result([](response const& r) { return r.status == 503;
-///                                  }))}};
+///     auto const is_503 = [](response const& r) { return r.status == 503; };
+///     auto get = keel::resilient{
+///         fetch, keel::retry{{.max_attempts = 4, .backoff = keel::exponential{100ms, 2.0, 5s}},
+///                            keel::any_of(keel::on_failure{}, keel::on_result(is_503))}};
 template <class Predicate = on_failure, clock Clock = steady_clock, sleeper Sleeper = real_sleeper,
           random_generator Random = thread_random>
 class retry {
@@ -133,16 +137,14 @@ public:
     /// Builds the policy with default-constructed parts (steady clock, real sleeper,
     /// thread_random, the default predicate) and the given options; throws
     /// std::invalid_argument when an option is out of range.
-    explicit retry(basic_retry_options<Clock> options = {}) requires(
-        std::default_initializable<Predicate>&& std::default_initializable<Clock>&&
-            std::default_initializable<Sleeper>&& std::default_initializable<Random>)
+    explicit retry(basic_retry_options<Clock> options = {}) requires
+        detail::default_initializable_all<Predicate, Clock, Sleeper, Random>
         : retry(std::move(options), Predicate{}, Clock{}, Sleeper{}, Random{}) {}
 
     /// Builds the policy retrying what `should_retry` selects; it is called with
     /// `keel::outcome<R> const&`.
-    retry(basic_retry_options<Clock> options, Predicate should_retry) requires(
-        std::default_initializable<Clock>&& std::default_initializable<Sleeper>&&
-            std::default_initializable<Random>)
+    retry(basic_retry_options<Clock> options,
+          Predicate should_retry) requires detail::default_initializable_all<Clock, Sleeper, Random>
         : retry(std::move(options), std::move(should_retry), Clock{}, Sleeper{}, Random{}) {}
 
     /// Builds the policy on `clock` and `sleeper` (keel::manual_clock and
