@@ -1,10 +1,15 @@
 // SPDX-License-Identifier: MIT
 #include <keel/policy/fallback.hpp>
 
+#include <keel/policy/retry.hpp>
+#include <keel/policy/timeout.hpp>
 #include <keel/resilient.hpp>
+#include <keel/testing/manual_clock.hpp>
+#include <keel/testing/virtual_sleeper.hpp>
 
 #include <catch2/catch.hpp>
 
+#include <chrono>
 #include <stdexcept>
 #include <string>
 
@@ -75,4 +80,26 @@ TEST_CASE("fallback: void pipelines run a nullary handler", "[fallback]") {
         keel::resilient{[] { throw upstream_error{"x"}; }, keel::fallback{[&] { ++handled; }}};
     CHECK_NOTHROW(guarded());
     CHECK(handled == 1);
+}
+
+TEST_CASE("fallback: outermost, it replaces what retry and timeout could not fix",
+          "[fallback][retry][timeout]") {
+    keel::manual_clock clock;
+    keel::virtual_sleeper sleeper{clock};
+    int attempts = 0;
+    auto guarded =
+        keel::resilient{[&](keel::basic_context<keel::manual_clock> const& ctx) {
+                            ++attempts;
+                            sleeper.sleep_for(std::chrono::seconds{5}, ctx.stop_token());
+                            return std::string{"fresh"};
+                        },
+                        keel::fallback{std::string{"cached"}},
+                        keel::retry{keel::basic_retry_options<keel::manual_clock>{
+                                        .max_attempts = 2,
+                                        .backoff = keel::constant{std::chrono::milliseconds{10}}},
+                                    keel::on_failure{}, clock, sleeper},
+                        keel::timeout{std::chrono::seconds{1}, clock}};
+    CHECK(guarded() == "cached");
+    CHECK(attempts == 2);
+    CHECK(clock.now().time_since_epoch() == std::chrono::milliseconds{2010});
 }

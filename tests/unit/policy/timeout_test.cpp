@@ -267,3 +267,21 @@ TEST_CASE("timeout: concurrent deadlines on the real clock share the timer",
     }
     CHECK(timeouts.load() == 20);
 }
+
+TEST_CASE("timeout: a short deadline fires on time while the timer sleeps toward a long one",
+          "[timeout][concurrency]") {
+    auto& timer = keel::detail::deadline_timer<std::chrono::steady_clock>::instance();
+    std::stop_source far;
+    auto const handle = timer.schedule(std::chrono::steady_clock::now() + 60s, far);
+    std::this_thread::sleep_for(2ms); // let the timer thread settle on the 60 s deadline
+    auto guarded = keel::resilient{[](keel::context const& ctx) {
+                                       keel::real_sleeper{}.sleep_for(10s, ctx.stop_token());
+                                       return 0;
+                                   },
+                                   keel::timeout{2ms}};
+    auto const start = std::chrono::steady_clock::now();
+    CHECK(guarded.try_call().error() == keel::errc::timeout);
+    CHECK(std::chrono::steady_clock::now() - start < 5s);
+    timer.cancel(handle);
+    CHECK_FALSE(far.stop_requested());
+}
