@@ -96,7 +96,8 @@ TEST_CASE("fallback: outermost, it replaces what retry and timeout could not fix
                         keel::fallback{std::string{"cached"}},
                         keel::retry{keel::basic_retry_options<keel::manual_clock>{
                                         .max_attempts = 2,
-                                        .backoff = keel::constant{std::chrono::milliseconds{10}}},
+                                        .backoff = keel::constant{std::chrono::milliseconds{10}},
+                                        .jitter = keel::jitter::none},
                                     keel::on_failure{}, clock, sleeper},
                         keel::timeout{std::chrono::seconds{1}, clock}};
     CHECK(guarded() == "cached");
