@@ -5,9 +5,9 @@
 
 #include <keel/core/error.hpp>
 #include <keel/core/outcome.hpp>
+#include <keel/ops/health.hpp>
 #include <keel/policy/bulkhead.hpp>
 #include <keel/policy/retry_budget.hpp>
-#include <keel/ops/health.hpp>
 
 #include <fmt/format.h>
 
