@@ -23,7 +23,10 @@
 
 #include <keel/resilient.hpp>
 
+#include <keel/ops/drain.hpp>
 #include <keel/ops/health.hpp>
 #include <keel/ops/health_json.hpp>
+#include <keel/ops/pool_sizing.hpp>
 #include <keel/ops/probe.hpp>
+#include <keel/ops/signals.hpp>
 #include <keel/ops/slo.hpp>
