@@ -232,3 +232,49 @@ TEST_CASE("resilient: the DESIGN example's shape with retry and timeout", "[resi
     CHECK(calls == 2);
     CHECK(clock.now().time_since_epoch() == 5s + 100ms);
 }
+
+namespace {
+struct user {
+    int id = 0;
+};
+// Stands in for keel::guard(breaker), which lives in its own header: an outermost
+// policy on the steady clock that sees one outcome per logical call.
+struct outcome_counter {
+    using clock_type = keel::steady_clock;
+    int* outcomes;
+    template <class Next, class Context>
+    auto execute(Next const& next, Context const& ctx) const -> decltype(next(ctx)) {
+        auto result = next(ctx);
+        ++*outcomes;
+        return result;
+    }
+};
+} // namespace
+
+TEST_CASE("resilient: the DESIGN example compiles and runs on the real clock", "[resilient]") {
+    int outcomes = 0;
+    int requests = 0;
+    auto get_user = keel::resilient{
+        [&](keel::context const& ctx) {
+            ++requests;
+            if (ctx.stop_requested()) {
+                throw keel::cancelled{};
+            }
+            if (ctx.attempt() == 1) {
+                throw upstream_error{"503"};
+            }
+            return user{42};
+        },
+        outcome_counter{&outcomes}, // outermost: one outcome per logical call
+        keel::retry{{.max_attempts = 3,
+                     .backoff = keel::exponential{1ms, 2.0, 5ms},
+                     .jitter = keel::jitter::full}},
+        keel::timeout{5s}, // innermost: each attempt has its own deadline
+    };
+    user const u = get_user();
+    keel::outcome<user> const r = get_user.try_call();
+    CHECK(u.id == 42);
+    CHECK(r->id == 42);
+    CHECK(requests == 4);
+    CHECK(outcomes == 2);
+}
