@@ -13,3 +13,8 @@
 #include <keel/core/sleeper.hpp>
 
 #include <keel/policy/policy.hpp>
+
+#include <keel/net/cidr.hpp>
+#include <keel/net/client_address.hpp>
+#include <keel/net/ip_address.hpp>
+#include <keel/net/trust.hpp>
