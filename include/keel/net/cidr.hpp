@@ -20,6 +20,14 @@ namespace net {
 namespace detail {
 constexpr bool prefix_equal(std::span<std::uint8_t const> a, std::span<std::uint8_t const> b,
                             unsigned prefix) noexcept {
+    if (a.size() == 4) { // IPv4: one 32-bit comparison
+        auto const word = [](std::span<std::uint8_t const> x) {
+            return std::uint32_t{x[0]} << 24 | std::uint32_t{x[1]} << 16 |
+                   std::uint32_t{x[2]} << 8 | std::uint32_t{x[3]};
+        };
+        std::uint32_t const mask = prefix == 0 ? 0 : ~std::uint32_t{0} << (32 - prefix);
+        return ((word(a) ^ word(b)) & mask) == 0;
+    }
     unsigned i = 0;
     for (; i + 8 <= prefix; i += 8) {
         if (a[i / 8] != b[i / 8]) {
@@ -135,7 +143,12 @@ public:
     /// native IPv6 address; any other IPv6 range matches only native IPv6 candidates.
     /// These are proxy-addr 2.0's rules, which close cross-family bypasses.
     constexpr bool contains(ip_address const& address) const noexcept {
-        ip_address const candidate = address.unmap();
+        return contains_unmapped(address.unmap());
+    }
+
+    /// Returns contains(candidate) for a candidate already unmapped (candidate.unmap() ==
+    /// candidate); lets a list unmap once for all its ranges.
+    constexpr bool contains_unmapped(ip_address const& candidate) const noexcept {
         if (m_network.is_v4()) {
             return candidate.is_v4() &&
                    detail::prefix_equal(candidate.bytes(), m_network.bytes(), m_prefix);

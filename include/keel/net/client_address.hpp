@@ -14,11 +14,13 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <span>
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 
 KEEL_BEGIN_NAMESPACE
@@ -32,11 +34,15 @@ public:
     static constexpr std::size_t capacity = 16;
 
     /// Appends `address`; returns false (and changes nothing) when the chain is full.
+    /// Constructs an empty chain.
+    constexpr address_chain() noexcept {}
+
+    /// Appends `address`; returns false (and changes nothing) when the chain is full.
     constexpr bool push_back(ip_address const& address) noexcept {
         if (m_size == capacity) {
             return false;
         }
-        m_items[m_size++] = address;
+        std::construct_at(&m_storage.items[m_size++], address);
         return true;
     }
 
@@ -45,22 +51,31 @@ public:
     /// Returns true if no hop is held.
     constexpr bool empty() const noexcept { return m_size == 0; }
     /// Returns hop `i`; precondition: i < size().
-    constexpr ip_address const& operator[](std::size_t i) const noexcept { return m_items[i]; }
+    constexpr ip_address const& operator[](std::size_t i) const noexcept {
+        return m_storage.items[i];
+    }
     /// Returns the first hop (the socket peer); precondition: !empty().
-    constexpr ip_address const& front() const noexcept { return m_items[0]; }
+    constexpr ip_address const& front() const noexcept { return m_storage.items[0]; }
     /// Returns the last hop walked (the client); precondition: !empty().
-    constexpr ip_address const& back() const noexcept { return m_items[m_size - 1]; }
+    constexpr ip_address const& back() const noexcept { return m_storage.items[m_size - 1]; }
     /// Returns an iterator to the first hop.
-    constexpr ip_address const* begin() const noexcept { return m_items.data(); }
+    constexpr ip_address const* begin() const noexcept { return m_storage.items; }
     /// Returns an iterator past the last hop.
-    constexpr ip_address const* end() const noexcept { return m_items.data() + m_size; }
+    constexpr ip_address const* end() const noexcept { return m_storage.items + m_size; }
     /// Returns the hops as a span.
     constexpr std::span<ip_address const> hops() const noexcept { return {begin(), end()}; }
 
 private:
-    std::array<ip_address, capacity> m_items{};
+    // Left uninitialised: a resolver fills only the hops it walks (ip_address is trivially
+    // copyable, so copying a chain copies the bytes).
+    union storage {
+        constexpr storage() noexcept {}
+        ip_address items[capacity];
+    };
+    storage m_storage;
     std::uint8_t m_size = 0;
 };
+static_assert(std::is_trivially_copyable_v<ip_address>);
 
 /// Says why the walk from the socket peer outwards stopped, and so what `address` is.
 enum class stop_reason : std::uint8_t {
@@ -300,49 +315,40 @@ constexpr node parse_forwarded_element(std::string_view e) noexcept {
         }
         std::string_view const name = e.substr(name_start, i - name_start);
         ++i;
-        char buffer[64] = {};
-        std::size_t length = 0;
-        bool overflow = false;
-        auto const put = [&](char c) {
-            if (length < sizeof buffer) {
-                buffer[length++] = c;
-            } else {
-                overflow = true;
-            }
-        };
+        std::size_t value_start = i;
+        std::size_t value_end = i;
+        bool escaped = false;
         if (i < n && e[i] == '"') {
-            ++i;
+            value_start = ++i;
             bool closed = false;
             while (i < n) {
-                char c = e[i];
+                char const c = e[i];
                 if (c == '"') {
                     closed = true;
-                    ++i;
                     break;
                 }
                 if (c == '\\') {
                     if (++i == n || !is_quotable(e[i])) {
                         return invalid;
                     }
-                    c = e[i];
+                    escaped = true;
                 } else if (!is_qdtext(c)) {
                     return invalid;
                 }
-                put(c);
                 ++i;
             }
             if (!closed) {
                 return invalid;
             }
+            value_end = i++;
         } else {
-            std::size_t const value_start = i;
             while (i < n && is_tchar(e[i])) {
-                put(e[i]);
                 ++i;
             }
             if (i == value_start) {
                 return invalid;
             }
+            value_end = i;
         }
         while (i < n && is_ows(e[i])) {
             ++i;
@@ -355,7 +361,20 @@ constexpr node parse_forwarded_element(std::string_view e) noexcept {
                 return invalid;
             }
             seen_for = true;
-            result = overflow ? invalid : parse_forwarded_node(std::string_view{buffer, length});
+            std::string_view value = e.substr(value_start, value_end - value_start);
+            char buffer[64] = {};
+            if (escaped) { // remove the quoted-pair backslashes
+                std::size_t length = 0;
+                for (std::size_t k = 0; k < value.size(); ++k) {
+                    k += value[k] == '\\' ? 1 : 0;
+                    if (length == sizeof buffer) {
+                        return invalid;
+                    }
+                    buffer[length++] = value[k];
+                }
+                value = std::string_view{buffer, length};
+            }
+            result = value.size() > 64 ? invalid : parse_forwarded_node(value);
         }
     }
     return result;
@@ -379,10 +398,17 @@ public:
             std::size_t j = m_pos;
             bool in_quote = false;
             bool found = false;
-            while (j > lowest) {
+            if (!m_quotes) {
+                while (j > lowest && s[j - 1] != ',') {
+                    --j;
+                }
+                found = j > lowest;
+                j -= found ? 1 : 0;
+            }
+            while (m_quotes && j > lowest) {
                 --j;
                 char const c = s[j];
-                if (c == '"' && m_quotes) {
+                if (c == '"') {
                     std::size_t k = j;
                     while (k > lowest && s[k - 1] == '\\') {
                         --k;

@@ -223,12 +223,14 @@ public:
     /// never allocates). Surrounding whitespace, brackets, ports and zone ids are errors.
     static constexpr std::optional<ip_address> parse(std::string_view text) noexcept {
         ip_address r;
-        if (text.find(':') != std::string_view::npos) {
-            r.m_family = family::v6;
-            if (!detail::parse_v6(text, r.m_bytes.data())) {
-                return std::nullopt;
-            }
-        } else if (!detail::parse_v4(text, r.m_bytes.data())) {
+        if (detail::parse_v4(text, r.m_bytes.data())) {
+            return r;
+        }
+        if (text.find(':') == std::string_view::npos) {
+            return std::nullopt;
+        }
+        r.m_family = family::v6;
+        if (!detail::parse_v6(text, r.m_bytes.data())) {
             return std::nullopt;
         }
         return r;

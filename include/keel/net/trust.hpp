@@ -72,8 +72,9 @@ public:
 
     /// Returns true if some range in the list contains `address` (see cidr::contains).
     bool contains(ip_address const& address) const noexcept {
+        ip_address const candidate = address.unmap();
         for (auto const& range : m_ranges) {
-            if (range.contains(address)) {
+            if (range.contains_unmapped(candidate)) {
                 return true;
             }
         }
