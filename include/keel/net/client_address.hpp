@@ -166,40 +166,44 @@ constexpr bool is_alpha(char c) noexcept {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
 }
 
-// RFC 9110 tchar.
-constexpr bool is_tchar(char c) noexcept {
-    if (is_alpha(c) || is_digit(c)) {
-        return true;
+// Character classes of RFC 9110, as one table lookup each.
+enum char_class : std::uint8_t { tchar = 1, qdtext = 2, quotable = 4 };
+
+constexpr std::array<std::uint8_t, 256> make_char_classes() noexcept {
+    std::array<std::uint8_t, 256> t{};
+    for (unsigned c = 0; c < 256; ++c) {
+        bool const alnum =
+            (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+        bool const tchar_punct = std::string_view{"!#$%&'*+-.^_`|~"}.find(static_cast<char>(c)) !=
+                                 std::string_view::npos;
+        std::uint8_t v = 0;
+        if (alnum || tchar_punct) {
+            v |= tchar;
+        }
+        // qdtext = HTAB / SP / %x21 / %x23-5B / %x5D-7E / obs-text
+        if (c == '\t' || c == ' ' || c == 0x21 || (c >= 0x23 && c <= 0x5b) ||
+            (c >= 0x5d && c <= 0x7e) || c >= 0x80) {
+            v |= qdtext;
+        }
+        // quoted-pair = "\\" ( HTAB / SP / VCHAR / obs-text )
+        if (c == '\t' || c == ' ' || (c >= 0x21 && c <= 0x7e) || c >= 0x80) {
+            v |= quotable;
+        }
+        t[c] = v;
     }
-    switch (c) {
-    case '!':
-    case '#':
-    case '$':
-    case '%':
-    case '&':
-    case '\'':
-    case '*':
-    case '+':
-    case '-':
-    case '.':
-    case '^':
-    case '_':
-    case '`':
-    case '|':
-    case '~': return true;
-    default: return false;
-    }
+    return t;
 }
 
-// RFC 9110 qdtext (without '"' and '\\') and the characters a quoted-pair may escape.
+inline constexpr std::array<std::uint8_t, 256> char_classes = make_char_classes();
+
+constexpr bool is_tchar(char c) noexcept {
+    return (char_classes[static_cast<unsigned char>(c)] & tchar) != 0;
+}
 constexpr bool is_qdtext(char c) noexcept {
-    auto const u = static_cast<unsigned char>(c);
-    return c == '\t' || c == ' ' || u == 0x21 || (u >= 0x23 && u <= 0x5b) ||
-           (u >= 0x5d && u <= 0x7e) || u >= 0x80;
+    return (char_classes[static_cast<unsigned char>(c)] & qdtext) != 0;
 }
 constexpr bool is_quotable(char c) noexcept {
-    auto const u = static_cast<unsigned char>(c);
-    return c == '\t' || c == ' ' || (u >= 0x21 && u <= 0x7e) || u >= 0x80;
+    return (char_classes[static_cast<unsigned char>(c)] & quotable) != 0;
 }
 
 constexpr bool iequals(std::string_view a, std::string_view lower) noexcept {
