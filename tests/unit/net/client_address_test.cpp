@@ -6,6 +6,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 using keel::net::client_address;
@@ -435,4 +436,28 @@ TEST_CASE("client_resolver rejects options outside their ranges", "[net][client_
           "keel::net::client_resolver: max_hops must be in [1, 15], got 16");
     CHECK(message({.max_hops = 15}).empty());
     CHECK(client_resolver{}.options().max_header_bytes == 8192);
+}
+
+TEST_CASE("client_resolver is safe to share between threads",
+          "[net][client_address][concurrency]") {
+    client_resolver const resolver{{.trust = trust_policy::ranges({"10.0.0.0/8"})}};
+    std::vector<int> wrong(2, 0);
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 2; ++t) {
+        threads.emplace_back([&resolver, &wrong, t] {
+            auto const peer = *ip_address::parse("10.0.0.1");
+            auto const expected = *ip_address::parse("203.0.113.5");
+            for (int i = 0; i < 2000; ++i) {
+                auto const x =
+                    resolver.from_x_forwarded_for(peer, "1.1.1.1, 203.0.113.5, 10.2.3.4");
+                auto const f = resolver.from_forwarded(peer, "for=1.1.1.1, for=203.0.113.5");
+                wrong[static_cast<std::size_t>(t)] +=
+                    (x.address != expected) + (f.address != expected);
+            }
+        });
+    }
+    for (auto& th : threads) {
+        th.join();
+    }
+    CHECK(wrong == std::vector<int>{0, 0});
 }
