@@ -396,42 +396,44 @@ public:
 
     // Returns end, cut (the next item crosses the byte budget) or address with `item` set.
     constexpr node_kind next(std::string_view& item) noexcept {
+        // Locals, not members, in the loops: the header's chars may alias *this.
+        bool const quotes = m_quotes;
         while (m_line > 0) {
             std::string_view const s = m_lines[m_line - 1];
-            std::size_t const lowest = m_pos > m_budget ? m_pos - m_budget : 0;
-            std::size_t j = m_pos;
-            bool in_quote = false;
-            bool found = false;
-            if (!m_quotes) {
+            std::size_t const pos = m_pos;
+            std::size_t const lowest = pos > m_budget ? pos - m_budget : 0;
+            std::size_t j = pos;
+            if (!quotes) {
                 while (j > lowest && s[j - 1] != ',') {
                     --j;
                 }
-                found = j > lowest;
-                j -= found ? 1 : 0;
-            }
-            while (m_quotes && j > lowest) {
-                --j;
-                char const c = s[j];
-                if (c == '"') {
-                    std::size_t k = j;
-                    while (k > lowest && s[k - 1] == '\\') {
-                        --k;
+            } else {
+                bool in_quote = false;
+                while (j > lowest) {
+                    char const c = s[j - 1];
+                    if (c == ',' && !in_quote) {
+                        break;
                     }
-                    if ((j - k) % 2 == 0) {
-                        in_quote = !in_quote;
+                    if (c == '"') {
+                        std::size_t k = j - 1;
+                        while (k > lowest && s[k - 1] == '\\') {
+                            --k;
+                        }
+                        if ((j - 1 - k) % 2 == 0) {
+                            in_quote = !in_quote;
+                        }
                     }
-                } else if (c == ',' && !in_quote) {
-                    found = true;
-                    break;
+                    --j;
                 }
             }
-            if (found) {
-                item = s.substr(j + 1, m_pos - j - 1);
-                m_budget -= m_pos - j;
+            if (j > lowest) {
+                --j; // the comma
+                item = s.substr(j + 1, pos - j - 1);
+                m_budget -= pos - j;
                 m_pos = j;
             } else if (lowest == 0) {
-                item = s.substr(0, m_pos);
-                m_budget -= m_pos;
+                item = s.substr(0, pos);
+                m_budget -= pos;
                 --m_line;
                 m_pos = m_line > 0 ? m_lines[m_line - 1].size() : 0;
             } else {

@@ -25,17 +25,23 @@ constexpr bool is_digit(char c) noexcept {
     return c >= '0' && c <= '9';
 }
 
+constexpr std::array<signed char, 256> make_hex_table() noexcept {
+    std::array<signed char, 256> t{};
+    for (int c = 0; c < 256; ++c) {
+        t[static_cast<std::size_t>(c)] =
+            static_cast<signed char>(c >= '0' && c <= '9'   ? c - '0'
+                                     : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                                     : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                                            : -1);
+    }
+    return t;
+}
+
+inline constexpr std::array<signed char, 256> hex_table = make_hex_table();
+
+// Returns the value of a hex digit, or -1.
 constexpr int hex_value(char c) noexcept {
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return -1;
+    return hex_table[static_cast<unsigned char>(c)];
 }
 
 // Strict dotted quad: four decimal octets 0-255, no leading zeros (they would be octal
