@@ -9,10 +9,12 @@
 
 #include <catch2/catch.hpp>
 
+#include <atomic>
 #include <chrono>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 using namespace std::chrono_literals;
@@ -244,4 +246,62 @@ TEST_CASE("redis failure policy: a quick Redis restart costs no fallback decisio
         CHECK(limiter.try_acquire().source == decision_source::remote);
     }
     CHECK(limiter.breaker_trips() == 0);
+}
+
+TEST_CASE("redis failure policy: 4 threads keep deciding while Redis dies and comes back",
+          "[redis][failure_policy][concurrency]") {
+    keel_test::redis_server server;
+    REQUIRE(server.running());
+    keel::redis::pool redis{private_pool(server.port())};
+    keel::manual_clock clock;
+    keel::redis::gcra<keel::manual_clock> limiter{
+        redis,
+        {.name = "threads",
+         .rate = 1'000'000,
+         .period = 1s,
+         .on_failure = {.breaker_failures = 3, .breaker_open_for = 1s}},
+        clock};
+    std::atomic<bool> stop{false};
+    std::atomic<long> remote{0};
+    std::atomic<long> fallback{0};
+    std::atomic<long> other{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 4; ++t) {
+        threads.emplace_back([&] {
+            while (!stop.load()) {
+                keel::decision const d = limiter.try_acquire();
+                if (d.source == decision_source::remote && d.allowed) {
+                    remote.fetch_add(1);
+                } else if (d.source == decision_source::fallback_open && d.allowed) {
+                    fallback.fetch_add(1);
+                } else {
+                    other.fetch_add(1);
+                }
+            }
+        });
+    }
+    auto wait_for = [](std::atomic<long> const& counter, long at_least) {
+        for (int i = 0; i < 2000 && counter.load() < at_least; ++i) {
+            std::this_thread::sleep_for(1ms);
+        }
+        return counter.load() >= at_least;
+    };
+    bool const served = wait_for(remote, 20);
+    server.kill();
+    bool const fell_back = wait_for(fallback, 20);
+    bool const opened = limiter.breaker_open();
+    REQUIRE(server.start());
+    clock.advance(1s);
+    long const remote_before = remote.load();
+    bool const recovered = wait_for(remote, remote_before + 20);
+    stop = true;
+    for (auto& t : threads) {
+        t.join();
+    }
+    CHECK(served);
+    CHECK(fell_back);
+    CHECK(opened);
+    CHECK(recovered);
+    CHECK(other.load() == 0);
+    CHECK(limiter.breaker_trips() >= 1);
 }
