@@ -5,6 +5,7 @@
 
 #include <keel/core/error.hpp>
 #include <keel/core/outcome.hpp>
+#include <keel/policy/circuit_breaker.hpp>
 
 #include <fmt/format.h>
 
@@ -38,5 +39,23 @@ struct fmt::formatter<keel::failure> : fmt::formatter<std::string_view> {
             }
         }
         return fmt::format_to(ctx.out(), "failure");
+    }
+};
+
+/// Formats a keel::circuit_state as its name, e.g. "half_open".
+template <>
+struct fmt::formatter<keel::circuit_state> : fmt::formatter<std::string_view> {
+    template <class FormatContext>
+    auto format(keel::circuit_state state, FormatContext& ctx) const {
+        return fmt::formatter<std::string_view>::format(keel::to_string(state), ctx);
+    }
+};
+
+/// Formats a keel::circuit_reason as its name, e.g. "failure_rate_exceeded".
+template <>
+struct fmt::formatter<keel::circuit_reason> : fmt::formatter<std::string_view> {
+    template <class FormatContext>
+    auto format(keel::circuit_reason reason, FormatContext& ctx) const {
+        return fmt::formatter<std::string_view>::format(keel::to_string(reason), ctx);
     }
 };

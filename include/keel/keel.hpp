@@ -12,4 +12,5 @@
 #include <keel/core/random.hpp>
 #include <keel/core/sleeper.hpp>
 
+#include <keel/policy/circuit_breaker.hpp>
 #include <keel/policy/policy.hpp>

@@ -15,3 +15,10 @@ TEST_CASE("fmt formats a failure by code or by exception", "[fmt]") {
     auto const thrown = keel::failure::from(std::make_exception_ptr(std::runtime_error{"boom"}));
     CHECK(fmt::format("{}", thrown) == "exception: boom");
 }
+
+TEST_CASE("fmt formats circuit breaker states and reasons by name", "[fmt]") {
+    CHECK(fmt::format("{}", keel::circuit_state::half_open) == "half_open");
+    CHECK(fmt::format("{:>8}", keel::circuit_state::open) == "    open");
+    CHECK(fmt::format("{}", keel::circuit_state::forced_open) == "forced_open");
+    CHECK(fmt::format("{}", keel::circuit_reason::probes_failed) == "probes_failed");
+}
