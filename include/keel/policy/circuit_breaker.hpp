@@ -560,7 +560,10 @@ public:
                 // (the breaker re-opened since) but never another state's deadline.
                 std::int64_t const until = m_open_until.load(std::memory_order_acquire);
                 if (now_ns < until) {
-                    return reject(std::chrono::nanoseconds{until - now_ns});
+                    // `until` may be of an opening made after `now` was read; the
+                    // period itself never exceeds the cap.
+                    return reject(std::min(std::chrono::nanoseconds{until - now_ns},
+                                           m_options.max_reset_timeout));
                 }
                 half_open_if_due(generation_of(word), now);
                 continue;
@@ -705,12 +708,17 @@ public:
                             std::chrono::nanoseconds{end - m_start}, end);
             }
         }
-        /// Records the call's result with the duration the caller measured.
+        /// Records the call's result with the duration the caller measured (the slow-call
+        /// check uses it; a time-based window still places the outcome at the current time).
         void record(circuit_result result, std::chrono::nanoseconds elapsed) noexcept {
             if (m_breaker != nullptr) {
                 auto* const b = std::exchange(m_breaker, nullptr);
-                b->complete(m_generation, m_admitted_in, result, elapsed,
-                            m_start + elapsed.count());
+                // A time-based window places the outcome when it is recorded; a
+                // count-based one needs no time, so it costs no clock read.
+                std::int64_t const end = b->m_options.window == circuit_window::time_based
+                                             ? nanos(b->m_clock.now())
+                                             : m_start + elapsed.count();
+                b->complete(m_generation, m_admitted_in, result, elapsed, end);
             }
         }
         /// Records a success, timed by the breaker.

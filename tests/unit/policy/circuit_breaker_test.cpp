@@ -16,6 +16,8 @@
 #include <string>
 #include <thread>
 #include <type_traits>
+#include <utility>
+#include <variant>
 #include <vector>
 
 using namespace std::chrono_literals;
@@ -701,4 +703,594 @@ TEST_CASE("guard(circuit_breaker) lets no exception escape", "[circuit_breaker]"
     REQUIRE_FALSE(r2.has_value());
     CHECK_THROWS_WITH(r2.value(), "next");
     CHECK(f.breaker.metrics().failed_calls == 2);
+}
+
+// ---------------------------------------------------------------------------------
+// Model-based test: the breaker and a small, obviously-correct reference model (a
+// deque or a map of seconds, plain integers, no atomics) see the same random
+// sequence of acquisitions, outcomes, drops, time steps and manual operations,
+// and must agree on the state, the window, the open period and every transition.
+
+namespace {
+
+class reference_model {
+public:
+    struct ticket {
+        std::uint64_t generation;
+        circuit_state admitted_in;
+        std::int64_t start;
+    };
+    struct event {
+        circuit_state from;
+        circuit_state to;
+        std::int64_t when;
+        circuit_reason why;
+        friend bool operator==(event const&, event const&) = default;
+    };
+    struct counts {
+        std::uint64_t calls = 0;
+        std::uint64_t failures = 0;
+        std::uint64_t slow = 0;
+    };
+
+    reference_model(keel::circuit_breaker_options o, std::uint64_t seed) : m_o(o), m_random(seed) {}
+
+    // Returns a ticket, or the rejection's retry-after (nullopt inside: none known).
+    std::variant<ticket, std::optional<std::int64_t>> acquire(std::int64_t now) {
+        for (;;) {
+            switch (m_state) {
+            case circuit_state::closed:
+            case circuit_state::disabled: return ticket{m_generation, m_state, now};
+            case circuit_state::forced_open: ++rejected; return std::optional<std::int64_t>{};
+            case circuit_state::open:
+                if (now < m_open_until) {
+                    ++rejected;
+                    return std::optional<std::int64_t>{m_open_until - now};
+                }
+                move(circuit_state::half_open, circuit_reason::reset_timeout_elapsed, now);
+                continue;
+            case circuit_state::half_open:
+                if (m_o.max_wait_in_half_open > 0ns && now >= m_half_open_deadline &&
+                    m_admitted > m_probe.calls) {
+                    move(circuit_state::open, circuit_reason::half_open_timeout, now);
+                    continue;
+                }
+                if (m_admitted >= m_o.permitted_calls_in_half_open) {
+                    ++rejected;
+                    return std::optional<std::int64_t>{};
+                }
+                ++m_admitted;
+                return ticket{m_generation, m_state, now};
+            }
+        }
+    }
+
+    void complete(ticket const& t, circuit_result r, std::int64_t now) {
+        bool const current = t.generation == m_generation;
+        bool const failed = r == circuit_result::failure;
+        bool const slow = now - t.start > m_o.slow_call_duration.count();
+        if (t.admitted_in == circuit_state::half_open) {
+            if (!current) {
+                return;
+            }
+            if (r == circuit_result::ignored) {
+                --m_admitted;
+                return;
+            }
+            m_probe.calls += 1;
+            m_probe.failures += failed ? 1 : 0;
+            m_probe.slow += slow ? 1 : 0;
+            if (m_probe.calls == m_o.permitted_calls_in_half_open) {
+                bool const reopen = trips(m_probe, 1).has_value();
+                move(reopen ? circuit_state::open : circuit_state::closed,
+                     reopen ? circuit_reason::probes_failed : circuit_reason::probes_succeeded,
+                     now);
+            }
+            return;
+        }
+        if (r == circuit_result::ignored || !current) {
+            return;
+        }
+        if (m_o.window == keel::circuit_window::count_based) {
+            m_ring.push_back({failed, slow});
+            if (m_ring.size() > m_o.window_size) {
+                m_ring.pop_front();
+            }
+        } else {
+            auto& c = m_seconds[now / 1'000'000'000];
+            c.calls += 1;
+            c.failures += failed ? 1 : 0;
+            c.slow += slow ? 1 : 0;
+        }
+        if (t.admitted_in == circuit_state::closed && (failed || slow)) {
+            std::uint64_t const minimum = m_o.window == keel::circuit_window::count_based
+                                              ? std::min(m_o.minimum_calls, m_o.window_size)
+                                              : m_o.minimum_calls;
+            if (auto why = trips(window(now), minimum)) {
+                move(circuit_state::open, *why, now);
+            }
+        }
+    }
+
+    void manual(circuit_state to, std::int64_t now) { move(to, circuit_reason::manual, now); }
+
+    counts window(std::int64_t now) const {
+        counts c;
+        if (m_o.window == keel::circuit_window::count_based) {
+            for (auto [failed, slow] : m_ring) {
+                c.calls += 1;
+                c.failures += failed ? 1 : 0;
+                c.slow += slow ? 1 : 0;
+            }
+        } else {
+            std::int64_t const second = now / 1'000'000'000;
+            for (auto const& [s, n] : m_seconds) {
+                if (s > second - static_cast<std::int64_t>(m_o.window_size) && s <= second) {
+                    c.calls += n.calls;
+                    c.failures += n.failures;
+                    c.slow += n.slow;
+                }
+            }
+        }
+        return c;
+    }
+
+    circuit_state state() const { return m_state; }
+    std::int64_t open_until() const { return m_open_until; }
+    std::uint32_t openings() const { return m_openings; }
+
+    std::vector<event> events;
+    std::uint64_t rejected = 0;
+
+private:
+    std::optional<circuit_reason> trips(counts const& c, std::uint64_t minimum) const {
+        if (c.calls < minimum) {
+            return std::nullopt;
+        }
+        if (static_cast<double>(c.failures) * 100.0 >=
+            m_o.failure_rate_threshold * static_cast<double>(c.calls)) {
+            return circuit_reason::failure_rate_exceeded;
+        }
+        if (static_cast<double>(c.slow) * 100.0 >=
+            m_o.slow_call_rate_threshold * static_cast<double>(c.calls)) {
+            return circuit_reason::slow_call_rate_exceeded;
+        }
+        return std::nullopt;
+    }
+
+    void move(circuit_state to, circuit_reason why, std::int64_t now) {
+        if (to != m_state) {
+            events.push_back({m_state, to, now, why});
+        }
+        m_state = to;
+        ++m_generation;
+        if (to == circuit_state::open) {
+            std::int64_t const cap = m_o.max_reset_timeout.count();
+            std::int64_t period = m_o.reset_timeout.count();
+            for (std::uint32_t i = 0; i < m_openings; ++i) {
+                period = std::min(period * 2, cap);
+            }
+            if (m_o.reset_jitter > 0ns) {
+                period += static_cast<std::int64_t>(keel::uniform_unit(m_random) *
+                                                    static_cast<double>(m_o.reset_jitter.count()));
+            }
+            m_open_until = now + std::min(period, cap);
+            ++m_openings;
+        } else if (to == circuit_state::half_open) {
+            m_admitted = 0;
+            m_probe = {};
+            m_half_open_deadline = now + m_o.max_wait_in_half_open.count();
+        } else if (to == circuit_state::closed || to == circuit_state::disabled) {
+            m_ring.clear();
+            m_seconds.clear();
+            if (to == circuit_state::closed) {
+                m_openings = 0;
+            }
+        }
+    }
+
+    keel::circuit_breaker_options m_o;
+    keel::xoshiro256ss m_random;
+    circuit_state m_state = circuit_state::closed;
+    std::uint64_t m_generation = 0;
+    std::deque<std::pair<bool, bool>> m_ring;
+    std::map<std::int64_t, counts> m_seconds;
+    std::int64_t m_open_until = 0;
+    std::int64_t m_half_open_deadline = 0;
+    std::uint32_t m_openings = 0;
+    std::uint32_t m_admitted = 0;
+    counts m_probe;
+};
+
+using model_breaker = keel::circuit_breaker<keel::manual_clock, keel::xoshiro256ss>;
+
+std::int64_t ns(keel::manual_clock const& clock) {
+    return clock.now().time_since_epoch().count();
+}
+
+void run_model(keel::circuit_breaker_options const& o, std::uint64_t seed, int steps) {
+    keel::manual_clock clock;
+    model_breaker breaker{o, clock, keel::xoshiro256ss{seed ^ 0x5eed}};
+    reference_model model{o, seed ^ 0x5eed};
+    std::vector<reference_model::event> seen;
+    breaker.on_transition([&](model_breaker::transition const& t) {
+        seen.push_back({t.from, t.to, t.when.time_since_epoch().count(), t.why});
+    });
+    keel::xoshiro256ss drive{seed};
+    auto pick = [&](std::uint64_t n) { return drive() % n; };
+    auto result = [&] {
+        auto const r = pick(10);
+        return r < 6 ? circuit_result::success
+                     : (r < 9 ? circuit_result::failure : circuit_result::ignored);
+    };
+    std::vector<std::pair<model_breaker::permit, reference_model::ticket>> held;
+
+    for (int step = 0; step < steps; ++step) {
+        INFO("seed " << seed << " step " << step);
+        auto const action = pick(100);
+        if (action < 45) {
+            auto permit = breaker.try_acquire();
+            auto expected = model.acquire(ns(clock));
+            REQUIRE(permit.admitted() == std::holds_alternative<reference_model::ticket>(expected));
+            if (!permit) {
+                auto const& hint = std::get<std::optional<std::int64_t>>(expected);
+                REQUIRE(permit.retry_after().has_value() == hint.has_value());
+                if (hint) {
+                    REQUIRE(permit.retry_after()->count() == *hint);
+                }
+            } else if (pick(4) == 0) {
+                held.emplace_back(std::move(permit), std::get<reference_model::ticket>(expected));
+            } else {
+                static constexpr std::chrono::nanoseconds took[] = {0ns, 10ms, 150ms, 400ms};
+                clock.advance(took[pick(4)]);
+                auto const r = result();
+                permit.record(r);
+                model.complete(std::get<reference_model::ticket>(expected), r, ns(clock));
+            }
+        } else if (action < 60 && !held.empty()) {
+            auto const i = pick(held.size());
+            auto const r = result();
+            held[i].first.record(r);
+            model.complete(held[i].second, r, ns(clock));
+            held.erase(held.begin() + static_cast<std::ptrdiff_t>(i));
+        } else if (action < 63 && !held.empty()) {
+            auto const i = pick(held.size());
+            auto const ticket = held[i].second;
+            held.erase(held.begin() + static_cast<std::ptrdiff_t>(i)); // dropped unrecorded
+            model.complete(ticket, circuit_result::ignored, ns(clock));
+        } else if (action < 97) {
+            static constexpr std::chrono::nanoseconds steps_of[] = {1ms, 100ms, 700ms, 2s, 9s};
+            clock.advance(steps_of[pick(5)]);
+        } else {
+            static constexpr circuit_state manual_states[] = {
+                circuit_state::forced_open, circuit_state::disabled, circuit_state::closed};
+            auto const to = manual_states[pick(3)];
+            if (pick(4) == 0) {
+                to == circuit_state::forced_open ? breaker.force_open()
+                : to == circuit_state::disabled  ? breaker.disable()
+                                                 : breaker.reset();
+                model.manual(to, ns(clock));
+            }
+        }
+        REQUIRE(breaker.state() == model.state());
+        auto const m = breaker.metrics();
+        auto const expected = model.window(ns(clock));
+        REQUIRE(m.calls == expected.calls);
+        REQUIRE(m.failed_calls == expected.failures);
+        REQUIRE(m.slow_calls == expected.slow);
+        REQUIRE(m.rejected_calls == model.rejected);
+        REQUIRE(m.consecutive_openings == model.openings());
+        if (m.state == circuit_state::open) {
+            REQUIRE(m.time_until_half_open->count() ==
+                    std::max<std::int64_t>(0, model.open_until() - ns(clock)));
+        }
+        REQUIRE(seen == model.events);
+    }
+}
+
+} // namespace
+
+TEST_CASE("circuit_breaker agrees with a reference model on random count-window runs",
+          "[circuit_breaker][model]") {
+    auto o = small_options();
+    o.window_size = 8;
+    o.minimum_calls = 5;
+    o.slow_call_duration = 300ms;
+    o.slow_call_rate_threshold = 60;
+    o.reset_timeout = 1s;
+    o.max_reset_timeout = 9s;
+    o.reset_jitter = 500ms;
+    o.permitted_calls_in_half_open = 3;
+    o.max_wait_in_half_open = 3s;
+    for (std::uint64_t seed = 1; seed <= 40; ++seed) {
+        run_model(o, seed, 3000);
+    }
+}
+
+TEST_CASE("circuit_breaker agrees with a reference model on random time-window runs",
+          "[circuit_breaker][model]") {
+    auto o = small_options();
+    o.window = keel::circuit_window::time_based;
+    o.window_size = 4;
+    o.minimum_calls = 6;
+    o.failure_rate_threshold = 40;
+    o.slow_call_duration = 300ms;
+    o.slow_call_rate_threshold = 50;
+    o.reset_timeout = 2s;
+    o.max_reset_timeout = 30s;
+    o.reset_jitter = 1s;
+    o.permitted_calls_in_half_open = 2;
+    o.max_wait_in_half_open = 4s;
+    for (std::uint64_t seed = 100; seed <= 140; ++seed) {
+        run_model(o, seed, 3000);
+    }
+}
+
+TEST_CASE("circuit_breaker agrees with a reference model with one probe and no max wait",
+          "[circuit_breaker][model]") {
+    auto o = small_options();
+    o.window_size = 3;
+    o.minimum_calls = 50; // effective minimum 3
+    o.reset_timeout = 500ms;
+    o.max_reset_timeout = 500ms; // no backoff growth
+    o.reset_jitter = 0s;
+    o.permitted_calls_in_half_open = 1;
+    o.max_wait_in_half_open = 0s;
+    for (std::uint64_t seed = 1000; seed <= 1020; ++seed) {
+        run_model(o, seed, 3000);
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Concurrency: several threads hammer one breaker; invariants are checked after
+// joining (Catch2 assertions are not thread-safe).
+
+namespace {
+constexpr int hammer_threads = 4;
+
+template <class Body>
+void run_threads(int n, Body body) {
+    std::vector<std::thread> threads;
+    std::atomic<bool> go{false};
+    for (int t = 0; t < n; ++t) {
+        threads.emplace_back([&, t] {
+            while (!go.load(std::memory_order_acquire)) {
+                std::this_thread::yield();
+            }
+            body(t);
+        });
+    }
+    go.store(true, std::memory_order_release);
+    for (auto& th : threads) {
+        th.join();
+    }
+}
+} // namespace
+
+TEST_CASE("circuit_breaker closed-state recording from several threads conserves counts",
+          "[circuit_breaker][concurrency]") {
+    auto o = small_options();
+    o.window_size = 32768;
+    o.minimum_calls = 32768; // never reached: nothing trips
+    keel::manual_clock clock;
+    keel::circuit_breaker<keel::manual_clock> b{o, clock};
+    constexpr int per_thread = 6000;
+    run_threads(hammer_threads, [&](int) {
+        for (int i = 0; i < per_thread; ++i) {
+            auto p = b.try_acquire();
+            auto const took = i % 5 == 0 ? 2s : 1ms;
+            i % 3 == 0 ? p.failure(took) : p.success(took);
+        }
+    });
+    auto const m = b.metrics();
+    CHECK(m.calls == hammer_threads * per_thread);
+    CHECK(m.failed_calls == hammer_threads * 2000);
+    CHECK(m.slow_calls == hammer_threads * 1200);
+    CHECK(m.state == circuit_state::closed);
+}
+
+TEST_CASE("circuit_breaker count ring stays conserved under eviction and concurrent resets",
+          "[circuit_breaker][concurrency]") {
+    auto o = small_options();
+    o.window_size = 64;
+    o.minimum_calls = 64;
+    o.failure_rate_threshold = 100; // at most one failure in three: never trips
+    o.slow_call_rate_threshold = 100;
+    keel::manual_clock clock;
+    keel::circuit_breaker<keel::manual_clock> b{o, clock};
+    std::atomic<int> running{hammer_threads};
+    std::atomic<int> resets{0};
+    std::thread resetter([&] {
+        while (running.load(std::memory_order_acquire) > 0) {
+            b.reset();
+            resets.fetch_add(1, std::memory_order_relaxed);
+            std::this_thread::yield();
+        }
+    });
+    run_threads(hammer_threads, [&](int t) {
+        for (int i = 0; i < 20000; ++i) {
+            auto p = b.try_acquire();
+            if ((i + t) % 7 == 0) {
+                std::this_thread::yield(); // become a late recorder now and then
+            }
+            (i + t) % 3 == 0 ? p.failure((i % 4 == 0) ? 2s : 1ms) : p.success(1ms);
+        }
+        running.fetch_sub(1, std::memory_order_acq_rel);
+    });
+    resetter.join();
+    auto const m = b.metrics();
+    CHECK(m.calls <= 64);
+    CHECK(m.failed_calls <= m.calls);
+    CHECK(m.slow_calls <= m.calls);
+    CHECK(resets.load() > 0);
+    // 64 fast successes evict everything: any leaked or lost count would remain.
+    for (int i = 0; i < 64; ++i) {
+        b.try_acquire().success(1ms);
+    }
+    auto const after = b.metrics();
+    CHECK(after.calls == 64);
+    CHECK(after.failed_calls == 0);
+    CHECK(after.slow_calls == 0);
+}
+
+TEST_CASE("circuit_breaker never admits more half-open probes than permitted",
+          "[circuit_breaker][concurrency]") {
+    auto o = small_options();
+    o.permitted_calls_in_half_open = 3;
+    o.max_wait_in_half_open = 0s;
+    keel::manual_clock clock;
+    keel::circuit_breaker<keel::manual_clock> b{o, clock};
+    for (int i = 0; i < 10; ++i) {
+        b.try_acquire().failure(1ms);
+    }
+    REQUIRE(b.state() == circuit_state::open);
+    clock.advance(10s);
+    std::atomic<int> in_flight{0};
+    std::atomic<int> max_in_flight{0};
+    std::atomic<int> admitted{0};
+    std::atomic<int> wrong_state{0};
+    run_threads(hammer_threads, [&](int t) {
+        for (int i = 0; i < 5000; ++i) {
+            auto p = b.try_acquire();
+            if (!p) {
+                continue;
+            }
+            if (p.admitted_in() != circuit_state::half_open) {
+                wrong_state.fetch_add(1);
+            }
+            admitted.fetch_add(1, std::memory_order_relaxed);
+            int const now_in = in_flight.fetch_add(1, std::memory_order_acq_rel) + 1;
+            int seen = max_in_flight.load(std::memory_order_relaxed);
+            while (now_in > seen && !max_in_flight.compare_exchange_weak(seen, now_in)) {
+            }
+            std::this_thread::yield();
+            in_flight.fetch_sub(1, std::memory_order_acq_rel);
+            if ((i + t) % 2 == 0) {
+                p.ignore();
+            } // else dropped at the end of scope
+        }
+    });
+    CHECK(max_in_flight.load() <= 3);
+    CHECK(max_in_flight.load() >= 1);
+    CHECK(admitted.load() > 3); // slots were given back and reused
+    CHECK(wrong_state.load() == 0);
+    CHECK(b.state() == circuit_state::half_open);
+    // Every slot was released: exactly three more probes fit.
+    auto p1 = b.try_acquire();
+    auto p2 = b.try_acquire();
+    auto p3 = b.try_acquire();
+    CHECK((p1 && p2 && p3));
+    CHECK_FALSE(b.try_acquire());
+}
+
+TEST_CASE("circuit_breaker half-open decides exactly once when probes race",
+          "[circuit_breaker][concurrency]") {
+    auto o = small_options();
+    o.permitted_calls_in_half_open = 5;
+    keel::manual_clock clock;
+    keel::circuit_breaker<keel::manual_clock> b{o, clock};
+    std::atomic<int> closes{0};
+    b.on_transition([&](auto const& t) {
+        if (t.to == circuit_state::closed) {
+            closes.fetch_add(1);
+        }
+    });
+    for (int i = 0; i < 10; ++i) {
+        b.try_acquire().failure(1ms);
+    }
+    clock.advance(10s);
+    std::atomic<int> probes{0};
+    run_threads(hammer_threads, [&](int) {
+        for (int i = 0; i < 2000; ++i) {
+            auto p = b.try_acquire();
+            if (p && p.admitted_in() == circuit_state::half_open) {
+                probes.fetch_add(1);
+            }
+            p.success(1ms);
+        }
+    });
+    CHECK(probes.load() == 5);
+    CHECK(closes.load() == 1);
+    CHECK(b.state() == circuit_state::closed);
+    CHECK(b.metrics().calls == 10); // closed afterwards: the window filled with successes
+    CHECK(b.metrics().failed_calls == 0);
+}
+
+TEST_CASE("circuit_breaker time window conserves counts within a second across threads",
+          "[circuit_breaker][concurrency]") {
+    auto o = small_options();
+    o.window = keel::circuit_window::time_based;
+    o.window_size = 5;
+    o.minimum_calls = 1'000'000;
+    keel::manual_clock clock;
+    keel::circuit_breaker<keel::manual_clock> b{o, clock};
+    run_threads(hammer_threads, [&](int) {
+        for (int i = 0; i < 3000; ++i) {
+            auto p = b.try_acquire();
+            i % 4 == 0 ? p.failure(1ms) : p.success(i % 10 == 0 ? 2s : 1ms);
+        }
+    });
+    auto const m = b.metrics();
+    CHECK(m.calls == hammer_threads * 3000);
+    CHECK(m.failed_calls == hammer_threads * 750);
+    CHECK(m.slow_calls == hammer_threads * (300 - 150)); // i % 10 == 0 and odd multiples of 2
+}
+
+TEST_CASE("circuit_breaker survives concurrent outcomes, time steps and manual changes",
+          "[circuit_breaker][concurrency]") {
+    auto o = small_options();
+    o.window_size = 16;
+    o.minimum_calls = 4;
+    o.reset_timeout = 1ms;
+    o.max_reset_timeout = 8ms;
+    o.reset_jitter = 1ms;
+    o.permitted_calls_in_half_open = 2;
+    o.max_wait_in_half_open = 2ms;
+    keel::manual_clock clock;
+    keel::circuit_breaker<keel::manual_clock, keel::scripted_random> b{
+        o, clock, keel::scripted_random::from_units({0.5, 0.25})};
+    std::atomic<int> transitions{0};
+    b.on_transition([&](auto const&) { transitions.fetch_add(1); });
+    std::atomic<int> bad{0};
+    run_threads(hammer_threads, [&](int t) {
+        keel::xoshiro256ss random{static_cast<std::uint64_t>(t) + 1};
+        std::vector<decltype(b)::permit> held;
+        for (int i = 0; i < 20000; ++i) {
+            auto const r = random() % 100;
+            if (t == 0 && r < 10) {
+                clock.advance(std::chrono::microseconds{random() % 3000});
+            } else if (t == 0 && r == 99 && i % 64 == 0) {
+                (random() % 2 == 0) ? b.force_open() : b.reset();
+            } else if (r < 70) {
+                auto p = b.try_acquire();
+                if (p && p.admitted_in() != circuit_state::closed &&
+                    p.admitted_in() != circuit_state::half_open &&
+                    p.admitted_in() != circuit_state::disabled) {
+                    bad.fetch_add(1);
+                }
+                if (!p && p.retry_after() && *p.retry_after() > o.max_reset_timeout) {
+                    bad.fetch_add(1);
+                }
+                if (p && random() % 4 == 0) {
+                    held.push_back(std::move(p));
+                } else {
+                    random() % 2 == 0 ? p.failure(1ms) : p.success(1ms);
+                }
+            } else if (!held.empty()) {
+                held.back().failure(1ms);
+                held.pop_back();
+            }
+        }
+    });
+    CHECK(bad.load() == 0);
+    CHECK(transitions.load() > 0);
+    CHECK(static_cast<std::uint64_t>(transitions.load()) <= b.generation());
+    b.reset();
+    for (int i = 0; i < 16; ++i) {
+        b.try_acquire().success(1ms);
+    }
+    auto const m = b.metrics();
+    CHECK(m.calls == 16);
+    CHECK(m.failed_calls == 0);
+    CHECK(m.slow_calls == 0);
 }
