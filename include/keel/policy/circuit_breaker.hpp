@@ -554,7 +554,7 @@ public:
             case circuit_state::closed:
             case circuit_state::disabled:
                 return permit{this, generation_of(word), now_ns, state_of(word)};
-            case circuit_state::forced_open: return reject(std::nullopt);
+            case circuit_state::forced_open: return reject(-1);
             case circuit_state::open: {
                 // Written only on entering OPEN, so a racing transition can make it newer
                 // (the breaker re-opened since) but never another state's deadline.
@@ -562,8 +562,7 @@ public:
                 if (now_ns < until) {
                     // `until` may be of an opening made after `now` was read; the
                     // period itself never exceeds the cap.
-                    return reject(std::min(std::chrono::nanoseconds{until - now_ns},
-                                           m_options.max_reset_timeout));
+                    return reject(std::min(until - now_ns, m_options.max_reset_timeout.count()));
                 }
                 half_open_if_due(generation_of(word), now);
                 continue;
@@ -577,7 +576,7 @@ public:
                     }
                 }
                 if (probes_of(word) >= m_options.permitted_calls_in_half_open) {
-                    return reject(std::nullopt);
+                    return reject(-1);
                 }
                 if (m_word.compare_exchange_weak(word, word + probe_unit, std::memory_order_acq_rel,
                                                  std::memory_order_acquire)) {
@@ -694,7 +693,10 @@ public:
         bool pending() const noexcept { return m_breaker != nullptr; }
         /// Returns, for a rejected permit, the time until the breaker half-opens if known.
         std::optional<std::chrono::nanoseconds> retry_after() const noexcept {
-            return m_retry_after;
+            return m_retry_after >= 0
+                       ? std::optional<std::chrono::nanoseconds>{std::chrono::nanoseconds{
+                             m_retry_after}}
+                       : std::nullopt;
         }
         /// Returns the state the call was admitted in (closed, half_open or disabled).
         circuit_state admitted_in() const noexcept { return m_admitted_in; }
@@ -748,14 +750,16 @@ public:
                circuit_state admitted_in) noexcept
             : m_breaker(breaker), m_generation(generation), m_start(start),
               m_admitted_in(admitted_in), m_admitted(true) {}
-        explicit permit(std::optional<std::chrono::nanoseconds> retry_after) noexcept
-            : m_retry_after(retry_after) {}
+        // `retry_after` in ns, or -1 when unknown. Kept as a plain integer: copying an
+        // std::optional through a permit costs store-forwarding stalls on the
+        // rejection path.
+        explicit permit(std::int64_t retry_after) noexcept : m_retry_after(retry_after) {}
 
         circuit_breaker* m_breaker = nullptr;
         std::uint64_t m_generation = 0;
         std::int64_t m_start = 0;
         circuit_state m_admitted_in = circuit_state::closed;
-        std::optional<std::chrono::nanoseconds> m_retry_after{};
+        std::int64_t m_retry_after = -1;
         bool m_admitted = false;
     };
 
@@ -842,7 +846,7 @@ private:
         return o;
     }
 
-    permit reject(std::optional<std::chrono::nanoseconds> retry_after) noexcept {
+    permit reject(std::int64_t retry_after) noexcept {
         m_rejected.fetch_add(1, std::memory_order_relaxed);
         return permit{retry_after};
     }
