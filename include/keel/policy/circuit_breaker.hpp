@@ -27,7 +27,6 @@
 #include <functional>
 #include <memory>
 #include <mutex>
-#include <new>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -784,9 +783,6 @@ private:
     }
     static std::int64_t nanos(time_point t) noexcept {
         return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
-    }
-    static time_point from_nanos(std::int64_t ns) noexcept {
-        return time_point{std::chrono::duration_cast<duration>(std::chrono::nanoseconds{ns})};
     }
     static std::int64_t second_of(std::int64_t ns) noexcept {
         std::int64_t s = ns / 1'000'000'000;

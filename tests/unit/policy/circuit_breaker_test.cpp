@@ -1294,3 +1294,40 @@ TEST_CASE("circuit_breaker survives concurrent outcomes, time steps and manual c
     CHECK(m.failed_calls == 0);
     CHECK(m.slow_calls == 0);
 }
+
+// ---------------------------------------------------------------------------------
+// The time window's edge paths, which only races reach through the breaker.
+
+TEST_CASE("circuit_breaker time window drops outcomes a window late", "[circuit_breaker]") {
+    keel::detail::time_window w{3};
+    w.record(10, true, false);
+    w.record(7, true, false); // 7 <= 10 - 3: out of the window already
+    w.record(8, false, false);
+    auto const t = w.read(10);
+    CHECK(t.calls == 2);
+    CHECK(t.failures == 1);
+    CHECK(w.read(13).calls == 0);
+}
+
+TEST_CASE("circuit_breaker time window replaces a bucket whose stamp aliases a newer second",
+          "[circuit_breaker]") {
+    keel::detail::time_window w{3};
+    w.record(3, true, true);                                // bucket 0, stamp 3
+    std::int64_t const later = (std::int64_t{1} << 22) + 2; // bucket 0, stamp 2: looks older
+    w.record(later, false, false);
+    auto const t = w.read(later);
+    CHECK(t.calls == 1);
+    CHECK(t.failures == 0);
+    CHECK(t.slow == 0);
+}
+
+TEST_CASE("circuit_breaker time window samples at most 16383 outcomes per second",
+          "[circuit_breaker]") {
+    keel::detail::time_window w{2};
+    for (int i = 0; i < 20000; ++i) {
+        w.record(5, i % 2 == 0, false);
+    }
+    auto const t = w.read(5);
+    CHECK(t.calls == 16383);
+    CHECK(t.failures == 8192);
+}
