@@ -188,6 +188,11 @@ namespace detail {
 
 inline constexpr std::size_t circuit_cache_line = 64;
 
+// The closed path is lock-free only if these are.
+static_assert(std::atomic<std::uint64_t>::is_always_lock_free);
+static_assert(std::atomic<std::uint32_t>::is_always_lock_free);
+static_assert(std::atomic<std::int64_t>::is_always_lock_free);
+
 // A transition waiting to be reported to listeners once the lock is released.
 template <class TimePoint>
 struct circuit_event {
@@ -1125,12 +1130,12 @@ struct classify_any_failure {
 /// outcome (timed by the breaker's clock) and returns the outcome unchanged.
 /// Thread-safe; never throws (a throwing classifier counts the call as a failure).
 template <class Breaker, class Classifier = classify_any_failure>
-class circuit_guard {
+class circuit_breaker_policy {
 public:
     using clock_type = typename Breaker::clock_type;
 
     /// Guards with `breaker`, classifying outcomes with `classify`.
-    circuit_guard(Breaker& breaker, Classifier classify)
+    circuit_breaker_policy(Breaker& breaker, Classifier classify)
         : m_breaker(&breaker), m_classify(std::move(classify)) {}
 
     /// Runs `next(ctx)` through the breaker; see the class comment.
@@ -1158,7 +1163,7 @@ public:
     }
 
     /// Returns the guarded breaker.
-    Breaker& breaker() const noexcept { return *m_breaker; }
+    Breaker& target() const noexcept { return *m_breaker; }
 
 private:
     Breaker* m_breaker;
@@ -1168,17 +1173,19 @@ private:
 /// Returns a policy for keel::resilient that guards the rest of the pipeline with
 /// `breaker`; any failure counts as a failure. `breaker` must outlive the policy.
 template <class Clock, class Random>
-circuit_guard<circuit_breaker<Clock, Random>> guard(circuit_breaker<Clock, Random>& breaker) {
-    return circuit_guard<circuit_breaker<Clock, Random>>{breaker, classify_any_failure{}};
+circuit_breaker_policy<circuit_breaker<Clock, Random>>
+guard(circuit_breaker<Clock, Random>& breaker) {
+    return circuit_breaker_policy<circuit_breaker<Clock, Random>>{breaker, classify_any_failure{}};
 }
 
 /// Returns a policy that guards with `breaker` and lets `classify` decide, from the
 /// `outcome<R> const&`, whether a call is a success, a failure or ignored (e.g. a 4xx
 /// that is the client's fault). `classify` must be copyable and thread-safe.
 template <class Clock, class Random, class Classifier>
-circuit_guard<circuit_breaker<Clock, Random>, Classifier>
+circuit_breaker_policy<circuit_breaker<Clock, Random>, Classifier>
 guard(circuit_breaker<Clock, Random>& breaker, Classifier classify) {
-    return circuit_guard<circuit_breaker<Clock, Random>, Classifier>{breaker, std::move(classify)};
+    return circuit_breaker_policy<circuit_breaker<Clock, Random>, Classifier>{breaker,
+                                                                              std::move(classify)};
 }
 
 KEEL_END_NAMESPACE
