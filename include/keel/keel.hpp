@@ -14,3 +14,8 @@
 
 #include <keel/policy/circuit_breaker.hpp>
 #include <keel/policy/policy.hpp>
+
+#include <keel/ops/health.hpp>
+#include <keel/ops/health_json.hpp>
+#include <keel/ops/probe.hpp>
+#include <keel/ops/slo.hpp>

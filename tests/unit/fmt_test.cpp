@@ -22,3 +22,9 @@ TEST_CASE("fmt formats circuit breaker states and reasons by name", "[fmt]") {
     CHECK(fmt::format("{}", keel::circuit_state::forced_open) == "forced_open");
     CHECK(fmt::format("{}", keel::circuit_reason::probes_failed) == "probes_failed");
 }
+
+TEST_CASE("fmt formats health statuses and probe kinds as the draft spells them", "[fmt]") {
+    CHECK(fmt::format("{}", keel::ops::health_status::warn) == "warn");
+    CHECK(fmt::format("{:>5}", keel::ops::health_status::fail) == " fail");
+    CHECK(fmt::format("{}", keel::ops::probe_kind::readiness) == "readiness");
+}
