@@ -5,6 +5,7 @@
 
 #include <keel/core/error.hpp>
 #include <keel/core/outcome.hpp>
+#include <keel/ops/drain.hpp>
 #include <keel/ops/health.hpp>
 #include <keel/policy/circuit_breaker.hpp>
 
@@ -76,5 +77,14 @@ struct fmt::formatter<keel::ops::probe_kind> : fmt::formatter<std::string_view> 
     template <class FormatContext>
     auto format(keel::ops::probe_kind kind, FormatContext& ctx) const {
         return fmt::formatter<std::string_view>::format(keel::ops::to_string(kind), ctx);
+    }
+};
+
+/// Formats a keel::ops::drain_phase as its name, e.g. "drain_in_flight".
+template <>
+struct fmt::formatter<keel::ops::drain_phase> : fmt::formatter<std::string_view> {
+    template <class FormatContext>
+    auto format(keel::ops::drain_phase phase, FormatContext& ctx) const {
+        return fmt::formatter<std::string_view>::format(keel::ops::to_string(phase), ctx);
     }
 };

@@ -15,7 +15,10 @@
 #include <keel/policy/circuit_breaker.hpp>
 #include <keel/policy/policy.hpp>
 
+#include <keel/ops/drain.hpp>
 #include <keel/ops/health.hpp>
 #include <keel/ops/health_json.hpp>
+#include <keel/ops/pool_sizing.hpp>
 #include <keel/ops/probe.hpp>
+#include <keel/ops/signals.hpp>
 #include <keel/ops/slo.hpp>
