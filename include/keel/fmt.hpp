@@ -7,7 +7,9 @@
 #include <keel/core/outcome.hpp>
 #include <keel/ops/drain.hpp>
 #include <keel/ops/health.hpp>
+#include <keel/policy/bulkhead.hpp>
 #include <keel/policy/circuit_breaker.hpp>
+#include <keel/policy/retry_budget.hpp>
 
 #include <fmt/format.h>
 
@@ -59,6 +61,26 @@ struct fmt::formatter<keel::circuit_reason> : fmt::formatter<std::string_view> {
     template <class FormatContext>
     auto format(keel::circuit_reason reason, FormatContext& ctx) const {
         return fmt::formatter<std::string_view>::format(keel::to_string(reason), ctx);
+    }
+};
+
+/// Formats a keel::bulkhead_snapshot as "in_flight 3/25, queued 0/0".
+template <>
+struct fmt::formatter<keel::bulkhead_snapshot> : fmt::formatter<std::string_view> {
+    template <class FormatContext>
+    auto format(keel::bulkhead_snapshot const& s, FormatContext& ctx) const {
+        return fmt::format_to(ctx.out(), "in_flight {}/{}, queued {}/{}", s.in_flight,
+                              s.max_concurrent_calls, s.queued, s.max_queued_calls);
+    }
+};
+
+/// Formats a keel::retry_budget_snapshot as "calls 100, retries 20, refused 3, balance 10.00".
+template <>
+struct fmt::formatter<keel::retry_budget_snapshot> : fmt::formatter<std::string_view> {
+    template <class FormatContext>
+    auto format(keel::retry_budget_snapshot const& s, FormatContext& ctx) const {
+        return fmt::format_to(ctx.out(), "calls {}, retries {}, refused {}, balance {:.2f}",
+                              s.calls, s.retries, s.refused, s.balance);
     }
 };
 

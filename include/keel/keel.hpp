@@ -12,8 +12,17 @@
 #include <keel/core/random.hpp>
 #include <keel/core/sleeper.hpp>
 
+#include <keel/policy/backoff.hpp>
+#include <keel/policy/bulkhead.hpp>
 #include <keel/policy/circuit_breaker.hpp>
+#include <keel/policy/fallback.hpp>
 #include <keel/policy/policy.hpp>
+#include <keel/policy/predicate.hpp>
+#include <keel/policy/retry.hpp>
+#include <keel/policy/retry_budget.hpp>
+#include <keel/policy/timeout.hpp>
+
+#include <keel/resilient.hpp>
 
 #include <keel/ops/drain.hpp>
 #include <keel/ops/health.hpp>

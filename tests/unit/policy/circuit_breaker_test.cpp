@@ -1,8 +1,11 @@
 // SPDX-License-Identifier: MIT
 #include <keel/policy/circuit_breaker.hpp>
 #include <keel/policy/policy.hpp>
+#include <keel/policy/retry.hpp>
+#include <keel/resilient.hpp>
 #include <keel/testing/manual_clock.hpp>
 #include <keel/testing/scripted_random.hpp>
+#include <keel/testing/virtual_sleeper.hpp>
 
 #include <catch2/catch.hpp>
 
@@ -703,6 +706,60 @@ TEST_CASE("guard(circuit_breaker) lets no exception escape", "[circuit_breaker]"
     REQUIRE_FALSE(r2.has_value());
     CHECK_THROWS_WITH(r2.value(), "next");
     CHECK(f.breaker.metrics().failed_calls == 2);
+}
+
+TEST_CASE("resilient{call, guard(breaker), retry} records one outcome per logical call",
+          "[circuit_breaker]") {
+    keel::manual_clock clock;
+    keel::virtual_sleeper sleeper{clock};
+    keel::circuit_breaker<keel::manual_clock> breaker{
+        {.window_size = 10, .minimum_calls = 10, .reset_timeout = 10s, .reset_jitter = 0s}, clock};
+    int attempts = 0;
+    bool healthy = false;
+    auto get = keel::resilient{
+        [&](guard_context const&) -> keel::outcome<int> {
+            ++attempts;
+            if (healthy) {
+                return 42;
+            }
+            return keel::failure::from(keel::errc::unavailable);
+        },
+        keel::guard(breaker), // outermost: sees the logical call, retries included
+        keel::retry<keel::on_failure, keel::manual_clock, keel::virtual_sleeper>{
+            {.max_attempts = 3, .backoff = keel::exponential{10ms, 2.0, 1s}},
+            keel::on_failure{},
+            clock,
+            sleeper},
+    };
+    for (int i = 0; i < 9; ++i) {
+        CHECK(get.try_call().error() == keel::errc::unavailable);
+    }
+    CHECK(attempts == 27);
+    auto const m = breaker.metrics();
+    CHECK(m.calls == 9);
+    CHECK(m.failed_calls == 9); // three attempts each, one outcome each
+    CHECK(m.slow_calls == 0);   // 30 ms of backoff per call is not slow
+    CHECK(breaker.state() == circuit_state::closed);
+    CHECK_THROWS_AS(get(), keel::unavailable);
+    CHECK(breaker.state() == circuit_state::open);
+    CHECK(attempts == 30);
+
+    // Open: rejected before the retry or the call run; call() throws circuit_open.
+    CHECK_THROWS_AS(get(), keel::circuit_open);
+    auto const rejected = get.try_call();
+    CHECK(rejected.error() == keel::errc::circuit_open);
+    REQUIRE(rejected.retry_after().has_value());
+    CHECK(*rejected.retry_after() == 10s);
+    CHECK(attempts == 30);
+
+    // After the reset timeout, healthy probes close it again.
+    healthy = true;
+    clock.advance(10s);
+    for (int i = 0; i < 10; ++i) {
+        CHECK(get() == 42);
+    }
+    CHECK(breaker.state() == circuit_state::closed);
+    CHECK(attempts == 40);
 }
 
 // ---------------------------------------------------------------------------------
