@@ -2,6 +2,7 @@
 #include <keel/policy/circuit_breaker.hpp>
 #include <keel/policy/policy.hpp>
 #include <keel/policy/retry.hpp>
+#include <keel/policy/timeout.hpp>
 #include <keel/resilient.hpp>
 #include <keel/testing/manual_clock.hpp>
 #include <keel/testing/scripted_random.hpp>
@@ -760,6 +761,35 @@ TEST_CASE("resilient{call, guard(breaker), retry} records one outcome per logica
     }
     CHECK(breaker.state() == circuit_state::closed);
     CHECK(attempts == 40);
+}
+
+TEST_CASE("circuit_breaker: the DESIGN example pipeline compiles and runs on the real clock",
+          "[circuit_breaker]") {
+    keel::circuit_breaker users_breaker{
+        {.failure_rate_threshold = 50, .minimum_calls = 10, .reset_timeout = 30s}};
+    int requests = 0;
+    auto get_user = keel::resilient{
+        [&](keel::context const& ctx) {
+            ++requests;
+            if (ctx.attempt() == 1) {
+                throw std::runtime_error{"503"};
+            }
+            return 42;
+        },
+        keel::guard(users_breaker), // outermost: one outcome per logical call
+        keel::retry{{.max_attempts = 3,
+                     .backoff = keel::exponential{1ms, 2.0, 5ms},
+                     .jitter = keel::jitter::full}},
+        keel::timeout{5s}, // innermost: each attempt has its own deadline
+    };
+    int const u = get_user();
+    keel::outcome<int> const r = get_user.try_call();
+    CHECK(u == 42);
+    CHECK(*r == 42);
+    CHECK(requests == 4);
+    auto const m = users_breaker.metrics();
+    CHECK(m.calls == 2);
+    CHECK(m.failed_calls == 0);
 }
 
 // ---------------------------------------------------------------------------------
