@@ -2,8 +2,9 @@
 // A circuit breaker in front of a dependency that goes down and comes back: the
 // breaker opens once enough calls failed, rejects calls as values while open
 // (with the time until it half-opens), lets probes through after the reset
-// timeout and closes when they succeed. The same breaker then guards a pipeline
-// step through keel::guard(), with a classifier that ignores client errors.
+// timeout and closes when they succeed. The same breaker then guards a
+// keel::resilient pipeline through keel::guard(), with a classifier that ignores
+// client errors.
 #include <keel/fmt.hpp>
 #include <keel/keel.hpp>
 
@@ -57,16 +58,21 @@ int main() {
     users.down = false; // the dependency recovers
     std::this_thread::sleep_for(25ms);
 
-    // The same breaker as a pipeline step (keel::resilient calls execute() like this).
-    auto const step = keel::guard(breaker, [](keel::outcome<int> const& status) {
-        if (!status || *status >= 500) {
-            return keel::circuit_result::failure;
-        }
-        return *status >= 400 ? keel::circuit_result::ignored : keel::circuit_result::success;
-    });
-    auto call = [&](keel::context const&) -> keel::outcome<int> { return users.get(); };
+    // The same breaker guarding a pipeline: keel::resilient runs it outermost, so a
+    // logical call is one outcome; the classifier ignores client errors (4xx).
+    auto get_user = keel::resilient{
+        [&](keel::context const&) { return users.get(); },
+        keel::guard(breaker,
+                    [](keel::outcome<int> const& status) {
+                        if (!status || *status >= 500) {
+                            return keel::circuit_result::failure;
+                        }
+                        return *status >= 400 ? keel::circuit_result::ignored
+                                              : keel::circuit_result::success;
+                    }),
+    };
     for (int i = 0; i < 3; ++i) {
-        keel::outcome<int> const r = step.execute(call, keel::context{});
+        keel::outcome<int> const r = get_user.try_call();
         fmt::print("call {}: {}\n", i + 1,
                    r ? fmt::format("status {}", *r) : fmt::format("{}", r.failure()));
     }
