@@ -669,10 +669,12 @@ public:
     public:
         /// Makes a rejected permit with no retry hint.
         permit() noexcept = default;
+        /// Takes over `other`'s call; `other` is left completed (pending() false).
         permit(permit&& other) noexcept
             : m_breaker(std::exchange(other.m_breaker, nullptr)), m_generation(other.m_generation),
               m_start(other.m_start), m_admitted_in(other.m_admitted_in),
               m_retry_after(other.m_retry_after), m_admitted(other.m_admitted) {}
+        /// Ignores this permit's pending call, then takes over `other`'s.
         permit& operator=(permit&& other) noexcept {
             if (this != &other) {
                 ignore();
@@ -687,6 +689,7 @@ public:
         }
         permit(permit const&) = delete;
         permit& operator=(permit const&) = delete;
+        /// Ignores the call if no outcome was recorded (frees a half-open probe slot).
         ~permit() { ignore(); }
 
         /// Returns true if the call was admitted.
