@@ -43,11 +43,13 @@ struct failure_policy {
     /// limit / expected_instances (rounded down, at least 1), Doorman's
     /// safe_capacity. Default 1. Range [1, 2^31). Ignored by the other modes.
     std::int64_t expected_instances = 1;
-    /// Consecutive failed Redis calls that open the breaker. Default 5
-    /// (gobreaker's ReadyToTrip default trips after more than 5 consecutive
-    /// failures). Range [1, 2^31).
+    /// Consecutive failed Redis calls that open the keel::circuit_breaker guarding
+    /// Redis (a count window of this size, all failed). Default 5 (gobreaker's
+    /// ReadyToTrip default trips after more than 5 consecutive failures). Range
+    /// [1, 32768].
     std::int64_t breaker_failures = 5;
-    /// How long the breaker stays open before one probe call goes to Redis again.
+    /// How long the breaker stays open before one probe call goes to Redis again
+    /// (every time: no backoff, so recovery is noticed within this period).
     /// Default 1 s: Redis restarts in about a second; a probe per second per
     /// instance is no load. Must be positive. While open, every decision is the
     /// failure mode's, with no network wait at all.
@@ -69,8 +71,8 @@ inline void validate(failure_policy const& p, char const* component) {
         fail("on_failure.expected_instances must be in [1, 2^31), got " +
              std::to_string(p.expected_instances));
     }
-    if (p.breaker_failures < 1 || p.breaker_failures >= max) {
-        fail("on_failure.breaker_failures must be in [1, 2^31), got " +
+    if (p.breaker_failures < 1 || p.breaker_failures > 32768) {
+        fail("on_failure.breaker_failures must be in [1, 32768], got " +
              std::to_string(p.breaker_failures));
     }
     if (p.breaker_open_for <= std::chrono::milliseconds::zero()) {

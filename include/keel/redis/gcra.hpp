@@ -113,10 +113,14 @@ public:
     /// limiter between threads.
     void set_local_fallback(local_fallback local) { m_core.set_local(std::move(local)); }
 
-    /// Returns true while the breaker guarding Redis refuses calls.
-    bool breaker_open() const { return m_core.breaker().is_open(); }
-    /// Returns how many times the breaker opened.
-    std::uint64_t breaker_trips() const { return m_core.breaker().times_opened(); }
+    /// Returns true unless the breaker guarding Redis is closed (open, or half-open
+    /// while its probe runs).
+    bool breaker_open() const noexcept { return m_core.breaker_open(); }
+    /// Returns how many times the breaker guarding Redis opened.
+    std::uint64_t breaker_trips() const noexcept { return m_core.breaker_trips(); }
+    /// Returns the keel::circuit_breaker guarding Redis (for its metrics() and
+    /// on_transition() listeners); it lives as long as the limiter.
+    circuit_breaker<Clock>& breaker() noexcept { return m_core.breaker(); }
     /// Returns the Redis key holding the limiter-wide state, or `key`'s state.
     std::string redis_key(std::optional<std::string_view> key = std::nullopt) const {
         return m_core.redis_key(key);

@@ -189,7 +189,7 @@ TEST_CASE("redis failure policy: NOSCRIPT after SCRIPT FLUSH is recovered withou
 TEST_CASE("redis failure policy: options out of range are rejected", "[redis][failure_policy]") {
     CHECK_THROWS_WITH(
         keel::redis::detail::validate(keel::redis::failure_policy{.breaker_failures = 0}, "c"),
-        "c: on_failure.breaker_failures must be in [1, 2^31), got 0");
+        "c: on_failure.breaker_failures must be in [1, 32768], got 0");
     CHECK_THROWS_WITH(
         keel::redis::detail::validate(keel::redis::failure_policy{.breaker_open_for = 0ms}, "c"),
         "c: on_failure.breaker_open_for must be positive, got 0 ms");

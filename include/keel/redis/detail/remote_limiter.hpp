@@ -6,6 +6,7 @@
 
 #include <keel/core/clock.hpp>
 #include <keel/limiter/decision.hpp>
+#include <keel/policy/circuit_breaker.hpp>
 #include <keel/redis/failure_policy.hpp>
 #include <keel/redis/pool.hpp>
 #include <keel/redis/script.hpp>
@@ -57,106 +58,23 @@ inline std::optional<script_result> parse_result(reply const& r) {
     return script_result{v[0] != 0, v[1], v[2], v[3], v[4]};
 }
 
-/// Trips after `failures` consecutive failed Redis calls, stays open for
-/// `open_for`, then lets one probe through (half-open): its success closes the
-/// breaker, its failure opens it again. Thread-safe. While closed and healthy,
-/// allow() and on_success() are one relaxed atomic load each; transitions take a mutex.
-template <class Clock>
-class store_breaker {
-public:
-    using time_point = typename Clock::time_point;
-
-    store_breaker(std::int64_t failures, std::chrono::milliseconds open_for)
-        : m_threshold(failures), m_open_for(open_for) {}
-
-    /// Returns true if a call to Redis may go ahead at `now` (in half-open: only the one probe).
-    bool allow(time_point now) {
-        if (m_closed.load(std::memory_order_acquire)) {
-            return true;
-        }
-        std::lock_guard lock{m_mutex};
-        switch (m_state) {
-        case state::closed: return true;
-        case state::open:
-            if (now < m_open_until) {
-                return false;
-            }
-            m_state = state::half_open;
-            m_probing = true;
-            return true;
-        case state::half_open:
-            if (m_probing) {
-                return false;
-            }
-            m_probing = true;
-            return true;
-        }
-        return false;
-    }
-
-    /// Records a successful call: closes the breaker.
-    void on_success() {
-        if (m_closed.load(std::memory_order_acquire) &&
-            m_consecutive.load(std::memory_order_relaxed) == 0) {
-            return;
-        }
-        std::lock_guard lock{m_mutex};
-        m_state = state::closed;
-        m_consecutive.store(0, std::memory_order_relaxed);
-        m_probing = false;
-        m_closed.store(true, std::memory_order_release);
-    }
-
-    /// Records a failed call at `now`; opens the breaker after the probe fails or
-    /// after `failures` consecutive failures.
-    void on_failure(time_point now) {
-        std::lock_guard lock{m_mutex};
-        std::int64_t const failures = m_consecutive.load(std::memory_order_relaxed) + 1;
-        m_consecutive.store(failures, std::memory_order_relaxed);
-        if (m_state == state::half_open || failures >= m_threshold) {
-            if (m_state != state::open) {
-                ++m_opened;
-            }
-            m_state = state::open;
-            m_open_until = now + m_open_for;
-            m_probing = false;
-            m_closed.store(false, std::memory_order_release);
-        }
-    }
-
-    /// Returns true while calls are refused (open, or half-open with the probe out).
-    bool is_open() const {
-        std::lock_guard lock{m_mutex};
-        return m_state != state::closed;
-    }
-
-    /// Returns how many times the breaker opened.
-    std::uint64_t times_opened() const {
-        std::lock_guard lock{m_mutex};
-        return m_opened;
-    }
-
-    /// Returns the wait until the next probe at `now` (the open time when not open).
-    std::chrono::nanoseconds until_probe(time_point now) const {
-        std::lock_guard lock{m_mutex};
-        if (m_state == state::open && now < m_open_until) {
-            return std::chrono::duration_cast<std::chrono::nanoseconds>(m_open_until - now);
-        }
-        return m_open_for;
-    }
-
-private:
-    enum class state : std::uint8_t { closed, open, half_open };
-    mutable std::mutex m_mutex;
-    std::atomic<bool> m_closed{true};
-    std::atomic<std::int64_t> m_consecutive{0};
-    state m_state = state::closed;
-    bool m_probing = false;
-    std::uint64_t m_opened = 0;
-    time_point m_open_until{};
-    std::int64_t m_threshold;
-    std::chrono::milliseconds m_open_for;
-};
+/// Returns the keel::circuit_breaker options that make it trip after
+/// `breaker_failures` consecutive failed Redis calls (a count window of that size,
+/// all of it failed), stay open `breaker_open_for` every time (no backoff, no
+/// jitter: Redis is probed at a steady pace) and send one probe when half-open.
+inline circuit_breaker_options breaker_options(failure_policy const& p) {
+    auto const n = static_cast<std::uint32_t>(p.breaker_failures);
+    return circuit_breaker_options{
+        .failure_rate_threshold = 100.0,
+        .window = circuit_window::count_based,
+        .window_size = n,
+        .minimum_calls = n,
+        .reset_timeout = p.breaker_open_for,
+        .max_reset_timeout = p.breaker_open_for,
+        .reset_jitter = std::chrono::nanoseconds::zero(),
+        .permitted_calls_in_half_open = 1,
+    };
+}
 
 /// Shared body of the distributed limiters: one script per decision.
 template <class Clock>
@@ -171,14 +89,22 @@ public:
     remote_limiter(pool& redis, script const& lua, std::string const& name, std::int64_t limit,
                    failure_policy policy, std::int64_t lease, Clock clock)
         : m_pool(redis), m_script(lua), m_name(name), m_key("keel:{" + name + "}"), m_limit(limit),
-          m_policy(policy), m_lease(lease),
-          m_breaker(policy.breaker_failures, policy.breaker_open_for), m_clock(std::move(clock)) {}
+          m_policy(policy), m_lease(lease), m_breaker(breaker_options(policy), clock),
+          m_clock(std::move(clock)) {
+        m_breaker.on_transition([this](auto const& t) {
+            if (t.to == circuit_state::open) {
+                m_trips.fetch_add(1, std::memory_order_relaxed);
+            }
+        });
+    }
 
     Clock const& clock() const noexcept { return m_clock; }
     std::int64_t limit() const noexcept { return m_limit; }
     failure_policy const& policy() const noexcept { return m_policy; }
-    store_breaker<Clock>& breaker() noexcept { return m_breaker; }
-    store_breaker<Clock> const& breaker() const noexcept { return m_breaker; }
+    circuit_breaker<Clock>& breaker() noexcept { return m_breaker; }
+    circuit_breaker<Clock> const& breaker() const noexcept { return m_breaker; }
+    bool breaker_open() const noexcept { return m_breaker.state() != circuit_state::closed; }
+    std::uint64_t breaker_trips() const noexcept { return m_trips.load(std::memory_order_relaxed); }
     void set_local(local_decider local) { m_local = std::move(local); }
 
     /// Returns the Redis key of the limiter-wide form, or of `key`'s limit.
@@ -203,16 +129,18 @@ public:
                 return remote_decision(true, m_leased + m_lease_remaining, 0, m_lease_reset_us);
             }
         }
-        if (!m_breaker.allow(now)) {
-            return fallback(key, permits, now);
+        auto permit = m_breaker.try_acquire();
+        if (!permit) {
+            // Open (or half-open with its probe out): no network at all.
+            return fallback(key, permits, now, permit.retry_after());
         }
         std::int64_t const want = key ? permits : std::max(permits, m_lease);
         std::optional<script_result> result = call(key, permits, want, params);
         if (!result) {
-            m_breaker.on_failure(now);
-            return fallback(key, permits, now);
+            permit.failure();
+            return fallback(key, permits, now, std::nullopt);
         }
-        m_breaker.on_success();
+        permit.success();
         if (!result->allowed) {
             return remote_decision(false, result->remaining, result->retry_after_us,
                                    result->reset_us);
@@ -241,16 +169,19 @@ public:
                                result->reset_us);
     }
 
-    /// Returns the answer of the failure policy for (key, permits) at `now`.
-    decision fallback(std::optional<std::string_view> key, std::int64_t permits, time_point now) {
+    /// Returns the answer of the failure policy for (key, permits) at `now`;
+    /// `until_probe` is when the breaker lets a call through again, if known.
+    decision fallback(std::optional<std::string_view> key, std::int64_t permits, time_point now,
+                      std::optional<std::chrono::nanoseconds> until_probe) {
         decision d;
         d.limit = m_limit;
         switch (m_policy.mode) {
         case failure_mode::fail_closed:
             d.allowed = false;
             d.source = decision_source::fallback_closed;
-            d.retry_after = std::max(m_breaker.until_probe(now),
-                                     std::chrono::nanoseconds{std::chrono::milliseconds{1}});
+            d.retry_after =
+                std::max(until_probe.value_or(std::chrono::nanoseconds{m_policy.breaker_open_for}),
+                         std::chrono::nanoseconds{std::chrono::milliseconds{1}});
             d.reset = d.retry_after;
             return d;
         case failure_mode::local:
@@ -319,7 +250,8 @@ private:
     std::int64_t m_limit;
     failure_policy m_policy;
     std::int64_t m_lease;
-    store_breaker<Clock> m_breaker;
+    circuit_breaker<Clock> m_breaker;
+    std::atomic<std::uint64_t> m_trips{0};
     local_decider m_local;
     mutable std::mutex m_lease_mutex;
     std::int64_t m_leased = 0;
