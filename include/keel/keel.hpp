@@ -12,4 +12,15 @@
 #include <keel/core/random.hpp>
 #include <keel/core/sleeper.hpp>
 
+#include <keel/limiter/decision.hpp>
+#include <keel/limiter/fixed_window.hpp>
+#include <keel/limiter/gcra.hpp>
+#include <keel/limiter/headers.hpp>
+#include <keel/limiter/keyed.hpp>
+#include <keel/limiter/limiter.hpp>
+#include <keel/limiter/sliding_counter.hpp>
+#include <keel/limiter/sliding_log.hpp>
+#include <keel/limiter/token_bucket.hpp>
+
 #include <keel/policy/policy.hpp>
+#include <keel/policy/rate_limit.hpp>

@@ -3,6 +3,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <chrono>
 #include <stdexcept>
 
 TEST_CASE("fmt formats keel::errc as its message", "[fmt]") {
@@ -14,4 +15,20 @@ TEST_CASE("fmt formats a failure by code or by exception", "[fmt]") {
           "keel:2 rate limit exceeded");
     auto const thrown = keel::failure::from(std::make_exception_ptr(std::runtime_error{"boom"}));
     CHECK(fmt::format("{}", thrown) == "exception: boom");
+}
+
+TEST_CASE("fmt formats a limiter decision and a header value", "[fmt]") {
+    keel::decision d;
+    d.limit = 10;
+    d.remaining = 0;
+    d.retry_after = std::chrono::milliseconds{5};
+    d.reset = std::chrono::seconds{1};
+    CHECK(fmt::format("{}", d) ==
+          "refused limit=10 remaining=0 retry_after=5000000ns reset=1000000000ns");
+    d.allowed = true;
+    CHECK(fmt::format("{}", d).rfind("allowed ", 0) == 0);
+    d.allowed = false;
+    d.unsatisfiable = true;
+    CHECK(fmt::format("{}", d).rfind("unsatisfiable ", 0) == 0);
+    CHECK(fmt::format("{}", keel::retry_after_value(keel::decision{})) == "0");
 }
