@@ -90,7 +90,8 @@ private:
 
     // The i-th oldest stored timestamp (0-based).
     std::int64_t at(std::int64_t i) const noexcept {
-        return m_ring[static_cast<std::size_t>((m_head + i) % m_limit)];
+        auto const j = m_head + i; // < 2 * limit: a subtraction instead of a division
+        return m_ring[static_cast<std::size_t>(j < m_limit ? j : j - m_limit)];
     }
 
     // How many stored timestamps are inside (now - W, now]: binary search, the ring is sorted.
@@ -132,7 +133,7 @@ private:
         }
         for (std::int64_t i = 0; i < permits; ++i) {
             m_ring[static_cast<std::size_t>(m_head)] = now_ns;
-            m_head = (m_head + 1) % m_limit;
+            m_head = m_head + 1 == m_limit ? 0 : m_head + 1;
         }
         d.allowed = true;
         d.remaining = m_limit - in_window(now_ns);
