@@ -81,10 +81,13 @@ constexpr std::uint64_t mix_hash(std::uint64_t h) noexcept {
 /// not at rest, a new key gets the `overflow` policy. A request that would not
 /// change a fresh state (a peek, an unsatisfiable request) inserts nothing.
 ///
-/// Memory: one slot per key (the key, the 8-byte word, a 1-byte tag) at a load
-/// factor kept between 3/8 and 3/4, so 23 to 45 bytes per 64-bit key; shards
-/// shrink when a sweep empties them. Thread-safe: one mutex per shard, held for
-/// the lookup and the limiter step. Example:
+/// Memory: one slot per key (the key and the 8-byte word; an empty slot holds
+/// fresh_state) at a load factor kept between 3/8 and 3/4, so 21 to 43 bytes
+/// per 64-bit key; shards shrink when a sweep empties them. A lookup touches one
+/// cache line in the common case. Thread-safe: one mutex per shard, held for
+/// the lookup and the limiter step; `Hash` and `Key`'s operator== run under it
+/// (while the table grows or sweeps) and must not call back into the table.
+/// Example:
 ///
 ///     keel::keyed<keel::sliding_counter<>, std::uint64_t> per_user{
 ///         {.limit = 100, .window = 1min}, {.max_keys = 100'000}};
@@ -133,13 +136,12 @@ public:
         auto const now_ns = detail::to_ns(now);
         shard& s = m_shards[m_shard_count == 1 ? 0 : static_cast<std::size_t>(h >> m_shard_shift)];
         std::unique_lock lock{s.mutex};
-        auto const tag = tag_of(h);
         if (s.mask != 0) {
             for (auto i = static_cast<std::size_t>(h) & s.mask;; i = (i + 1) & s.mask) {
-                if (s.tags[i] == 0) {
-                    break;
+                if (s.slots[i].word == Limiter::fresh_state) {
+                    break; // an empty slot ends the probe
                 }
-                if (s.tags[i] == tag && s.slots[i].key == key) {
+                if (s.slots[i].key == key) {
                     limiter_step const r = m_limiter.step(s.slots[i].word, permits, now_ns);
                     if (r.write) {
                         s.slots[i].word = r.next;
@@ -194,13 +196,13 @@ public:
     /// Returns the most keys the table holds (max_keys rounded up to a multiple of shards).
     std::size_t max_keys() const noexcept { return m_shard_cap * m_shard_count; }
 
-    /// Returns the bytes the tables and shards occupy now (slots, tags, shard headers).
+    /// Returns the bytes the tables and shards occupy now (slots and shard headers).
     std::size_t memory_bytes() const {
         std::size_t bytes = sizeof(*this) + m_shard_count * sizeof(shard);
         for (std::size_t i = 0; i < m_shard_count; ++i) {
             std::lock_guard lock{m_shards[i].mutex};
             auto const slots = m_shards[i].mask == 0 ? 0 : m_shards[i].mask + 1;
-            bytes += slots * (sizeof(slot) + 1);
+            bytes += slots * sizeof(slot);
         }
         return bytes;
     }
@@ -209,24 +211,21 @@ public:
     Limiter& overflow_limiter() noexcept { return m_limiter; }
 
 private:
+    // A slot whose word is fresh_state is empty: a word an admission wrote never
+    // equals it (word_limiter's contract), and a key at fresh_state needs no slot.
     struct slot {
         Key key{};
-        std::uint64_t word = 0;
+        std::uint64_t word = Limiter::fresh_state;
     };
 
     struct alignas(detail::cache_line) shard {
         mutable std::mutex mutex;
         std::unique_ptr<slot[]> slots;
-        std::unique_ptr<std::uint8_t[]> tags; // 0: empty; else 0x80 | 7 bits of the hash
-        std::size_t mask = 0;                 // slots - 1, or 0 before the first key
+        std::size_t mask = 0; // slots - 1, or 0 before the first key
         std::size_t size = 0;
         // No key can come to rest before this time, so no sweep can free room earlier.
         std::int64_t next_sweep = std::numeric_limits<std::int64_t>::max();
     };
-
-    static std::uint8_t tag_of(std::uint64_t h) noexcept {
-        return static_cast<std::uint8_t>(0x80u | ((h >> 32) & 0x7fu));
-    }
 
     std::size_t slot_count(shard const& s) const noexcept { return s.mask == 0 ? 0 : s.mask + 1; }
 
@@ -256,7 +255,8 @@ private:
         // Size for the survivors with room to grow; rebuild_locked drops keys at rest.
         std::size_t survivors = 0;
         for (std::size_t i = 0; i < slot_count(s); ++i) {
-            if (s.tags[i] != 0 && m_limiter.rest_after(s.slots[i].word, now_ns) > 0) {
+            if (s.slots[i].word != Limiter::fresh_state &&
+                m_limiter.rest_after(s.slots[i].word, now_ns) > 0) {
                 ++survivors;
             }
         }
@@ -267,13 +267,12 @@ private:
     }
 
     void rebuild_locked(shard& s, std::size_t slots, std::int64_t now_ns, bool drop_at_rest) {
-        auto new_slots = std::make_unique<slot[]>(slots);
-        auto new_tags = std::make_unique<std::uint8_t[]>(slots); // zeroed: all empty
+        auto new_slots = std::make_unique<slot[]>(slots); // all empty
         auto const mask = slots - 1;
         std::size_t size = 0;
         auto next_sweep = std::numeric_limits<std::int64_t>::max();
         for (std::size_t i = 0; i < slot_count(s); ++i) {
-            if (s.tags[i] == 0) {
+            if (s.slots[i].word == Limiter::fresh_state) {
                 continue;
             }
             auto const rest = m_limiter.rest_after(s.slots[i].word, now_ns);
@@ -283,15 +282,13 @@ private:
             next_sweep = now_ns + rest < next_sweep ? now_ns + rest : next_sweep;
             auto const h = detail::mix_hash(static_cast<std::uint64_t>(m_hash(s.slots[i].key)));
             auto j = static_cast<std::size_t>(h) & mask;
-            while (new_tags[j] != 0) {
+            while (new_slots[j].word != Limiter::fresh_state) {
                 j = (j + 1) & mask;
             }
-            new_tags[j] = s.tags[i];
             new_slots[j] = std::move(s.slots[i]);
             ++size;
         }
         s.slots = std::move(new_slots);
-        s.tags = std::move(new_tags);
         s.mask = mask;
         s.size = size;
         s.next_sweep = next_sweep;
@@ -299,10 +296,9 @@ private:
 
     void insert_locked(shard& s, Key const& key, std::uint64_t h, std::uint64_t word) {
         auto i = static_cast<std::size_t>(h) & s.mask;
-        while (s.tags[i] != 0) {
+        while (s.slots[i].word != Limiter::fresh_state) {
             i = (i + 1) & s.mask;
         }
-        s.tags[i] = tag_of(h);
         s.slots[i].key = key;
         s.slots[i].word = word;
         ++s.size;

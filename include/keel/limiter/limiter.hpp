@@ -44,7 +44,9 @@ struct limiter_step {
 /// effects); `rest_after` returns how long from `now_ns` until the word decides
 /// every future request exactly as `fresh_state` does (0: it already does).
 /// Evicting a word at rest therefore changes no future decision: the proof that
-/// keel::keyed's eviction is not a way around the limit.
+/// keel::keyed's eviction is not a way around the limit. A word written by a
+/// step (`write` set) never equals `fresh_state`, so keel::keyed marks empty
+/// slots with it.
 template <class L>
 concept word_limiter = rate_limiter<L> &&
     requires(L const& l, std::uint64_t word, std::int64_t permits, std::int64_t now_ns) {

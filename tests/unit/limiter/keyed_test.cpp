@@ -165,3 +165,18 @@ TEST_CASE("keyed admits no more than each key's limit across threads", "[keyed][
     CHECK(admitted.load() == 8 * 100 + 4 * 2500);
     CHECK(t.size() == 8 + 4 * 2500);
 }
+
+TEST_CASE("keyed never mistakes a stored state for an empty slot", "[keyed]") {
+    manual_clock clock; // time 0: a drained bucket's empty_at is exactly 0
+    keel::keyed<keel::token_bucket<manual_clock>, std::uint64_t> t{
+        {.rate = 1, .period = 1s, .burst = 3}, {.max_keys = 16, .shards = 1}, clock};
+    CHECK(t.try_acquire(5, 3).allowed);
+    CHECK(t.size() == 1);
+    auto const r = t.try_acquire(5);
+    CHECK_FALSE(r.allowed);
+    CHECK(r.retry_after == 1s);
+    keel::keyed<keel::fixed_window<manual_clock>, std::uint64_t> f{
+        {.limit = 1, .window = 1s}, {.max_keys = 16, .shards = 1}, clock};
+    CHECK(f.try_acquire(0).allowed); // key 0, window 0, count 1
+    CHECK_FALSE(f.try_acquire(0).allowed);
+}
