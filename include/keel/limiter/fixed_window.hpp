@@ -50,7 +50,8 @@ public:
 
     /// Validates `opts` (throws std::invalid_argument naming the field) and starts empty.
     explicit fixed_window(options const& opts, Clock clock = Clock{})
-        : m_limit(opts.limit), m_window(opts.window.count()), m_clock(std::move(clock)) {
+        : m_limit(opts.limit), m_window(opts.window.count()),
+          m_divider(opts.window.count() > 0 ? opts.window.count() : 1), m_clock(std::move(clock)) {
         if (opts.limit < 1 || opts.limit > max_limit) {
             detail::invalid_option("fixed_window", "limit", "in [1, 4294967295]", opts.limit);
         }
@@ -80,7 +81,7 @@ public:
         if (permits < 0 || permits > m_limit) {
             return {detail::unsatisfiable(m_limit)};
         }
-        auto index = detail::floor_div(now_ns, m_window);
+        auto index = m_divider.floor_div(now_ns);
         auto const stored = static_cast<std::uint32_t>(word >> 32);
         auto count = static_cast<std::int64_t>(word & 0xffff'ffffu);
         auto const lag = static_cast<std::int32_t>(stored - static_cast<std::uint32_t>(index));
@@ -113,7 +114,7 @@ public:
 
     /// Returns how long from `now_ns` until `word` is indistinguishable from fresh_state.
     std::int64_t rest_after(std::uint64_t word, std::int64_t now_ns) const noexcept {
-        auto const index = detail::floor_div(now_ns, m_window);
+        auto const index = m_divider.floor_div(now_ns);
         auto const stored = static_cast<std::uint32_t>(word >> 32);
         auto const count = word & 0xffff'ffffu;
         auto const lag = static_cast<std::int32_t>(stored - static_cast<std::uint32_t>(index));
@@ -141,6 +142,7 @@ private:
     std::atomic<std::uint64_t> m_state{fresh_state};
     std::int64_t m_limit;
     std::int64_t m_window;
+    detail::divider m_divider; // by m_window
     [[no_unique_address]] Clock m_clock;
 };
 

@@ -71,6 +71,37 @@ constexpr std::int64_t to_ns(TimePoint t) noexcept {
     return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
 }
 
+__extension__ typedef unsigned __int128 uint128; // NOLINT: as int128
+
+/// Divides by a fixed positive divisor with a multiplication by its precomputed
+/// reciprocal and one correction step, instead of a 64-bit division (tens of
+/// cycles) on every decision. Exact for every int64 dividend.
+class divider {
+public:
+    /// Prepares division by `divisor` (> 0).
+    constexpr explicit divider(std::int64_t divisor) noexcept
+        : m_divisor(static_cast<std::uint64_t>(divisor)),
+          m_reciprocal(~std::uint64_t{0} / static_cast<std::uint64_t>(divisor)) {}
+
+    /// Returns floor(n / divisor).
+    constexpr std::int64_t floor_div(std::int64_t n) const noexcept {
+        if (n < 0) {
+            return detail::floor_div(n, static_cast<std::int64_t>(m_divisor));
+        }
+        auto const u = static_cast<std::uint64_t>(n);
+        // The estimate is the quotient or one less (m = floor((2^64 - 1) / d)).
+        auto q = static_cast<std::uint64_t>((static_cast<uint128>(u) * m_reciprocal) >> 64);
+        if (u - q * m_divisor >= m_divisor) {
+            ++q;
+        }
+        return static_cast<std::int64_t>(q);
+    }
+
+private:
+    std::uint64_t m_divisor;
+    std::uint64_t m_reciprocal;
+};
+
 /// Returns floor(a * b / c) for non-negative a, b and positive c, through a
 /// 128-bit product (the result must fit in 64 bits).
 constexpr std::int64_t mul_div_floor(std::int64_t a, std::int64_t b, std::int64_t c) noexcept {

@@ -13,6 +13,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <limits>
 
 KEEL_BEGIN_NAMESPACE
 
@@ -58,7 +59,8 @@ public:
 
     /// Validates `opts` (throws std::invalid_argument naming the field) and starts empty.
     explicit sliding_counter(options const& opts, Clock clock = Clock{})
-        : m_limit(opts.limit), m_window(opts.window.count()), m_clock(std::move(clock)) {
+        : m_limit(opts.limit), m_window(opts.window.count()),
+          m_divider(opts.window.count() > 0 ? opts.window.count() : 1), m_clock(std::move(clock)) {
         if (opts.limit < 1 || opts.limit > max_limit) {
             detail::invalid_option("sliding_counter", "limit", "in [1, 4194303]", opts.limit);
         }
@@ -97,17 +99,14 @@ public:
         if (used + static_cast<detail::int128>(permits) * w <= budget) {
             v.curr += permits;
             d.allowed = true;
-            d.remaining = static_cast<std::int64_t>((budget - used) / w) - permits;
+            d.remaining = div_by_window(budget - used) - permits;
             d.reset = std::chrono::nanoseconds{reset_from(v.prev, v.curr, e)};
             if (permits == 0) {
                 return {d};
             }
             return {d, pack(v.index, v.prev, v.curr), true};
         }
-        d.remaining = static_cast<std::int64_t>((budget - used) / w);
-        if (d.remaining < 0) {
-            d.remaining = 0;
-        }
+        d.remaining = used < budget ? div_by_window(budget - used) : 0;
         d.retry_after = std::chrono::nanoseconds{retry_from(v.prev, v.curr, e, permits)};
         d.reset = std::chrono::nanoseconds{reset_from(v.prev, v.curr, e)};
         return {d};
@@ -140,7 +139,7 @@ private:
 
     // Reads `word` as seen from `now_ns`: rolls the counts forward to now's window.
     counts view(std::uint64_t word, std::int64_t& now_ns) const noexcept {
-        auto index = detail::floor_div(now_ns, m_window);
+        auto index = m_divider.floor_div(now_ns);
         auto const stored = word >> (2 * count_bits);
         auto const prev = static_cast<std::int64_t>((word >> count_bits) & count_mask);
         auto const curr = static_cast<std::int64_t>(word & count_mask);
@@ -165,6 +164,15 @@ private:
             return {index, prev, curr};
         }
         return {index, 0, 0};
+    }
+
+    // Returns x / W for 0 <= x <= limit * W: a 64-bit division when x fits (it
+    // does for windows up to 36 min), avoiding the slow 128-bit one on the hot path.
+    std::int64_t div_by_window(detail::int128 x) const noexcept {
+        if (x <= static_cast<detail::int128>(std::numeric_limits<std::int64_t>::max())) {
+            return m_divider.floor_div(static_cast<std::int64_t>(x));
+        }
+        return static_cast<std::int64_t>(x / m_window);
     }
 
     // Time from elapsed `e` until both counts have slid out of the window.
@@ -203,6 +211,7 @@ private:
     std::atomic<std::uint64_t> m_state{fresh_state};
     std::int64_t m_limit;
     std::int64_t m_window;
+    detail::divider m_divider; // by m_window
     [[no_unique_address]] Clock m_clock;
 };
 
