@@ -7,9 +7,18 @@
 #include <keel/core/outcome.hpp>
 #include <keel/limiter/decision.hpp>
 #include <keel/limiter/headers.hpp>
+#include <keel/net/cidr.hpp>
+#include <keel/net/client_address.hpp>
+#include <keel/net/ip_address.hpp>
+#include <keel/ops/drain.hpp>
+#include <keel/ops/health.hpp>
+#include <keel/policy/bulkhead.hpp>
+#include <keel/policy/circuit_breaker.hpp>
+#include <keel/policy/retry_budget.hpp>
 
 #include <fmt/format.h>
 
+#include <cstddef>
 #include <string_view>
 
 /// Formats a keel::errc as its message, e.g. "circuit breaker is open".
@@ -40,6 +49,105 @@ struct fmt::formatter<keel::failure> : fmt::formatter<std::string_view> {
             }
         }
         return fmt::format_to(ctx.out(), "failure");
+    }
+};
+
+/// Formats a keel::circuit_state as its name, e.g. "half_open".
+template <>
+struct fmt::formatter<keel::circuit_state> : fmt::formatter<std::string_view> {
+    template <class FormatContext>
+    auto format(keel::circuit_state state, FormatContext& ctx) const {
+        return fmt::formatter<std::string_view>::format(keel::to_string(state), ctx);
+    }
+};
+
+/// Formats a keel::circuit_reason as its name, e.g. "failure_rate_exceeded".
+template <>
+struct fmt::formatter<keel::circuit_reason> : fmt::formatter<std::string_view> {
+    template <class FormatContext>
+    auto format(keel::circuit_reason reason, FormatContext& ctx) const {
+        return fmt::formatter<std::string_view>::format(keel::to_string(reason), ctx);
+    }
+};
+
+/// Formats a keel::bulkhead_snapshot as "in_flight 3/25, queued 0/0".
+template <>
+struct fmt::formatter<keel::bulkhead_snapshot> : fmt::formatter<std::string_view> {
+    template <class FormatContext>
+    auto format(keel::bulkhead_snapshot const& s, FormatContext& ctx) const {
+        return fmt::format_to(ctx.out(), "in_flight {}/{}, queued {}/{}", s.in_flight,
+                              s.max_concurrent_calls, s.queued, s.max_queued_calls);
+    }
+};
+
+/// Formats a keel::retry_budget_snapshot as "calls 100, retries 20, refused 3, balance 10.00".
+template <>
+struct fmt::formatter<keel::retry_budget_snapshot> : fmt::formatter<std::string_view> {
+    template <class FormatContext>
+    auto format(keel::retry_budget_snapshot const& s, FormatContext& ctx) const {
+        return fmt::format_to(ctx.out(), "calls {}, retries {}, refused {}, balance {:.2f}",
+                              s.calls, s.retries, s.refused, s.balance);
+    }
+};
+
+/// Formats a keel::ops::health_status as "pass", "warn" or "fail".
+template <>
+struct fmt::formatter<keel::ops::health_status> : fmt::formatter<std::string_view> {
+    template <class FormatContext>
+    auto format(keel::ops::health_status status, FormatContext& ctx) const {
+        return fmt::formatter<std::string_view>::format(keel::ops::to_string(status), ctx);
+    }
+};
+
+/// Formats a keel::ops::probe_kind as "liveness", "readiness" or "startup".
+template <>
+struct fmt::formatter<keel::ops::probe_kind> : fmt::formatter<std::string_view> {
+    template <class FormatContext>
+    auto format(keel::ops::probe_kind kind, FormatContext& ctx) const {
+        return fmt::formatter<std::string_view>::format(keel::ops::to_string(kind), ctx);
+    }
+};
+
+/// Formats a keel::ops::drain_phase as its name, e.g. "drain_in_flight".
+template <>
+struct fmt::formatter<keel::ops::drain_phase> : fmt::formatter<std::string_view> {
+    template <class FormatContext>
+    auto format(keel::ops::drain_phase phase, FormatContext& ctx) const {
+        return fmt::formatter<std::string_view>::format(keel::ops::to_string(phase), ctx);
+    }
+};
+
+/// Formats a keel::net::ip_address as its canonical text (RFC 5952 for IPv6), e.g.
+/// "2001:db8::1"; width, fill and alignment apply as for strings.
+template <>
+struct fmt::formatter<keel::net::ip_address> : fmt::formatter<std::string_view> {
+    template <class FormatContext>
+    auto format(keel::net::ip_address const& a, FormatContext& ctx) const {
+        char buffer[keel::net::ip_address::max_string_length];
+        char* const end = a.write(buffer);
+        return fmt::formatter<std::string_view>::format(
+            std::string_view{buffer, static_cast<std::size_t>(end - buffer)}, ctx);
+    }
+};
+
+/// Formats a keel::net::cidr as "network/prefix", e.g. "10.0.0.0/8".
+template <>
+struct fmt::formatter<keel::net::cidr> : fmt::formatter<std::string_view> {
+    template <class FormatContext>
+    auto format(keel::net::cidr const& c, FormatContext& ctx) const {
+        char buffer[keel::net::cidr::max_string_length];
+        char* const end = c.write(buffer);
+        return fmt::formatter<std::string_view>::format(
+            std::string_view{buffer, static_cast<std::size_t>(end - buffer)}, ctx);
+    }
+};
+
+/// Formats a keel::net::stop_reason as its name, e.g. "untrusted".
+template <>
+struct fmt::formatter<keel::net::stop_reason> : fmt::formatter<std::string_view> {
+    template <class FormatContext>
+    auto format(keel::net::stop_reason r, FormatContext& ctx) const {
+        return fmt::formatter<std::string_view>::format(keel::net::to_string(r), ctx);
     }
 };
 

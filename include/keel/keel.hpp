@@ -22,5 +22,28 @@
 #include <keel/limiter/sliding_log.hpp>
 #include <keel/limiter/token_bucket.hpp>
 
+#include <keel/policy/backoff.hpp>
+#include <keel/policy/bulkhead.hpp>
+#include <keel/policy/circuit_breaker.hpp>
+#include <keel/policy/fallback.hpp>
 #include <keel/policy/policy.hpp>
+#include <keel/policy/predicate.hpp>
 #include <keel/policy/rate_limit.hpp>
+#include <keel/policy/retry.hpp>
+#include <keel/policy/retry_budget.hpp>
+#include <keel/policy/timeout.hpp>
+
+#include <keel/resilient.hpp>
+
+#include <keel/ops/drain.hpp>
+#include <keel/ops/health.hpp>
+#include <keel/ops/health_json.hpp>
+#include <keel/ops/pool_sizing.hpp>
+#include <keel/ops/probe.hpp>
+#include <keel/ops/signals.hpp>
+#include <keel/ops/slo.hpp>
+
+#include <keel/net/cidr.hpp>
+#include <keel/net/client_address.hpp>
+#include <keel/net/ip_address.hpp>
+#include <keel/net/trust.hpp>

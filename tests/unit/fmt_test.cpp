@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 
 #include <chrono>
+
 #include <stdexcept>
 
 TEST_CASE("fmt formats keel::errc as its message", "[fmt]") {
@@ -15,6 +16,33 @@ TEST_CASE("fmt formats a failure by code or by exception", "[fmt]") {
           "keel:2 rate limit exceeded");
     auto const thrown = keel::failure::from(std::make_exception_ptr(std::runtime_error{"boom"}));
     CHECK(fmt::format("{}", thrown) == "exception: boom");
+}
+
+TEST_CASE("fmt formats circuit breaker states and reasons by name", "[fmt]") {
+    CHECK(fmt::format("{}", keel::circuit_state::half_open) == "half_open");
+    CHECK(fmt::format("{:>8}", keel::circuit_state::open) == "    open");
+    CHECK(fmt::format("{}", keel::circuit_state::forced_open) == "forced_open");
+    CHECK(fmt::format("{}", keel::circuit_reason::probes_failed) == "probes_failed");
+}
+
+TEST_CASE("fmt formats bulkhead and retry budget snapshots", "[fmt]") {
+    CHECK(fmt::format("{}", keel::bulkhead_snapshot{3, 1, 25, 4}) == "in_flight 3/25, queued 1/4");
+    CHECK(fmt::format("{}", keel::retry_budget_snapshot{100, 20, 3, 10.0}) ==
+          "calls 100, retries 20, refused 3, balance 10.00");
+}
+
+TEST_CASE("fmt formats health statuses and probe kinds as the draft spells them", "[fmt]") {
+    CHECK(fmt::format("{}", keel::ops::health_status::warn) == "warn");
+    CHECK(fmt::format("{:>5}", keel::ops::health_status::fail) == " fail");
+    CHECK(fmt::format("{}", keel::ops::probe_kind::readiness) == "readiness");
+}
+
+TEST_CASE("fmt formats keel::net addresses, ranges and stop reasons", "[fmt][net]") {
+    auto const a = *keel::net::ip_address::parse("2001:DB8:0:0:0:0:0:1");
+    CHECK(fmt::format("{}", a) == "2001:db8::1");
+    CHECK(fmt::format("[{:>12}]", *keel::net::ip_address::parse("10.0.0.1")) == "[    10.0.0.1]");
+    CHECK(fmt::format("{}", *keel::net::cidr::parse("10.0.0.0/255.0.0.0")) == "10.0.0.0/8");
+    CHECK(fmt::format("{}", keel::net::stop_reason::invalid_entry) == "invalid_entry");
 }
 
 TEST_CASE("fmt formats a limiter decision and a header value", "[fmt]") {

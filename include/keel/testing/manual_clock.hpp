@@ -8,6 +8,7 @@
 
 #include <keel/version.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -47,8 +48,19 @@ public:
     }
 
     /// Moves time forward by `d` (negative `d` is treated as zero), running due timers in time
-    /// order.
-    void advance(duration d) { advance_to(now() + (d > duration::zero() ? d : duration::zero())); }
+    /// order. Concurrent advances add up: two threads advancing by 1 s move time by 2 s.
+    void advance(duration d) {
+        rep target = 0;
+        {
+            std::lock_guard lock{m_state->mutex};
+            // Start from the furthest time already requested, so an advance racing
+            // with another one still moving through its timers is not lost.
+            target = std::max(m_state->requested, m_state->nanos.load(std::memory_order_relaxed)) +
+                     std::max(d, duration::zero()).count();
+            m_state->requested = target;
+        }
+        advance_to(time_point{duration{target}});
+    }
 
     /// Sets the time to `t`. Moving forward runs due timers like advance(); moving
     /// backwards just sets the time (timers wait for time to reach them again).
@@ -58,6 +70,7 @@ public:
         } else {
             std::lock_guard lock{m_state->mutex};
             m_state->nanos.store(t.time_since_epoch().count(), std::memory_order_release);
+            m_state->requested = t.time_since_epoch().count();
         }
     }
 
@@ -67,6 +80,10 @@ public:
     /// `target`, false if the token stopped it at an earlier timer's time.
     bool advance_to(time_point target, std::stop_token token = {}) {
         auto const target_nanos = target.time_since_epoch().count();
+        {
+            std::lock_guard lock{m_state->mutex};
+            m_state->requested = std::max(m_state->requested, target_nanos);
+        }
         for (;;) {
             std::function<void()> callback;
             {
@@ -127,11 +144,12 @@ public:
 
 private:
     struct state {
-        explicit state(rep start) : nanos(start) {}
+        explicit state(rep start) : nanos(start), requested(start) {}
         std::atomic<rep> nanos;
         mutable std::mutex mutex;
         // Ordered by (due time, id): equal times run in scheduling order.
         std::map<std::pair<rep, timer_id>, std::function<void()>> timers;
+        rep requested; // the furthest target any advance has asked for
         timer_id next_id = 0;
     };
     std::shared_ptr<state> m_state;

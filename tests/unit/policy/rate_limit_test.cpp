@@ -2,17 +2,21 @@
 #include <keel/core/context.hpp>
 #include <keel/limiter/fixed_window.hpp>
 #include <keel/limiter/gcra.hpp>
+#include <keel/limiter/sliding_counter.hpp>
 #include <keel/limiter/token_bucket.hpp>
 #include <keel/policy/policy.hpp>
 #include <keel/policy/rate_limit.hpp>
+#include <keel/resilient.hpp>
 #include <keel/testing/manual_clock.hpp>
 #include <keel/testing/virtual_sleeper.hpp>
 
 #include <catch2/catch.hpp>
 
 #include <chrono>
+#include <optional>
 #include <stdexcept>
 #include <stop_token>
+#include <type_traits>
 
 using namespace std::chrono_literals;
 using keel::manual_clock;
@@ -113,4 +117,30 @@ TEST_CASE("rate_limit fails unsatisfiable requests with exceeds_capacity", "[rat
     CHECK_THROWS_WITH((keel::rate_limit{limiter, {.permits = 0}}),
                       "keel::rate_limit: permits must be at least 1, got 0");
     CHECK_THROWS_AS((keel::rate_limit{limiter, {.max_wait = -1s}}), std::invalid_argument);
+}
+
+TEST_CASE("rate_limit composes in keel::resilient: try_call rejects, call throws rate_limited",
+          "[rate_limit]") {
+    manual_clock clock;
+    keel::sliding_counter<manual_clock> limiter{{.limit = 2, .window = 1s}, clock};
+    int calls = 0;
+    auto guarded =
+        keel::resilient{[&](ctx_type const&) { return ++calls; }, keel::rate_limit{limiter}};
+    static_assert(std::is_same_v<decltype(guarded)::clock_type, manual_clock>);
+    CHECK(guarded.try_call().value() == 1);
+    CHECK(guarded() == 2);
+    auto const r = guarded.try_call();
+    REQUIRE_FALSE(r.has_value());
+    CHECK(r.failure().is(keel::errc::rate_limited));
+    // The next window starts at 1 s and weighs the 2 permits of [0, 1) until 1.5 s.
+    CHECK(r.retry_after() == 1500ms);
+    try {
+        (void)guarded();
+        FAIL("expected keel::rate_limited");
+    } catch (keel::rate_limited const& e) {
+        CHECK(e.retry_after() == std::optional<std::chrono::nanoseconds>{1500ms});
+    }
+    clock.advance(2s);
+    CHECK(guarded() == 3);
+    CHECK(calls == 3);
 }
