@@ -7,6 +7,7 @@
 
 #include <keel/core/clock.hpp>
 #include <keel/limiter/decision.hpp>
+#include <keel/limiter/fixed_window.hpp>
 #include <keel/redis/detail/remote_limiter.hpp>
 #include <keel/redis/failure_policy.hpp>
 #include <keel/redis/pool.hpp>
@@ -76,7 +77,17 @@ public:
                                                                  m_options.window.count() * 1000),
                                                              std::to_string(m_options.limit)},
           m_core(redis, lua(), m_options.name, m_options.limit, m_options.on_failure,
-                 m_options.lease, std::move(clock)) {}
+                 m_options.lease, std::move(clock)) {
+        if (m_options.on_failure.mode == failure_mode::local) {
+            m_core.set_local(detail::make_local_share<keel::fixed_window<Clock>>(
+                keel::fixed_window_options{
+                    .limit =
+                        detail::share_of(m_options.limit, m_options.on_failure.expected_instances,
+                                         std::int64_t{0xffff'ffff}),
+                    .window = m_options.window},
+                m_core.clock()));
+        }
+    }
 
     /// Returns the options.
     fixed_window_options const& options() const noexcept { return m_options; }

@@ -8,6 +8,7 @@
 
 #include <keel/core/clock.hpp>
 #include <keel/limiter/decision.hpp>
+#include <keel/limiter/gcra.hpp>
 #include <keel/redis/detail/remote_limiter.hpp>
 #include <keel/redis/failure_policy.hpp>
 #include <keel/redis/pool.hpp>
@@ -80,7 +81,19 @@ public:
         : m_options(validated(std::move(options))), m_params{std::to_string(interval_us(m_options)),
                                                              std::to_string(m_options.burst)},
           m_core(redis, lua(), m_options.name, m_options.burst, m_options.on_failure, 1,
-                 std::move(clock)) {}
+                 std::move(clock)) {
+        if (m_options.on_failure.mode == failure_mode::local) {
+            m_core.set_local(detail::make_local_share<keel::gcra<Clock>>(
+                keel::gcra_options{.rate = detail::share_of(m_options.rate,
+                                                            m_options.on_failure.expected_instances,
+                                                            std::int64_t{1} << 31),
+                                   .period = m_options.period,
+                                   .burst = detail::share_of(
+                                       m_options.burst, m_options.on_failure.expected_instances,
+                                       std::int64_t{1} << 31)},
+                m_core.clock()));
+        }
+    }
 
     /// Returns the options.
     gcra_options const& options() const noexcept { return m_options; }

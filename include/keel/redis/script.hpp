@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
-// keel::redis::script: a Lua script run by EVALSHA under its SHA-1, loaded into
-// the server (SCRIPT LOAD) only when the server says NOSCRIPT: on first use,
-// after SCRIPT FLUSH, after a restart or on a new failover target.
+// keel::redis::script: a Lua script run by EVALSHA under its SHA-1; its source is
+// sent (EVAL, which also caches it) only when the server says NOSCRIPT: on first
+// use, after SCRIPT FLUSH, after a restart or on a new failover target.
 #pragma once
 
 #include <keel/core/error.hpp>
@@ -28,10 +28,9 @@ namespace redis {
 /// A Lua script known by its SHA-1 and run atomically on the server.
 ///
 /// run() sends `EVALSHA sha numkeys keys... args...`; when the server answers
-/// NOSCRIPT it loads the source with SCRIPT LOAD and runs EVALSHA once more, on
-/// the same connection, so callers never see NOSCRIPT. Thread-safe (the script
-/// is immutable apart from a statistics counter); each call uses the
-/// connection it is given.
+/// NOSCRIPT it sends the source once with EVAL on the same connection, which runs
+/// it and caches it for the following EVALSHAs, so callers never see NOSCRIPT. Thread-safe (the
+/// script is immutable apart from a statistics counter); each call uses the connection it is given.
 ///
 ///     keel::redis::script const incr{"return redis.call('INCRBY', KEYS[1], ARGV[1])"};
 ///     auto r = incr.run(conn, {"{user:42}"}, {"5"});
@@ -77,13 +76,11 @@ public:
             return r;
         }
         m_loads.fetch_add(1, std::memory_order_relaxed);
-        outcome<reply> loaded = conn.command({"SCRIPT", "LOAD", m_source});
-        if (!loaded) {
-            return loaded;
-        }
-        if (loaded->is_error()) {
-            return failure::from(errc::unavailable);
-        }
+        // EVAL runs the source and caches it under the same SHA-1, in one round
+        // trip, and cannot race with another SCRIPT FLUSH the way SCRIPT LOAD +
+        // EVALSHA could.
+        argv[0] = "EVAL";
+        argv[1] = m_source;
         return conn.command(command);
     }
 

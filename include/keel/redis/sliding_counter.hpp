@@ -9,6 +9,7 @@
 
 #include <keel/core/clock.hpp>
 #include <keel/limiter/decision.hpp>
+#include <keel/limiter/sliding_counter.hpp>
 #include <keel/redis/detail/remote_limiter.hpp>
 #include <keel/redis/failure_policy.hpp>
 #include <keel/redis/pool.hpp>
@@ -86,7 +87,17 @@ public:
                                                                  m_options.window.count() * 1000),
                                                              std::to_string(m_options.limit)},
           m_core(redis, lua(), m_options.name, m_options.limit, m_options.on_failure,
-                 m_options.lease, std::move(clock)) {}
+                 m_options.lease, std::move(clock)) {
+        if (m_options.on_failure.mode == failure_mode::local) {
+            m_core.set_local(detail::make_local_share<keel::sliding_counter<Clock>>(
+                keel::sliding_counter_options{
+                    .limit =
+                        detail::share_of(m_options.limit, m_options.on_failure.expected_instances,
+                                         keel::sliding_counter<Clock>::max_limit),
+                    .window = m_options.window},
+                m_core.clock()));
+        }
+    }
 
     /// Returns the options.
     sliding_counter_options const& options() const noexcept { return m_options; }

@@ -305,3 +305,50 @@ TEST_CASE("redis failure policy: 4 threads keep deciding while Redis dies and co
     CHECK(other.load() == 0);
     CHECK(limiter.breaker_trips() >= 1);
 }
+
+TEST_CASE("redis failure policy: local mode falls back to the local limiter's share of the limit",
+          "[redis][failure_policy]") {
+    keel_test::redis_server server;
+    REQUIRE(server.running());
+    keel::redis::pool redis{private_pool(server.port())};
+    keel::manual_clock clock;
+    keel::redis::fixed_window<keel::manual_clock> limiter{
+        redis,
+        {.name = "share",
+         .limit = 8,
+         .window = 1h,
+         .on_failure = {.mode = keel::redis::failure_mode::local, .expected_instances = 4}},
+        clock};
+    CHECK(limiter.try_acquire().source == decision_source::remote);
+    server.kill();
+    // 8 / 4 instances = 2 per window for this instance, and 2 for each key.
+    for (bool expected : {true, true, false}) {
+        keel::decision const d = limiter.try_acquire();
+        CHECK(d.allowed == expected);
+        CHECK(d.source == decision_source::fallback_local);
+        CHECK(d.limit == 2);
+    }
+    CHECK(limiter.try_acquire("alice").allowed);
+    CHECK(limiter.try_acquire("alice").allowed);
+    CHECK_FALSE(limiter.try_acquire("alice").allowed);
+    CHECK(limiter.try_acquire("bob").allowed);
+
+    keel::redis::gcra<keel::manual_clock> bucket{
+        redis,
+        {.name = "share-gcra",
+         .rate = 40,
+         .period = 1s,
+         .burst = 40,
+         .on_failure = {.mode = keel::redis::failure_mode::local, .expected_instances = 4}},
+        clock};
+    int admitted = 0;
+    for (int i = 0; i < 20; ++i) {
+        keel::decision const d = bucket.try_acquire();
+        CHECK(d.source == decision_source::fallback_local);
+        admitted += d.allowed ? 1 : 0;
+    }
+    CHECK(admitted == 10); // burst 40 / 4
+    clock.advance(100ms);  // 10 per second locally: one more permit
+    CHECK(bucket.try_acquire().allowed);
+    CHECK_FALSE(bucket.try_acquire().allowed);
+}

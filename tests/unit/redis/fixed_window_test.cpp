@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #include <keel/redis/fixed_window.hpp>
 
+#include <keel/limiter/limiter.hpp>
 #include <keel/testing/manual_clock.hpp>
 
 #include "redis_server.hpp"
@@ -14,6 +15,10 @@
 
 using namespace std::chrono_literals;
 using keel::decision_source;
+
+// Same interface as the local limiters: code written against keel::rate_limiter switches by type.
+static_assert(keel::rate_limiter<keel::redis::fixed_window<>>);
+static_assert(keel::rate_limiter<keel::redis::fixed_window<keel::manual_clock>>);
 
 namespace {
 keel::redis::pool_options shared_pool(std::size_t size = 2) {

@@ -6,6 +6,7 @@
 
 #include <keel/core/clock.hpp>
 #include <keel/limiter/decision.hpp>
+#include <keel/limiter/keyed.hpp>
 #include <keel/policy/circuit_breaker.hpp>
 #include <keel/redis/failure_policy.hpp>
 #include <keel/redis/pool.hpp>
@@ -18,6 +19,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <span>
@@ -261,6 +263,47 @@ private:
     time_point m_lease_expiry{};
     [[no_unique_address]] Clock m_clock;
 };
+
+/// The in-process limiter failure_mode::local asks: one `Local` limiter for the
+/// limiter-wide form and a keel::keyed table of them (at most `max_keys`) for
+/// the per-key form, each configured with the instance's share of the limit.
+template <class Local>
+class local_share {
+public:
+    using time_point = typename Local::time_point;
+
+    /// At most this many keys are tracked in process while Redis is down;
+    /// keel::keyed's overflow policy (a shared limiter) covers the rest.
+    static constexpr std::size_t max_keys = std::size_t{1} << 16;
+
+    local_share(typename Local::options const& options, typename Local::clock_type clock)
+        : m_wide(options, clock), m_keyed(options, {.max_keys = max_keys, .shards = 16}, clock) {}
+
+    decision operator()(std::optional<std::string_view> key, std::int64_t permits, time_point now) {
+        if (!key) {
+            return m_wide.try_acquire(permits, now);
+        }
+        return m_keyed.try_acquire(std::string{*key}, permits, now);
+    }
+
+private:
+    Local m_wide;
+    keyed<Local, std::string> m_keyed;
+};
+
+/// Returns the instance's share of `limit`: limit / instances, at least 1, at most `max`.
+inline std::int64_t share_of(std::int64_t limit, std::int64_t instances, std::int64_t max) {
+    return std::clamp<std::int64_t>(limit / instances, 1, max);
+}
+
+/// Builds a local_decider over a new local_share<Local> (shared by the decider's copies).
+template <class Local, class Clock>
+typename remote_limiter<Clock>::local_decider
+make_local_share(typename Local::options const& options, Clock const& clock) {
+    auto share = std::make_shared<local_share<Local>>(options, clock);
+    return [share](std::optional<std::string_view> key, std::int64_t permits,
+                   typename Clock::time_point now) { return (*share)(key, permits, now); };
+}
 
 /// Builds the message of an options error: "<component>: <field> must be <range>, got <value>".
 inline std::string range_error(char const* component, char const* field, char const* range,
