@@ -200,12 +200,22 @@ private:
 };
 
 /// Returns the integer after `key=` in `line`, or -1.
-inline int field(std::string_view line, std::string_view key) {
+inline long long field(std::string_view line, std::string_view key) {
     auto const at = line.find(fmt::format(" {}=", key));
     if (at == std::string_view::npos) {
         return -1;
     }
-    return std::atoi(std::string{line.substr(at + key.size() + 2)}.c_str());
+    return std::atoll(std::string{line.substr(at + key.size() + 2)}.c_str());
+}
+
+/// Returns the word after `key=` in `line` (up to the next space), or an empty string.
+inline std::string text_field(std::string_view line, std::string_view key) {
+    auto const at = line.find(fmt::format(" {}=", key));
+    if (at == std::string_view::npos) {
+        return {};
+    }
+    auto const rest = line.substr(at + key.size() + 2);
+    return std::string{rest.substr(0, rest.find(' '))};
 }
 
 /// The answer to one GET: status (0 when no response came), body, headers, latency.
