@@ -8,6 +8,7 @@
 // Usage: keel_e2e_service <scenario> --service <path> --downstream <path>
 // Prints what it checks and exits non-zero if any check failed.
 #include "harness.hpp"
+#include "prometheus.hpp"
 
 #include <fmt/format.h>
 
@@ -16,6 +17,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
+#include <limits>
 #include <map>
 #include <memory>
 #include <string>
@@ -352,6 +354,27 @@ void drain_under_load(paths const& p) {
     check(left_over_zero, fmt::format("the drain report says nothing was left in flight: {}", line));
 }
 
+// The /metrics writer follows the text exposition format: HELP and TYPE lines,
+// escaped help text and label values, integers without exponents, special values.
+void prometheus_text(paths const&) {
+    keel_demo::prometheus_text page;
+    page.family("demo_total", "counter", "Counts \\ things\non two lines.");
+    page.sample("demo_total", {{"path", "/a\"b\\c\nd"}, {"code", "200"}}, 3);
+    page.family("demo_ratio", "gauge", "A ratio.");
+    page.sample("demo_ratio", 0.25);
+    page.sample("demo_ratio", {{"kind", "big"}}, 1e20);
+    page.sample("demo_ratio", {{"kind", "inf"}}, std::numeric_limits<double>::infinity());
+    std::string const expected = "# HELP demo_total Counts \\\\ things\\non two lines.\n"
+                                 "# TYPE demo_total counter\n"
+                                 "demo_total{path=\"/a\\\"b\\\\c\\nd\",code=\"200\"} 3\n"
+                                 "# HELP demo_ratio A ratio.\n"
+                                 "# TYPE demo_ratio gauge\n"
+                                 "demo_ratio 0.25\n"
+                                 "demo_ratio{kind=\"big\"} 1e+20\n"
+                                 "demo_ratio{kind=\"inf\"} +Inf\n";
+    check(page.text() == expected, "exposition text:\n" + page.text());
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -379,6 +402,7 @@ int main(int argc, char** argv) {
         {"spoofed_forwarded_for", spoofed_forwarded_for},
         {"flood_vs_polite", flood_vs_polite},
         {"drain_under_load", drain_under_load},
+        {"prometheus_text", prometheus_text},
     };
     auto const it = scenarios.find(scenario);
     if (it == scenarios.end()) {
