@@ -5,6 +5,7 @@
 
 #include <keel/core/error.hpp>
 #include <keel/core/outcome.hpp>
+#include <keel/ops/health.hpp>
 
 #include <fmt/format.h>
 
@@ -38,5 +39,23 @@ struct fmt::formatter<keel::failure> : fmt::formatter<std::string_view> {
             }
         }
         return fmt::format_to(ctx.out(), "failure");
+    }
+};
+
+/// Formats a keel::ops::health_status as "pass", "warn" or "fail".
+template <>
+struct fmt::formatter<keel::ops::health_status> : fmt::formatter<std::string_view> {
+    template <class FormatContext>
+    auto format(keel::ops::health_status status, FormatContext& ctx) const {
+        return fmt::formatter<std::string_view>::format(keel::ops::to_string(status), ctx);
+    }
+};
+
+/// Formats a keel::ops::probe_kind as "liveness", "readiness" or "startup".
+template <>
+struct fmt::formatter<keel::ops::probe_kind> : fmt::formatter<std::string_view> {
+    template <class FormatContext>
+    auto format(keel::ops::probe_kind kind, FormatContext& ctx) const {
+        return fmt::formatter<std::string_view>::format(keel::ops::to_string(kind), ctx);
     }
 };

@@ -13,3 +13,8 @@
 #include <keel/core/sleeper.hpp>
 
 #include <keel/policy/policy.hpp>
+
+#include <keel/ops/health.hpp>
+#include <keel/ops/health_json.hpp>
+#include <keel/ops/probe.hpp>
+#include <keel/ops/slo.hpp>

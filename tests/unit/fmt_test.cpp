@@ -15,3 +15,9 @@ TEST_CASE("fmt formats a failure by code or by exception", "[fmt]") {
     auto const thrown = keel::failure::from(std::make_exception_ptr(std::runtime_error{"boom"}));
     CHECK(fmt::format("{}", thrown) == "exception: boom");
 }
+
+TEST_CASE("fmt formats health statuses and probe kinds as the draft spells them", "[fmt]") {
+    CHECK(fmt::format("{}", keel::ops::health_status::warn) == "warn");
+    CHECK(fmt::format("{:>5}", keel::ops::health_status::fail) == " fail");
+    CHECK(fmt::format("{}", keel::ops::probe_kind::readiness) == "readiness");
+}
