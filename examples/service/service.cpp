@@ -172,6 +172,11 @@ int main(int argc, char** argv) try {
         return result->body;
     };
 
+    // Health: liveness has no dependencies; readiness adds the breaker check and
+    // fails while draining; startup passes once the listener is bound.
+    keel::ops::health_registry<> health{{.service_id = "keel-demo",
+                                         .description = "keel demo service"}};
+
     httplib::Server server;
     server.new_task_queue = [n = cfg.threads] {
         return new httplib::ThreadPool(static_cast<std::size_t>(n));
@@ -186,6 +191,21 @@ int main(int argc, char** argv) try {
         ++stats.ok;
         res.set_content(body, "text/plain");
         (void)req;
+    });
+
+    auto const probe = [](httplib::Response& res, keel::ops::health_report const& report) {
+        auto const answer = keel::ops::to_http_response(report);
+        res.status = answer.status;
+        res.set_content(answer.body, answer.content_type);
+    };
+    server.Get("/health/live", [&](httplib::Request const&, httplib::Response& res) {
+        probe(res, health.liveness());
+    });
+    server.Get("/health/ready", [&](httplib::Request const&, httplib::Response& res) {
+        probe(res, health.readiness());
+    });
+    server.Get("/health/startup", [&](httplib::Request const&, httplib::Response& res) {
+        probe(res, health.startup());
     });
 
     server.Get("/metrics", [&](httplib::Request const&, httplib::Response& res) {
@@ -221,6 +241,7 @@ int main(int argc, char** argv) try {
         return 1;
     }
     std::thread listener{[&] { server.listen_after_bind(); }};
+    health.mark_started();
     fmt::print("listening port={}\n", port);
     std::fflush(stdout);
 
