@@ -82,16 +82,13 @@ struct tally {
         std::lock_guard lock{mutex};
         auto const p50 = keel_demo::percentile(latencies, 50);
         auto const p99 = keel_demo::percentile(latencies, 99);
-        return fmt::format("{} requests: {} ok ({} after retries), {} failed, {} shed by the "
-                           "breaker, {} rate-limited{}{}; p50 {:.1f} ms, p99 {:.1f} ms",
-                           sent.load(), ok.load(), retried.load(), failed.load(), shed.load(),
-                           limited.load(),
-                           refused.load() > 0 ? fmt::format(", {} refused (draining)",
-                                                            refused.load())
-                                              : "",
-                           errors.load() > 0 ? fmt::format(", {} without answer", errors.load())
-                                             : "",
-                           keel_demo::ms(p50), keel_demo::ms(p99));
+        return fmt::format(
+            "{} requests: {} ok ({} after retries), {} failed, {} shed by the "
+            "breaker, {} rate-limited{}{}; p50 {:.1f} ms, p99 {:.1f} ms",
+            sent.load(), ok.load(), retried.load(), failed.load(), shed.load(), limited.load(),
+            refused.load() > 0 ? fmt::format(", {} refused (draining)", refused.load()) : "",
+            errors.load() > 0 ? fmt::format(", {} without answer", errors.load()) : "",
+            keel_demo::ms(p50), keel_demo::ms(p99));
     }
 };
 
@@ -99,8 +96,7 @@ struct tally {
 // the (simulated) trusted proxy, counting into whichever tally is current.
 class load {
 public:
-    load(int port, int clients, std::string address_prefix, mono::duration pause)
-        : m_port(port) {
+    load(int port, int clients, std::string address_prefix, mono::duration pause) : m_port(port) {
         for (int i = 0; i < clients; ++i) {
             m_threads.emplace_back([this, i, address_prefix, pause] {
                 httplib::Headers const headers{
@@ -152,21 +148,39 @@ private:
 class stage {
 public:
     stage(std::string const& service, std::string const& downstream) {
-        m_downstream = std::make_unique<child_process>(std::vector<std::string>{downstream},
-                                                       "downstream");
+        m_downstream =
+            std::make_unique<child_process>(std::vector<std::string>{downstream}, "downstream");
         auto const ready = m_downstream->wait_line("listening", 30s);
         if (!ready) {
             throw std::runtime_error("keel_downstream did not start");
         }
         data_port = static_cast<int>(keel_demo::field(*ready, "data"));
         control_port = static_cast<int>(keel_demo::field(*ready, "control"));
-        m_service = std::make_unique<child_process>(
-            std::vector<std::string>{service, "--downstream-port", std::to_string(data_port),
-                                     "--timeout-ms", "300", "--attempts", "3", "--min-calls",
-                                     "10", "--window", "20", "--failure-rate", "50", "--open-ms",
-                                     "1500", "--rate", "30", "--burst", "30", "--pre-stop-ms",
-                                     "1000", "--drain-ms", "5000"},
-            "service");
+        m_service =
+            std::make_unique<child_process>(std::vector<std::string>{service,
+                                                                     "--downstream-port",
+                                                                     std::to_string(data_port),
+                                                                     "--timeout-ms",
+                                                                     "300",
+                                                                     "--attempts",
+                                                                     "3",
+                                                                     "--min-calls",
+                                                                     "10",
+                                                                     "--window",
+                                                                     "20",
+                                                                     "--failure-rate",
+                                                                     "50",
+                                                                     "--open-ms",
+                                                                     "1500",
+                                                                     "--rate",
+                                                                     "30",
+                                                                     "--burst",
+                                                                     "30",
+                                                                     "--pre-stop-ms",
+                                                                     "1000",
+                                                                     "--drain-ms",
+                                                                     "5000"},
+                                            "service");
         auto const listening = m_service->wait_line("listening", 30s);
         if (!listening) {
             throw std::runtime_error("keel_service did not start");
@@ -192,16 +206,17 @@ public:
             if (!line.starts_with("event ")) {
                 return;
             }
-            auto const at = mono::time_point{std::chrono::nanoseconds{
-                keel_demo::field(line, "at_ns")}};
+            auto const at =
+                mono::time_point{std::chrono::nanoseconds{keel_demo::field(line, "at_ns")}};
             auto const kind = keel_demo::text_field(line, "kind");
             auto const stamp = fmt::format("[{:6.2f}s]", seconds_since_start(at));
             if (kind == "breaker") {
                 auto const to = keel_demo::text_field(line, "to");
                 fmt::print("{} breaker {} -> {}{}\n", stamp, keel_demo::text_field(line, "from"),
-                           to, line.find(" why=") != std::string::npos
-                                   ? fmt::format(" ({})", keel_demo::text_field(line, "why"))
-                                   : "");
+                           to,
+                           line.find(" why=") != std::string::npos
+                               ? fmt::format(" ({})", keel_demo::text_field(line, "why"))
+                               : "");
                 if (to == "open" && !opened) {
                     opened = at;
                 }
@@ -264,9 +279,12 @@ int main(int argc, char** argv) try {
     say("service: 300 ms per attempt, 3 attempts, breaker opens at 50 % failures of >= 10 "
         "calls, 30 req/s per client");
 
-    std::array<phase, 6> phases{phase{"healthy", {}},     phase{"downstream failing 30 %", {}},
-                                phase{"downstream down", {}}, phase{"recovery", {}},
-                                phase{"one client flooding", {}}, phase{"SIGTERM under load", {}}};
+    std::array<phase, 6> phases{phase{"healthy", {}},
+                                phase{"downstream failing 30 %", {}},
+                                phase{"downstream down", {}},
+                                phase{"recovery", {}},
+                                phase{"one client flooding", {}},
+                                phase{"SIGTERM under load", {}}};
     load polite{s.port, 4, "10.0.0.", 40ms};
 
     say("phase 1: healthy downstream, 4 polite clients");
@@ -375,8 +393,8 @@ int main(int argc, char** argv) try {
             p99 = keel_demo::ms(keel_demo::percentile(c.latencies, 99));
         }
         fmt::print("  {:<26} {:>6} {:>6} {:>8} {:>7} {:>6} {:>8} {:>8.1f}\n", p.name, c.sent.load(),
-                   c.ok.load(), c.retried.load(), c.failed.load(), c.shed.load(),
-                   c.limited.load(), p99);
+                   c.ok.load(), c.retried.load(), c.failed.load(), c.shed.load(), c.limited.load(),
+                   p99);
     }
     if (s.opened && s.closed) {
         fmt::print("  breaker: opened {:.0f} ms after the outage began, closed {:.0f} ms after "

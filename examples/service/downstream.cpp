@@ -197,11 +197,10 @@ int main(int argc, char** argv) {
                         "text/plain");
     });
     int const control_port_arg = int_arg(argc, argv, "--control-port", 0);
-    int const control_port = control_port_arg == 0
-                                 ? control.bind_to_any_port("127.0.0.1")
-                                 : (control.bind_to_port("127.0.0.1", control_port_arg)
-                                        ? control_port_arg
-                                        : -1);
+    int const control_port =
+        control_port_arg == 0
+            ? control.bind_to_any_port("127.0.0.1")
+            : (control.bind_to_port("127.0.0.1", control_port_arg) ? control_port_arg : -1);
     if (control_port < 0) {
         fmt::print(stderr, "keel_downstream: cannot bind the control port\n");
         return 1;

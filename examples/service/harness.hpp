@@ -275,7 +275,8 @@ inline mono::duration percentile(std::vector<mono::duration>& samples, double p)
         return {};
     }
     std::sort(samples.begin(), samples.end());
-    auto const index = static_cast<std::size_t>(p / 100.0 * static_cast<double>(samples.size() - 1));
+    auto const index =
+        static_cast<std::size_t>(p / 100.0 * static_cast<double>(samples.size() - 1));
     return samples[index];
 }
 

@@ -44,19 +44,19 @@ namespace {
 
 // Command-line settings; the defaults suit the demo's compressed timescale.
 struct settings {
-    int port = 0;                 // 0: chosen by the OS
-    int downstream_port = 0;      // required
-    int timeout_ms = 500;         // per attempt
-    int attempts = 3;             // total, the first included
-    int min_calls = 10;           // breaker volume threshold
-    int failure_rate = 50;        // percent
-    int open_ms = 2000;           // breaker reset timeout (base)
-    int window = 20;              // breaker count window
-    int rate = 50;                // per client, permits per second
-    int burst = 50;               // per client
-    int pre_stop_ms = 1000;       // drain: keep serving after readiness fails
-    int drain_ms = 10000;         // drain: wait for in-flight requests
-    int threads = 32;             // HTTP worker threads
+    int port = 0;            // 0: chosen by the OS
+    int downstream_port = 0; // required
+    int timeout_ms = 500;    // per attempt
+    int attempts = 3;        // total, the first included
+    int min_calls = 10;      // breaker volume threshold
+    int failure_rate = 50;   // percent
+    int open_ms = 2000;      // breaker reset timeout (base)
+    int window = 20;         // breaker count window
+    int rate = 50;           // per client, permits per second
+    int burst = 50;          // per client
+    int pre_stop_ms = 1000;  // drain: keep serving after readiness fails
+    int drain_ms = 10000;    // drain: wait for in-flight requests
+    int threads = 32;        // HTTP worker threads
 };
 
 settings parse(int argc, char** argv) {
@@ -164,7 +164,8 @@ int main(int argc, char** argv) try {
         std::stop_callback abort{ctx.stop_token(), [&client] { client.stop(); }};
         auto result = client.Get("/work");
         if (!result) {
-            throw downstream_error(fmt::format("downstream: {}", httplib::to_string(result.error())));
+            throw downstream_error(
+                fmt::format("downstream: {}", httplib::to_string(result.error())));
         }
         if (result->status >= 500) {
             throw downstream_error(fmt::format("downstream: HTTP {}", result->status));
@@ -174,8 +175,8 @@ int main(int argc, char** argv) try {
 
     // Health: liveness has no dependencies; readiness adds the breaker check and
     // fails while draining; startup passes once the listener is bound.
-    keel::ops::health_registry<> health{{.service_id = "keel-demo",
-                                         .description = "keel demo service"}};
+    keel::ops::health_registry<> health{
+        {.service_id = "keel-demo", .description = "keel demo service"}};
 
     httplib::Server server;
     server.new_task_queue = [n = cfg.threads] {

@@ -50,8 +50,8 @@ struct paths {
 class servers {
 public:
     servers(paths const& p, std::vector<std::string> service_args) {
-        m_downstream = std::make_unique<child_process>(std::vector<std::string>{p.downstream},
-                                                       "downstream");
+        m_downstream =
+            std::make_unique<child_process>(std::vector<std::string>{p.downstream}, "downstream");
         auto const ready = m_downstream->wait_line("listening", 30s);
         if (!ready) {
             throw std::runtime_error("keel_downstream did not start");
@@ -115,8 +115,9 @@ bool until(servers const& s, mono::duration limit,
 // During an outage that makes every attempt wait for its 1 s timeout, the breaker
 // opens and then answers in milliseconds instead of seconds.
 void breaker_fail_fast(paths const& p) {
-    servers s{p, {"--timeout-ms", "1000", "--attempts", "2", "--min-calls", "4", "--window",
-                  "10", "--open-ms", "60000"}};
+    servers s{p,
+              {"--timeout-ms", "1000", "--attempts", "2", "--min-calls", "4", "--window", "10",
+               "--open-ms", "60000"}};
     for (int i = 0; i < 3; ++i) {
         check(s.work().status == 200, "healthy downstream: request served");
     }
@@ -136,8 +137,8 @@ void breaker_fail_fast(paths const& p) {
     for (auto& t : callers) {
         t.join();
     }
-    check(timed_out.load() > 0, fmt::format("hanging downstream: {} of 6 calls timed out (504)",
-                                            timed_out.load()));
+    check(timed_out.load() > 0,
+          fmt::format("hanging downstream: {} of 6 calls timed out (504)", timed_out.load()));
     bool const opened = until(s, 20s, [](auto const& r) { return r.status == 503; });
     check(opened, "the breaker opens during the outage (503 circuit open)");
     check(s.metric(breaker_open) == 1, "/metrics reports the breaker open");
@@ -157,15 +158,16 @@ void breaker_fail_fast(paths const& p) {
     auto const worst = latencies.back();
     check(p99 < 100ms, fmt::format("fail-fast p99 {:.1f} ms < 100 ms (the timeout is 1000 ms)",
                                    keel_demo::ms(p99)));
-    check(worst < 500ms, fmt::format("no timeout-length wait while open: max {:.1f} ms",
-                                     keel_demo::ms(worst)));
+    check(worst < 500ms,
+          fmt::format("no timeout-length wait while open: max {:.1f} ms", keel_demo::ms(worst)));
     s.control("/control?hang=0");
 }
 
 // After the downstream comes back, half-open probes succeed and the breaker closes.
 void breaker_recovery(paths const& p) {
-    servers s{p, {"--timeout-ms", "1000", "--attempts", "2", "--min-calls", "4", "--window",
-                  "10", "--open-ms", "1000"}};
+    servers s{p,
+              {"--timeout-ms", "1000", "--attempts", "2", "--min-calls", "4", "--window", "10",
+               "--open-ms", "1000"}};
     check(s.work().status == 200, "healthy downstream: request served");
     s.control("/down");
     bool const opened = until(s, 20s, [](auto const& r) { return r.status == 503; });
@@ -213,8 +215,8 @@ void spoofed_forwarded_for(paths const& p) {
     check(same_client, "every request is attributed to 10.0.0.7, whatever the client wrote");
     // burst 5 plus 5 per second of the test, plus one for a refill in flight.
     auto const most = 5 + static_cast<int>(5 * elapsed) + 1;
-    check(allowed <= most, fmt::format("{} allowed in {:.2f} s, at most {} for one client",
-                                       allowed, elapsed, most));
+    check(allowed <= most,
+          fmt::format("{} allowed in {:.2f} s, at most {} for one client", allowed, elapsed, most));
     check(limited > 0, fmt::format("{} rate-limited (429)", limited));
     auto const other = s.work({{"X-Forwarded-For", "10.0.0.8"}});
     check(other.status == 200, "another client behind the same proxy is still served");
@@ -257,8 +259,9 @@ void flood_vs_polite(paths const& p) {
     for (auto& t : flooders) {
         t.join();
     }
-    check(flood_limited.load() > flood_ok.load(),
-          fmt::format("flooder: {} served, {} rate-limited", flood_ok.load(), flood_limited.load()));
+    check(
+        flood_limited.load() > flood_ok.load(),
+        fmt::format("flooder: {} served, {} rate-limited", flood_ok.load(), flood_limited.load()));
     check(flood_headers.load() == flood_limited.load(),
           "every 429 carries Retry-After >= 1 s, RateLimit and RateLimit-Policy");
     check(polite_ok == polite_sent,
@@ -271,8 +274,8 @@ void flood_vs_polite(paths const& p) {
 // SIGTERM under steady load: readiness turns 503, requests already accepted all
 // finish, nothing accepted is dropped, and the process exits 0 within its budget.
 void drain_under_load(paths const& p) {
-    servers s{p, {"--pre-stop-ms", "2000", "--drain-ms", "10000", "--rate", "1000", "--burst",
-                  "1000"}};
+    servers s{
+        p, {"--pre-stop-ms", "2000", "--drain-ms", "10000", "--rate", "1000", "--burst", "1000"}};
     s.control("/control?delay_ms=300");
 
     // Like a load balancer: stop sending once readiness fails or the service refuses.
@@ -351,7 +354,8 @@ void drain_under_load(paths const& p) {
         }
     }
     (void)report;
-    check(left_over_zero, fmt::format("the drain report says nothing was left in flight: {}", line));
+    check(left_over_zero,
+          fmt::format("the drain report says nothing was left in flight: {}", line));
 }
 
 // The /metrics writer follows the text exposition format: HELP and TYPE lines,
@@ -397,12 +401,9 @@ int main(int argc, char** argv) {
         }
     }
     std::map<std::string, void (*)(paths const&)> const scenarios{
-        {"breaker_fail_fast", breaker_fail_fast},
-        {"breaker_recovery", breaker_recovery},
-        {"spoofed_forwarded_for", spoofed_forwarded_for},
-        {"flood_vs_polite", flood_vs_polite},
-        {"drain_under_load", drain_under_load},
-        {"prometheus_text", prometheus_text},
+        {"breaker_fail_fast", breaker_fail_fast},         {"breaker_recovery", breaker_recovery},
+        {"spoofed_forwarded_for", spoofed_forwarded_for}, {"flood_vs_polite", flood_vs_polite},
+        {"drain_under_load", drain_under_load},           {"prometheus_text", prometheus_text},
     };
     auto const it = scenarios.find(scenario);
     if (it == scenarios.end()) {
