@@ -5,7 +5,10 @@
 
 #include <keel/core/error.hpp>
 #include <keel/core/outcome.hpp>
+#include <keel/ops/drain.hpp>
 #include <keel/ops/health.hpp>
+#include <keel/policy/bulkhead.hpp>
+#include <keel/policy/retry_budget.hpp>
 
 #include <fmt/format.h>
 
@@ -42,6 +45,26 @@ struct fmt::formatter<keel::failure> : fmt::formatter<std::string_view> {
     }
 };
 
+/// Formats a keel::bulkhead_snapshot as "in_flight 3/25, queued 0/0".
+template <>
+struct fmt::formatter<keel::bulkhead_snapshot> : fmt::formatter<std::string_view> {
+    template <class FormatContext>
+    auto format(keel::bulkhead_snapshot const& s, FormatContext& ctx) const {
+        return fmt::format_to(ctx.out(), "in_flight {}/{}, queued {}/{}", s.in_flight,
+                              s.max_concurrent_calls, s.queued, s.max_queued_calls);
+    }
+};
+
+/// Formats a keel::retry_budget_snapshot as "calls 100, retries 20, refused 3, balance 10.00".
+template <>
+struct fmt::formatter<keel::retry_budget_snapshot> : fmt::formatter<std::string_view> {
+    template <class FormatContext>
+    auto format(keel::retry_budget_snapshot const& s, FormatContext& ctx) const {
+        return fmt::format_to(ctx.out(), "calls {}, retries {}, refused {}, balance {:.2f}",
+                              s.calls, s.retries, s.refused, s.balance);
+    }
+};
+
 /// Formats a keel::ops::health_status as "pass", "warn" or "fail".
 template <>
 struct fmt::formatter<keel::ops::health_status> : fmt::formatter<std::string_view> {
@@ -57,5 +80,14 @@ struct fmt::formatter<keel::ops::probe_kind> : fmt::formatter<std::string_view> 
     template <class FormatContext>
     auto format(keel::ops::probe_kind kind, FormatContext& ctx) const {
         return fmt::formatter<std::string_view>::format(keel::ops::to_string(kind), ctx);
+    }
+};
+
+/// Formats a keel::ops::drain_phase as its name, e.g. "drain_in_flight".
+template <>
+struct fmt::formatter<keel::ops::drain_phase> : fmt::formatter<std::string_view> {
+    template <class FormatContext>
+    auto format(keel::ops::drain_phase phase, FormatContext& ctx) const {
+        return fmt::formatter<std::string_view>::format(keel::ops::to_string(phase), ctx);
     }
 };

@@ -12,9 +12,21 @@
 #include <keel/core/random.hpp>
 #include <keel/core/sleeper.hpp>
 
+#include <keel/policy/backoff.hpp>
+#include <keel/policy/bulkhead.hpp>
+#include <keel/policy/fallback.hpp>
 #include <keel/policy/policy.hpp>
+#include <keel/policy/predicate.hpp>
+#include <keel/policy/retry.hpp>
+#include <keel/policy/retry_budget.hpp>
+#include <keel/policy/timeout.hpp>
 
+#include <keel/resilient.hpp>
+
+#include <keel/ops/drain.hpp>
 #include <keel/ops/health.hpp>
 #include <keel/ops/health_json.hpp>
+#include <keel/ops/pool_sizing.hpp>
 #include <keel/ops/probe.hpp>
+#include <keel/ops/signals.hpp>
 #include <keel/ops/slo.hpp>

@@ -16,6 +16,12 @@ TEST_CASE("fmt formats a failure by code or by exception", "[fmt]") {
     CHECK(fmt::format("{}", thrown) == "exception: boom");
 }
 
+TEST_CASE("fmt formats bulkhead and retry budget snapshots", "[fmt]") {
+    CHECK(fmt::format("{}", keel::bulkhead_snapshot{3, 1, 25, 4}) == "in_flight 3/25, queued 1/4");
+    CHECK(fmt::format("{}", keel::retry_budget_snapshot{100, 20, 3, 10.0}) ==
+          "calls 100, retries 20, refused 3, balance 10.00");
+}
+
 TEST_CASE("fmt formats health statuses and probe kinds as the draft spells them", "[fmt]") {
     CHECK(fmt::format("{}", keel::ops::health_status::warn) == "warn");
     CHECK(fmt::format("{:>5}", keel::ops::health_status::fail) == " fail");

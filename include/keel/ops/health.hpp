@@ -731,14 +731,14 @@ private:
         }
         try {
             std::thread{[check, run, clock = m_clock]() mutable {
-                check_result result =
+                check_result fresh =
                     detail::run_check_guarded(check->function, run->cancel.get_token());
                 auto const now = clock.now();
                 {
                     std::lock_guard lock{check->mutex};
                     if (!run->outcome) {
-                        run->outcome = result;
-                        check->record_locked(std::move(result), now);
+                        run->outcome = fresh;
+                        check->record_locked(std::move(fresh), now);
                     }
                     if (check->running == run) {
                         check->running.reset();

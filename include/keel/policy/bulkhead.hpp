@@ -1,0 +1,250 @@
+// SPDX-License-Identifier: MIT
+// keel::bulkhead: a concurrency limit shared by reference by every call to one
+// dependency, as resilience4j's SemaphoreBulkhead: at most N calls in flight,
+// optionally a bounded queue whose waiters wait at most max_wait (through the
+// sleeper, interruptible by the stop token), else errc::bulkhead_full.
+// keel::guard(bulkhead) is the policy for keel::resilient.
+#pragma once
+
+#include <keel/core/context.hpp>
+#include <keel/core/error.hpp>
+#include <keel/core/outcome.hpp>
+#include <keel/core/sleeper.hpp>
+#include <keel/version.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <concepts>
+#include <deque>
+#include <mutex>
+#include <stdexcept>
+#include <stop_token>
+#include <string>
+#include <system_error>
+#include <utility>
+
+KEEL_BEGIN_NAMESPACE
+
+/// Options of keel::bulkhead.
+struct bulkhead_options {
+    /// Default 25 (resilience4j maxConcurrentCalls); >= 1. Calls in flight at once.
+    int max_concurrent_calls = 25;
+    /// Default 0 (no queue: resilience4j's maxWaitDuration 0 rejects at once); >= 0.
+    /// Calls that may wait for a slot; when it is > 0, max_wait must be > 0 too.
+    int max_queued_calls = 0;
+    /// Default 0 (resilience4j maxWaitDuration); >= 0. How long a queued call waits
+    /// for a slot before errc::bulkhead_full; must be > 0 exactly when
+    /// max_queued_calls > 0.
+    std::chrono::nanoseconds max_wait{};
+};
+
+/// Describes a bulkhead at one instant.
+struct bulkhead_snapshot {
+    int in_flight = 0;            ///< Calls holding a slot.
+    int queued = 0;               ///< Calls waiting for one.
+    int max_concurrent_calls = 0; ///< The limit.
+    int max_queued_calls = 0;     ///< The queue's bound.
+};
+
+/// Limits how many calls run at once; extra calls wait in a bounded queue or are rejected.
+///
+/// Without a queue, admission is one compare-and-swap and release one atomic
+/// decrement (lock-free). With a queue, a call finding no free slot (or others
+/// already waiting) joins the queue if it has room: a freed slot is handed to the oldest waiter
+/// (FIFO, as resilience4j's fair default), a waiter gives up after max_wait (errc::bulkhead_full)
+/// or when its stop token fires (errc::cancelled). Waiting goes through `Sleeper`, so tests use
+/// keel::virtual_sleeper. Thread-safe; non-copyable; must outlive the policies referring to it.
+///
+///     keel::bulkhead db_pool{{.max_concurrent_calls = 10}};
+///     auto query = keel::resilient{run_query, keel::guard(db_pool)};
+template <sleeper Sleeper = real_sleeper>
+class basic_bulkhead {
+public:
+    /// Builds a bulkhead; throws std::invalid_argument when an option is out of range.
+    explicit basic_bulkhead(
+        bulkhead_options options = {}) requires std::default_initializable<Sleeper>
+        : basic_bulkhead(options, Sleeper{}) {}
+
+    /// Builds a bulkhead waiting through `sleeper` (a keel::virtual_sleeper in tests).
+    basic_bulkhead(bulkhead_options options, Sleeper sleeper)
+        : m_options(options), m_sleeper(std::move(sleeper)) {
+        auto fail = [](std::string const& what) {
+            throw std::invalid_argument("keel::bulkhead: " + what);
+        };
+        if (options.max_concurrent_calls < 1) {
+            fail("max_concurrent_calls must be >= 1, got " +
+                 std::to_string(options.max_concurrent_calls));
+        }
+        if (options.max_queued_calls < 0) {
+            fail("max_queued_calls must be >= 0, got " + std::to_string(options.max_queued_calls));
+        }
+        if (options.max_wait < std::chrono::nanoseconds::zero()) {
+            fail("max_wait must be >= 0, got " + std::to_string(options.max_wait.count()) + " ns");
+        }
+        if ((options.max_queued_calls > 0) !=
+            (options.max_wait > std::chrono::nanoseconds::zero())) {
+            fail("max_wait must be > 0 exactly when max_queued_calls > 0, got max_queued_calls " +
+                 std::to_string(options.max_queued_calls) + " and max_wait " +
+                 std::to_string(options.max_wait.count()) + " ns");
+        }
+    }
+
+    basic_bulkhead(basic_bulkhead const&) = delete;
+    basic_bulkhead& operator=(basic_bulkhead const&) = delete;
+
+    /// Takes a slot if one is free and nobody is queued; never waits. Lock-free.
+    bool try_acquire() noexcept {
+        if (m_queued.load(std::memory_order_acquire) != 0) {
+            return false;
+        }
+        int seen = m_in_flight.load(std::memory_order_relaxed);
+        while (seen < m_options.max_concurrent_calls) {
+            if (m_in_flight.compare_exchange_weak(seen, seen + 1, std::memory_order_acquire,
+                                                  std::memory_order_relaxed)) {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    /// Takes a slot, waiting in the queue if there is one; returns an empty code
+    /// when admitted, errc::bulkhead_full when full (or the wait ran out) and
+    /// errc::cancelled when `token` fired while waiting. Pair a success with release().
+    std::error_code acquire(std::stop_token token = {}) {
+        if (try_acquire()) {
+            return {};
+        }
+        if (m_options.max_queued_calls == 0) {
+            return make_error_code(errc::bulkhead_full);
+        }
+        return acquire_queued(token);
+    }
+
+    /// Gives a slot back: to the oldest waiter if any, else to the pool.
+    void release() noexcept {
+        if (m_options.max_queued_calls == 0) {
+            m_in_flight.fetch_sub(1, std::memory_order_release);
+            return;
+        }
+        std::lock_guard lock{m_mutex};
+        if (m_waiters.empty()) {
+            m_in_flight.fetch_sub(1, std::memory_order_release);
+            return;
+        }
+        // Hand the slot over without freeing it, so no newcomer can barge in.
+        waiter* const first = m_waiters.front();
+        m_waiters.pop_front();
+        m_queued.store(static_cast<int>(m_waiters.size()), std::memory_order_release);
+        first->granted = true;
+        first->wake.request_stop(); // wakes the sleeper; runs no user code
+    }
+
+    /// Returns the calls in flight and queued now.
+    bulkhead_snapshot snapshot() const noexcept {
+        return {m_in_flight.load(std::memory_order_acquire),
+                m_queued.load(std::memory_order_acquire), m_options.max_concurrent_calls,
+                m_options.max_queued_calls};
+    }
+
+    /// Returns the options the bulkhead was built with.
+    bulkhead_options const& options() const noexcept { return m_options; }
+
+private:
+    struct waiter {
+        std::stop_source wake;
+        bool granted = false;
+    };
+    struct wake_waiter {
+        waiter* target;
+        void operator()() const noexcept { target->wake.request_stop(); }
+    };
+
+    std::error_code acquire_queued(std::stop_token const& token) {
+        waiter self;
+        {
+            std::lock_guard lock{m_mutex};
+            // Under the lock no release can slip between this check and queueing.
+            int seen = m_in_flight.load(std::memory_order_relaxed);
+            while (m_waiters.empty() && seen < m_options.max_concurrent_calls) {
+                if (m_in_flight.compare_exchange_weak(seen, seen + 1, std::memory_order_acquire,
+                                                      std::memory_order_relaxed)) {
+                    return {};
+                }
+            }
+            if (static_cast<int>(m_waiters.size()) >= m_options.max_queued_calls) {
+                return make_error_code(errc::bulkhead_full);
+            }
+            m_waiters.push_back(&self);
+            m_queued.store(static_cast<int>(m_waiters.size()), std::memory_order_release);
+        }
+        {
+            std::stop_callback<wake_waiter> const link{token, wake_waiter{&self}};
+            Sleeper sleeper = m_sleeper;
+            sleeper.sleep_for(m_options.max_wait, self.wake.get_token());
+        }
+        std::lock_guard lock{m_mutex};
+        if (self.granted) {
+            return {};
+        }
+        m_waiters.erase(std::find(m_waiters.begin(), m_waiters.end(), &self));
+        m_queued.store(static_cast<int>(m_waiters.size()), std::memory_order_release);
+        return make_error_code(token.stop_requested() ? errc::cancelled : errc::bulkhead_full);
+    }
+
+    bulkhead_options m_options;
+    [[no_unique_address]] Sleeper m_sleeper;
+    std::atomic<int> m_in_flight{0};
+    std::atomic<int> m_queued{0};
+    std::mutex m_mutex;
+    std::deque<waiter*> m_waiters;
+};
+
+/// A bulkhead that waits with keel::real_sleeper.
+using bulkhead = basic_bulkhead<real_sleeper>;
+
+/// The policy keel::guard(bulkhead) returns: takes a slot before the inner
+/// pipeline and gives it back after, even if the inner pipeline throws.
+///
+/// Holds a pointer to the bulkhead, which must outlive it. Thread-safe.
+template <sleeper Sleeper>
+class bulkhead_policy {
+public:
+    /// Guards with `b`.
+    explicit bulkhead_policy(basic_bulkhead<Sleeper>& b) noexcept : m_bulkhead(&b) {}
+
+    /// Runs `next` holding a slot, or returns errc::bulkhead_full / errc::cancelled.
+    template <class Next, class Context>
+    auto execute(Next const& next, Context const& ctx) const -> decltype(next(ctx)) {
+        if (!m_bulkhead->try_acquire()) {
+            std::error_code code;
+            try {
+                code = m_bulkhead->acquire(ctx.stop_token());
+            } catch (...) { // the queue's allocation or the sleeper
+                return keel::failure::from_current_exception();
+            }
+            if (code) {
+                return keel::failure{code, nullptr, std::nullopt};
+            }
+        }
+        struct release_on_exit {
+            basic_bulkhead<Sleeper>* bulkhead;
+            ~release_on_exit() { bulkhead->release(); }
+        } const release{m_bulkhead};
+        return next(ctx);
+    }
+
+    /// Returns the guarded bulkhead.
+    basic_bulkhead<Sleeper>& target() const noexcept { return *m_bulkhead; }
+
+private:
+    basic_bulkhead<Sleeper>* m_bulkhead;
+};
+
+/// Returns the policy guarding a pipeline with `b` (shared by reference).
+template <sleeper Sleeper>
+bulkhead_policy<Sleeper> guard(basic_bulkhead<Sleeper>& b) noexcept {
+    return bulkhead_policy<Sleeper>{b};
+}
+
+KEEL_END_NAMESPACE

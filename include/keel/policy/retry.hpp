@@ -1,0 +1,276 @@
+// SPDX-License-Identifier: MIT
+// keel::retry: runs the rest of the pipeline again when its outcome is one the
+// user's predicate calls retryable, waiting a jittered backoff between attempts
+// through a sleeper. Bounded by a number of attempts, a total duration, the
+// context's deadline and an optional shared keel::retry_budget; honours a
+// retry-after hint carried by the failure; stops waiting when the stop token fires.
+#pragma once
+
+#include <keel/core/clock.hpp>
+#include <keel/core/context.hpp>
+#include <keel/core/error.hpp>
+#include <keel/core/outcome.hpp>
+#include <keel/core/random.hpp>
+#include <keel/core/sleeper.hpp>
+#include <keel/policy/backoff.hpp>
+#include <keel/policy/predicate.hpp>
+#include <keel/policy/retry_budget.hpp>
+#include <keel/version.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <concepts>
+#include <functional>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+#include <typeinfo>
+#include <utility>
+
+KEEL_BEGIN_NAMESPACE
+
+/// Describes one retry about to happen, for the on_retry listener.
+class retry_event {
+public:
+    /// Describes a retry after attempt `attempt` that failed with `f` (null when a
+    /// result value was retried, then `result` points to it) and waits `delay`.
+    template <class T>
+    retry_event(int attempt, std::chrono::nanoseconds delay, keel::failure const* f,
+                T const* result) noexcept
+        : m_attempt(attempt), m_delay(delay), m_failure(f), m_result(result),
+          m_result_type(result ? &typeid(T) : nullptr) {}
+
+    /// Returns the attempt that just ended (1 for the first call).
+    int attempt() const noexcept { return m_attempt; }
+    /// Returns how long the retry waits before the next attempt.
+    std::chrono::nanoseconds delay() const noexcept { return m_delay; }
+    /// Returns the failure being retried, or null when a result value is retried.
+    keel::failure const* failure() const noexcept { return m_failure; }
+    /// Returns the retried result value if it is a `T`, else null.
+    template <class T>
+    T const* result() const noexcept {
+        return m_result_type && *m_result_type == typeid(T) ? static_cast<T const*>(m_result)
+                                                            : nullptr;
+    }
+
+private:
+    int m_attempt;
+    std::chrono::nanoseconds m_delay;
+    keel::failure const* m_failure;
+    void const* m_result;
+    std::type_info const* m_result_type;
+};
+
+namespace detail {
+template <class... Types>
+concept default_initializable_all = (std::default_initializable<Types> && ...);
+} // namespace detail
+
+/// Options of keel::retry (on `Clock`, which only the budget's type depends on).
+template <clock Clock = steady_clock>
+struct basic_retry_options {
+    /// Default 3 (resilience4j maxAttempts); >= 1. The TOTAL number of attempts,
+    /// the first call included: 3 means one call and at most two retries. (Polly's
+    /// MaxRetryAttempts counts retries only; its default 3 is max_attempts = 4.)
+    /// 1 disables retrying.
+    int max_attempts = 3;
+    /// Default 0 (no limit); >= 0. The longest a logical call may take, attempts
+    /// and waits included, measured from the first attempt: no wait is started
+    /// that would end past it (like a deadline in the context, which also applies).
+    std::chrono::nanoseconds max_duration{};
+    /// Default exponential{500 ms, 2.0, 30 s}: resilience4j's 500 ms initial
+    /// interval, Polly's factor 2, a cap of keel's choosing.
+    keel::backoff backoff = exponential{};
+    /// Default full jitter (the AWS Architecture Blog's recommendation, Envoy's
+    /// choice); see keel::jitter for the formulas.
+    keel::jitter jitter = jitter::full;
+    /// Default true. When a retried failure carries a retry_after hint (a
+    /// rate_limited or circuit_open rejection, an HTTP Retry-After the call put
+    /// in its keel::error), the wait is at least the hint; if the hint ends past
+    /// the deadline or max_duration, the retry gives up instead.
+    bool honor_retry_after = true;
+    /// Default null (no budget). A shared budget: each logical call deposits once,
+    /// each retry withdraws once; a refused withdrawal ends the call (see retry).
+    basic_retry_budget<Clock>* budget = nullptr;
+    /// Default empty. Called before each wait with the attempt, the failure or
+    /// result and the chosen delay; runs on the calling thread, holding no lock.
+    /// If it throws, the call ends with that exception as its failure.
+    std::function<void(retry_event const&)> on_retry{};
+};
+
+/// Options of keel::retry on keel::steady_clock.
+using retry_options = basic_retry_options<steady_clock>;
+
+/// Runs the inner pipeline up to max_attempts times while `Predicate` says its
+/// outcome is retryable, waiting a jittered backoff between attempts.
+///
+/// For each logical call: deposits once in the budget (if any), runs attempt 1
+/// with `ctx.with_attempt(1)`, and after each retryable outcome decides:
+/// - attempts used up: returns the last outcome unchanged (a failing result
+///   value stays a value, a failure keeps its exception and code);
+/// - the stop token fired, or the wait (the backoff delay, or the retry-after
+///   hint if longer) would end past the context's deadline or max_duration:
+///   returns the last outcome unchanged;
+/// - the budget refuses: returns a failure with code errc::retry_budget_exhausted
+///   that keeps the last attempt's exception and retry-after hint (call() then
+///   rethrows that exception; try_call() shows the code). A retried result value
+///   is returned unchanged instead, since an outcome cannot hold both; the
+///   refusal shows in the budget's snapshot;
+/// - otherwise calls on_retry, waits through the sleeper (interrupted by the stop
+///   token: then returns the last outcome) and runs the next attempt.
+/// Outcomes the predicate does not retry come back unchanged. The success path
+/// reads no clock unless max_duration or a budget is set, and allocates nothing.
+/// Thread-safe if `Random` is (thread_random, scripted_random); the policy is
+/// a value, copies share only the budget.
+///
+///     auto const is_503 = [](response const& r) { return r.status == 503; };
+///     auto get = keel::resilient{
+///         fetch, keel::retry{{.max_attempts = 4, .backoff = keel::exponential{100ms, 2.0, 5s}},
+///                            keel::any_of(keel::on_failure{}, keel::on_result(is_503))}};
+template <class Predicate = on_failure, clock Clock = steady_clock, sleeper Sleeper = real_sleeper,
+          random_generator Random = thread_random>
+class retry {
+public:
+    using clock_type = Clock;
+
+    /// Builds the policy with default-constructed parts (steady clock, real sleeper,
+    /// thread_random, the default predicate) and the given options; throws
+    /// std::invalid_argument when an option is out of range.
+    explicit retry(basic_retry_options<Clock> options = {}) requires
+        detail::default_initializable_all<Predicate, Clock, Sleeper, Random>
+        : retry(std::move(options), Predicate{}, Clock{}, Sleeper{}, Random{}) {}
+
+    /// Builds the policy retrying what `should_retry` selects; it is called with
+    /// `keel::outcome<R> const&`.
+    retry(basic_retry_options<Clock> options,
+          Predicate should_retry) requires detail::default_initializable_all<Clock, Sleeper, Random>
+        : retry(std::move(options), std::move(should_retry), Clock{}, Sleeper{}, Random{}) {}
+
+    /// Builds the policy on `clock` and `sleeper` (keel::manual_clock and
+    /// keel::virtual_sleeper in tests), drawing jitter from thread_random.
+    retry(basic_retry_options<Clock> options, Predicate should_retry, Clock clock,
+          Sleeper sleeper) requires std::default_initializable<Random>
+        : retry(std::move(options), std::move(should_retry), std::move(clock), std::move(sleeper),
+                Random{}) {}
+
+    /// Builds the policy from all its parts; throws std::invalid_argument when an
+    /// option is out of range.
+    retry(basic_retry_options<Clock> options, Predicate should_retry, Clock clock, Sleeper sleeper,
+          Random random)
+        : m_options(std::move(options)), m_should_retry(std::move(should_retry)),
+          m_clock(std::move(clock)), m_sleeper(std::move(sleeper)), m_random(std::move(random)) {
+        if (m_options.max_attempts < 1) {
+            throw std::invalid_argument("keel::retry: max_attempts must be >= 1, got " +
+                                        std::to_string(m_options.max_attempts));
+        }
+        if (m_options.max_duration < std::chrono::nanoseconds::zero()) {
+            throw std::invalid_argument("keel::retry: max_duration must be >= 0, got " +
+                                        std::to_string(m_options.max_duration.count()) + " ns");
+        }
+        detail::validate_backoff("keel::retry", m_options.backoff, m_options.jitter);
+    }
+
+    /// Runs `next` until its outcome is not retryable or a limit ends the call (see the class).
+    template <class Next, class Context>
+    auto execute(Next const& next, Context const& ctx) const -> decltype(next(ctx)) {
+        using result_type = decltype(next(ctx));
+        using time_point = typename Clock::time_point;
+        static_assert(std::is_same_v<typename Context::time_point, time_point>,
+                      "keel::retry: the pipeline's context must use the retry's clock");
+
+        std::optional<time_point> limit;
+        if (m_options.max_duration > std::chrono::nanoseconds::zero()) {
+            limit = m_clock.now() +
+                    std::chrono::duration_cast<typename Clock::duration>(m_options.max_duration);
+        }
+        if (m_options.budget) {
+            m_options.budget->deposit();
+        }
+        // Reuse the caller's context when it already says attempt 1 (no copy), and
+        // return `result` from every path so the outcome is built in place.
+        result_type result = ctx.attempt() == 1 ? next(ctx) : next(ctx.with_attempt(1));
+        if (m_options.max_attempts > 1 && m_should_retry(std::as_const(result))) [[unlikely]] {
+            try {
+                retry_after_first(next, ctx, result, limit);
+            } catch (...) {
+                // An on_retry listener or a sleeper threw: report it rather than escape.
+                result = keel::failure::from_current_exception();
+            }
+        }
+        return result;
+    }
+
+    /// Returns the options.
+    basic_retry_options<Clock> const& options() const noexcept { return m_options; }
+
+private:
+    // Runs attempts 2..max_attempts, leaving the outcome to return in `result`.
+    template <class Next, class Context, class Result, class TimePoint>
+    void retry_after_first(Next const& next, Context const& ctx, Result& result,
+                           std::optional<TimePoint> limit) const {
+        if (ctx.deadline() && (!limit || *ctx.deadline() < *limit)) {
+            limit = ctx.deadline();
+        }
+        backoff_sequence<Random> delays{m_options.backoff, m_options.jitter, m_random};
+        for (int attempt = 1;; ++attempt) {
+            if (attempt >= m_options.max_attempts || ctx.stop_requested()) {
+                return;
+            }
+            auto delay = delays.next();
+            if (m_options.honor_retry_after) {
+                if (auto const hint = result.retry_after(); hint && *hint > delay) {
+                    // A hint of centuries is "not soon": clamp so the sum below cannot overflow.
+                    delay = std::min(*hint, detail::to_nanos(0x1.0p62));
+                }
+            }
+            if (limit &&
+                m_clock.now() + std::chrono::duration_cast<typename Clock::duration>(delay) >=
+                    *limit) {
+                return;
+            }
+            if (m_options.budget && !m_options.budget->try_withdraw()) {
+                if (!result.has_value()) {
+                    result =
+                        keel::failure{make_error_code(errc::retry_budget_exhausted),
+                                      result.failure().exception, result.failure().retry_after};
+                }
+                return;
+            }
+            if (m_options.on_retry) {
+                notify(attempt, delay, result);
+            }
+            Sleeper sleeper = m_sleeper;
+            if (!sleeper.sleep_for(delay, ctx.stop_token())) {
+                return;
+            }
+            result = next(ctx.with_attempt(attempt + 1));
+            if (!m_should_retry(std::as_const(result))) {
+                return;
+            }
+        }
+    }
+
+    template <class Result>
+    void notify(int attempt, std::chrono::nanoseconds delay, Result const& result) const {
+        using value_type = typename Result::value_type;
+        if constexpr (std::is_void_v<value_type>) {
+            m_options.on_retry(retry_event{attempt, delay,
+                                           result.has_value() ? nullptr : &result.failure(),
+                                           static_cast<int const*>(nullptr)});
+        } else if (result.has_value()) {
+            m_options.on_retry(retry_event{attempt, delay, nullptr, &*result});
+        } else {
+            m_options.on_retry(retry_event{attempt, delay, &result.failure(),
+                                           static_cast<value_type const*>(nullptr)});
+        }
+    }
+
+    basic_retry_options<Clock> m_options;
+    [[no_unique_address]] Predicate m_should_retry;
+    [[no_unique_address]] Clock m_clock;
+    [[no_unique_address]] Sleeper m_sleeper;
+    [[no_unique_address]] mutable Random m_random;
+};
+
+KEEL_END_NAMESPACE
