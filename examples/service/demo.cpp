@@ -11,6 +11,7 @@
 // Usage: keel_demo [--service <path>] [--downstream <path>]
 // (by default both are looked for next to keel_demo).
 #include "harness.hpp"
+#include "sanitizers.hpp"
 
 #include <fmt/format.h>
 
@@ -223,6 +224,12 @@ public:
                 if (to == "closed") {
                     closed = at;
                 }
+            } else if (kind == "signal") {
+                fmt::print("{} service: SIGTERM received, drain starts\n", stamp);
+            } else if (kind == "drain" && keel_demo::text_field(line, "phase") == "not_ready") {
+                fmt::print("{} drain: readiness fails now; still serving during the pre-stop "
+                           "delay\n",
+                           stamp);
             } else if (kind == "drain") {
                 fmt::print("{} drain: {} took {:.0f} ms{}\n", stamp,
                            keel_demo::text_field(line, "phase"),
@@ -279,11 +286,12 @@ int main(int argc, char** argv) try {
     say("service: 300 ms per attempt, 3 attempts, breaker opens at 50 % failures of >= 10 "
         "calls, 30 req/s per client");
 
-    std::array<phase, 6> phases{phase{"healthy", {}},
+    std::array<phase, 7> phases{phase{"healthy", {}},
                                 phase{"downstream failing 30 %", {}},
                                 phase{"downstream down", {}},
                                 phase{"recovery", {}},
-                                phase{"one client flooding", {}},
+                                phase{"flood: polite clients", {}},
+                                phase{"flood: the flooder", {}},
                                 phase{"SIGTERM under load", {}}};
     load polite{s.port, 4, "10.0.0.", 40ms};
 
@@ -330,16 +338,17 @@ int main(int argc, char** argv) try {
         "X-Forwarded-For entries");
     polite.count_into(&phases[4].counts);
     {
-        tally flood;
+        tally& flood = phases[5].counts;
         std::atomic<bool> flooding{true};
         std::vector<std::thread> flooders;
         for (int i = 0; i < 6; ++i) {
             flooders.emplace_back([&, i] {
+                keel_demo::session connection{s.port};
                 for (int n = 0; flooding.load(); ++n) {
                     // The attacker writes its own entries; the trusted proxy appends the
                     // real address, which is the only one the service believes.
                     auto const spoof = fmt::format("203.0.113.{}, 10.0.0.66", (i * 31 + n) % 250);
-                    flood.add(keel_demo::get(s.port, "/api/work", {{"X-Forwarded-For", spoof}}));
+                    flood.add(connection.get("/api/work", {{"X-Forwarded-For", spoof}}));
                 }
             });
         }
@@ -354,27 +363,47 @@ int main(int argc, char** argv) try {
 
     say("phase 6: SIGTERM while 4 clients keep sending to a slower (150 ms) downstream");
     s.control("/control?delay_ms=150");
-    polite.count_into(&phases[5].counts);
+    polite.count_into(&phases[6].counts);
     s.wait(1s);
+    {
+        // What /metrics said just before SIGTERM.
+        auto const page = keel_demo::get(s.port, "/metrics").body;
+        say("/metrics: {} retries, breaker opened {} times and closed {} times, {} calls "
+            "rejected by it, {} rate-limit refusals",
+            keel_demo::metric(page, "keel_demo_retries_total"),
+            keel_demo::metric(page, "keel_demo_breaker_transitions_total{to=\"open\"}"),
+            keel_demo::metric(page, "keel_demo_breaker_transitions_total{to=\"closed\"}"),
+            keel_demo::metric(page, "keel_demo_breaker_rejections_total"),
+            keel_demo::metric(page, "keel_demo_rate_limit_decisions_total{decision=\"limited\"}"));
+    }
+    int const ok_before_term = phases[6].counts.ok.load();
     auto const term_at = mono::now();
     s.service().signal(SIGTERM);
     say("SIGTERM sent");
-    bool ready_failed = false;
+    std::optional<mono::time_point> ready_failed;
+    bool unrouted = false;
     std::optional<int> code;
     while (!(code = s.service().wait_exit(0s)) && mono::now() - term_at < 30s) {
         if (!ready_failed) {
             auto const r = keel_demo::get(s.port, "/health/ready", {}, 2s);
             if (r.status == 503) {
-                ready_failed = true;
-                say("readiness answers 503: the load balancer stops routing here");
-                polite.unroute();
+                ready_failed = mono::now();
+                say("readiness answers 503");
             }
+        } else if (!unrouted && mono::now() - *ready_failed > 500ms) {
+            // A balancer notices a failing probe only after its probe period.
+            unrouted = true;
+            say("the load balancer stops routing here (0.5 s after readiness failed)");
+            polite.unroute();
         }
-        s.wait(50ms);
+        s.wait(20ms);
     }
     polite.stop();
     s.wait(100ms);
-    say("  {}", phases[5].counts.summary());
+    say("  {}", phases[6].counts.summary());
+    say("  {} of them were served after SIGTERM (sent before the balancer stopped routing); "
+        "{} got no answer",
+        phases[6].counts.ok.load() - ok_before_term, phases[6].counts.errors.load());
     if (code) {
         say("service exited with code {} {:.2f} s after SIGTERM", *code,
             std::chrono::duration<double>(mono::now() - term_at).count());

@@ -12,6 +12,8 @@
 // Usage: keel_downstream [--port N] [--control-port N]   (0: chosen by the OS)
 // Prints "listening data=<port> control=<port>" once both ports are bound, and
 // exits 0 on SIGTERM or SIGINT.
+#include "sanitizers.hpp"
+
 #include <httplib.h>
 
 #include <fmt/format.h>

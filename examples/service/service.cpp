@@ -19,7 +19,18 @@
 // transition and drain phase, with the steady-clock time in ns, for the driver.
 #include "prometheus.hpp"
 
-#include <keel/keel.hpp>
+#include <keel/core/context.hpp>
+#include <keel/core/error.hpp>
+#include <keel/ops/drain.hpp>
+#include <keel/ops/health.hpp>
+#include <keel/ops/health_json.hpp>
+#include <keel/ops/signals.hpp>
+#include <keel/policy/backoff.hpp>
+#include <keel/policy/retry.hpp>
+#include <keel/policy/timeout.hpp>
+#include <keel/resilient.hpp>
+
+#include "sanitizers.hpp"
 
 #include <httplib.h>
 
@@ -112,6 +123,9 @@ struct counters {
     std::atomic<std::int64_t> attempts{0};
     std::atomic<std::int64_t> retries{0};
     std::atomic<std::int64_t> in_flight{0};
+    std::atomic<std::int64_t> to_open{0};
+    std::atomic<std::int64_t> to_half_open{0};
+    std::atomic<std::int64_t> to_closed{0};
 };
 
 // A failed downstream call: a transport error or a 5xx answer.
@@ -136,16 +150,10 @@ thread_local int t_attempts = 0; // attempts of the request this thread is servi
 } // namespace
 
 int main(int argc, char** argv) try {
+    // First, before any thread starts: SIGTERM and SIGINT are blocked in every
+    // thread and received by the waiter's own thread.
+    keel::ops::signal_waiter signals;
     settings const cfg = parse(argc, argv);
-
-    // SIGTERM and SIGINT are blocked before any thread starts, so every thread
-    // inherits the mask and only the drain coordinator's signal thread sees them.
-    sigset_t signals;
-    sigemptyset(&signals);
-    sigaddset(&signals, SIGTERM);
-    sigaddset(&signals, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-
     counters stats;
 
     // The downstream call: one HTTP GET per attempt, bounded by the attempt's deadline.
@@ -173,25 +181,71 @@ int main(int argc, char** argv) try {
         return result->body;
     };
 
+    // retry(timeout(call)): each attempt with its own deadline, jittered
+    // exponential backoff between them.
+    auto const downstream = keel::resilient{
+        call_downstream,
+        keel::retry{{.max_attempts = cfg.attempts,
+                     .backoff = keel::exponential{20ms, 2.0, 200ms},
+                     .jitter = keel::jitter::full,
+                     .on_retry = [&](keel::retry_event const&) { ++stats.retries; }}},
+        keel::timeout{std::chrono::milliseconds{cfg.timeout_ms}},
+    };
+
     // Health: liveness has no dependencies; readiness adds the breaker check and
     // fails while draining; startup passes once the listener is bound.
     keel::ops::health_registry<> health{
         {.service_id = "keel-demo", .description = "keel demo service"}};
 
+    // Drain: readiness fails at once, the listener keeps serving for the pre-stop
+    // delay, then closes; requests in flight finish within the drain budget.
+    keel::ops::drain_coordinator drain{
+        {.total_budget = std::chrono::milliseconds{cfg.pre_stop_ms + cfg.drain_ms} + 4s,
+         .pre_stop_delay = std::chrono::milliseconds{cfg.pre_stop_ms},
+         .in_flight_budget = std::chrono::milliseconds{cfg.drain_ms}}};
+
     httplib::Server server;
     server.new_task_queue = [n = cfg.threads] {
         return new httplib::ThreadPool(static_cast<std::size_t>(n));
     };
+    // Busy clients keep their connection; an idle one is closed after 1 s, which
+    // also bounds how long a drain waits for idle keep-alive connections.
+    server.set_keep_alive_max_count(1000);
+    server.set_tcp_nodelay(true);
     server.set_keep_alive_timeout(1);
+    drain.attach(health, "draining");
+    drain.on_not_ready([] { emit("kind=drain phase=not_ready"); });
+    drain.on_stop_accepting("listener", [&](std::stop_token) { server.stop(); });
 
-    server.Get("/api/work", [&](httplib::Request const& req, httplib::Response& res) {
+    server.Get("/api/work", [&](httplib::Request const&, httplib::Response& res) {
         in_flight_mark const mark{stats.in_flight};
+        auto const ticket = drain.try_enter();
+        if (!ticket) {
+            ++stats.draining;
+            res.status = 503;
+            res.set_header("Connection", "close");
+            res.set_content("shutting down\n", "text/plain");
+            return;
+        }
+
         t_attempts = 0;
-        auto body = call_downstream(keel::context{});
+        auto const result = downstream.try_call();
         res.set_header("X-Attempts", std::to_string(t_attempts));
-        ++stats.ok;
-        res.set_content(body, "text/plain");
-        (void)req;
+        if (result) {
+            ++stats.ok;
+            res.set_content(*result, "text/plain");
+            return;
+        }
+        auto const code = result.error();
+        if (code == keel::errc::timeout) {
+            ++stats.timed_out;
+            res.status = 504;
+            res.set_content("downstream timed out\n", "text/plain");
+        } else {
+            ++stats.downstream_failed;
+            res.status = 502;
+            res.set_content("downstream failed\n", "text/plain");
+        }
     });
 
     auto const probe = [](httplib::Response& res, keel::ops::health_report const& report) {
@@ -210,28 +264,32 @@ int main(int argc, char** argv) try {
     });
 
     server.Get("/metrics", [&](httplib::Request const&, httplib::Response& res) {
+        auto const value = [](std::atomic<std::int64_t> const& v) {
+            return static_cast<double>(v.load());
+        };
         keel_demo::prometheus_text page;
         page.family("keel_demo_requests_total", "counter",
                     "Requests to /api/work by how they ended.");
-        auto const outcome = [&](std::string_view name, std::atomic<std::int64_t> const& v) {
-            page.sample("keel_demo_requests_total", {{"outcome", name}},
-                        static_cast<double>(v.load()));
-        };
-        outcome("ok", stats.ok);
-        outcome("downstream_failed", stats.downstream_failed);
-        outcome("timeout", stats.timed_out);
-        outcome("circuit_open", stats.circuit_open);
-        outcome("rate_limited", stats.rate_limited);
-        outcome("draining", stats.draining);
+        for (auto const& [name, v] :
+             {std::pair{"ok", &stats.ok}, std::pair{"downstream_failed", &stats.downstream_failed},
+              std::pair{"timeout", &stats.timed_out},
+              std::pair{"circuit_open", &stats.circuit_open},
+              std::pair{"rate_limited", &stats.rate_limited},
+              std::pair{"draining", &stats.draining}}) {
+            page.sample("keel_demo_requests_total", {{"outcome", name}}, value(*v));
+        }
         page.family("keel_demo_downstream_attempts_total", "counter",
                     "Attempts made to call the downstream, retries included.");
-        page.sample("keel_demo_downstream_attempts_total", static_cast<double>(stats.attempts));
+        page.sample("keel_demo_downstream_attempts_total", value(stats.attempts));
         page.family("keel_demo_retries_total", "counter",
                     "Retries of downstream calls chosen by keel::retry.");
-        page.sample("keel_demo_retries_total", static_cast<double>(stats.retries));
+        page.sample("keel_demo_retries_total", value(stats.retries));
+
         page.family("keel_demo_in_flight_requests", "gauge",
                     "Requests to /api/work being served now.");
-        page.sample("keel_demo_in_flight_requests", static_cast<double>(stats.in_flight));
+        page.sample("keel_demo_in_flight_requests", value(stats.in_flight));
+        page.family("keel_demo_draining", "gauge", "1 once the service refuses new work.");
+        page.sample("keel_demo_draining", drain.draining() ? 1 : 0);
         res.set_content(page.text(), keel_demo::prometheus_content_type);
     });
 
@@ -246,12 +304,20 @@ int main(int argc, char** argv) try {
     fmt::print("listening port={}\n", port);
     std::fflush(stdout);
 
-    int received = 0;
-    sigwait(&signals, &received);
-    server.stop();
+    signals.wait();
+    emit("kind=signal");
+    auto const report = drain.shutdown();
+    // The listener thread ends once its worker threads have written every response.
     listener.join();
-    emit("kind=exit code=0");
-    return 0;
+    for (auto const& phase : report.phases) {
+        emit(fmt::format(
+            "kind=drain phase={} elapsed_us={} timed_out={}", keel::ops::to_string(phase.phase),
+            std::chrono::duration_cast<std::chrono::microseconds>(phase.elapsed).count(),
+            phase.timed_out ? 1 : 0));
+    }
+    emit(fmt::format("kind=drain_report in_flight_at_stop={} left={} exit={}",
+                     report.in_flight_at_drain, report.in_flight_abandoned, report.exit_code()));
+    return report.exit_code();
 } catch (std::exception const& e) {
     fmt::print(stderr, "{}\n", e.what());
     return 2;

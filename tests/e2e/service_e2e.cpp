@@ -9,6 +9,7 @@
 // Prints what it checks and exits non-zero if any check failed.
 #include "harness.hpp"
 #include "prometheus.hpp"
+#include "sanitizers.hpp"
 
 #include <fmt/format.h>
 
@@ -59,7 +60,18 @@ public:
         data_port = keel_demo::field(*ready, "data");
         control_port = keel_demo::field(*ready, "control");
 
-        std::vector<std::string> args{p.service, "--downstream-port", std::to_string(data_port)};
+        // Defaults: a short pre-stop delay, so each scenario can end with a clean
+        // drain, and a per-client limit no scenario reaches (every request comes
+        // from 127.0.0.1). Scenarios testing either pass their own (the last wins).
+        std::vector<std::string> args{p.service,
+                                      "--downstream-port",
+                                      std::to_string(data_port),
+                                      "--pre-stop-ms",
+                                      "100",
+                                      "--rate",
+                                      "100000",
+                                      "--burst",
+                                      "100000"};
         args.insert(args.end(), service_args.begin(), service_args.end());
         m_service = std::make_unique<child_process>(args, "service");
         auto const listening = m_service->wait_line("listening", 30s);
@@ -86,6 +98,19 @@ public:
     }
 
     child_process& service() { return *m_service; }
+
+    // Stops both servers with SIGTERM and checks that they exit 0 (under the
+    // sanitizers, a report at exit makes the exit code non-zero).
+    void stop_cleanly() {
+        m_service->signal(SIGTERM);
+        auto const service_code = m_service->wait_exit(30s);
+        check(service_code == 0,
+              fmt::format("keel_service exits 0 on SIGTERM (got {})",
+                          service_code ? std::to_string(*service_code) : "none"));
+        m_downstream->signal(SIGTERM);
+        auto const downstream_code = m_downstream->wait_exit(30s);
+        check(downstream_code == 0, "keel_downstream exits 0 on SIGTERM");
+    }
 
     int port = 0;
     int data_port = 0;
@@ -161,6 +186,7 @@ void breaker_fail_fast(paths const& p) {
     check(worst < 500ms,
           fmt::format("no timeout-length wait while open: max {:.1f} ms", keel_demo::ms(worst)));
     s.control("/control?hang=0");
+    s.stop_cleanly();
 }
 
 // After the downstream comes back, half-open probes succeed and the breaker closes.
@@ -191,6 +217,7 @@ void breaker_recovery(paths const& p) {
         served += s.work().status == 200 ? 1 : 0;
     }
     check(served == 10, fmt::format("after recovery {} of 10 requests served", served));
+    s.stop_cleanly();
 }
 
 // A client behind the trusted proxy cannot escape its limit by writing its own
@@ -220,6 +247,7 @@ void spoofed_forwarded_for(paths const& p) {
     check(limited > 0, fmt::format("{} rate-limited (429)", limited));
     auto const other = s.work({{"X-Forwarded-For", "10.0.0.8"}});
     check(other.status == 200, "another client behind the same proxy is still served");
+    s.stop_cleanly();
 }
 
 // A flooding client gets 429 (with Retry-After and RateLimit headers) while a
@@ -233,8 +261,9 @@ void flood_vs_polite(paths const& p) {
     std::vector<std::thread> flooders;
     for (int i = 0; i < 4; ++i) {
         flooders.emplace_back([&] {
+            keel_demo::session connection{s.port};
             while (!stop.load()) {
-                auto const r = s.work({{"X-Forwarded-For", "10.0.0.66"}});
+                auto const r = connection.get("/api/work", {{"X-Forwarded-For", "10.0.0.66"}});
                 if (r.status == 200) {
                     ++flood_ok;
                 } else if (r.status == 429) {
@@ -269,6 +298,7 @@ void flood_vs_polite(paths const& p) {
     check(s.metric("keel_demo_rate_limit_decisions_total{decision=\"limited\"}") ==
               flood_limited.load(),
           "/metrics counts every limited decision");
+    s.stop_cleanly();
 }
 
 // SIGTERM under steady load: readiness turns 503, requests already accepted all
