@@ -5,6 +5,9 @@
 
 #include <keel/core/error.hpp>
 #include <keel/core/outcome.hpp>
+#include <keel/net/cidr.hpp>
+#include <keel/net/client_address.hpp>
+#include <keel/net/ip_address.hpp>
 #include <keel/ops/drain.hpp>
 #include <keel/ops/health.hpp>
 #include <keel/policy/bulkhead.hpp>
@@ -12,6 +15,7 @@
 
 #include <fmt/format.h>
 
+#include <cstddef>
 #include <string_view>
 
 /// Formats a keel::errc as its message, e.g. "circuit breaker is open".
@@ -89,5 +93,39 @@ struct fmt::formatter<keel::ops::drain_phase> : fmt::formatter<std::string_view>
     template <class FormatContext>
     auto format(keel::ops::drain_phase phase, FormatContext& ctx) const {
         return fmt::formatter<std::string_view>::format(keel::ops::to_string(phase), ctx);
+    }
+};
+
+/// Formats a keel::net::ip_address as its canonical text (RFC 5952 for IPv6), e.g.
+/// "2001:db8::1"; width, fill and alignment apply as for strings.
+template <>
+struct fmt::formatter<keel::net::ip_address> : fmt::formatter<std::string_view> {
+    template <class FormatContext>
+    auto format(keel::net::ip_address const& a, FormatContext& ctx) const {
+        char buffer[keel::net::ip_address::max_string_length];
+        char* const end = a.write(buffer);
+        return fmt::formatter<std::string_view>::format(
+            std::string_view{buffer, static_cast<std::size_t>(end - buffer)}, ctx);
+    }
+};
+
+/// Formats a keel::net::cidr as "network/prefix", e.g. "10.0.0.0/8".
+template <>
+struct fmt::formatter<keel::net::cidr> : fmt::formatter<std::string_view> {
+    template <class FormatContext>
+    auto format(keel::net::cidr const& c, FormatContext& ctx) const {
+        char buffer[keel::net::cidr::max_string_length];
+        char* const end = c.write(buffer);
+        return fmt::formatter<std::string_view>::format(
+            std::string_view{buffer, static_cast<std::size_t>(end - buffer)}, ctx);
+    }
+};
+
+/// Formats a keel::net::stop_reason as its name, e.g. "untrusted".
+template <>
+struct fmt::formatter<keel::net::stop_reason> : fmt::formatter<std::string_view> {
+    template <class FormatContext>
+    auto format(keel::net::stop_reason r, FormatContext& ctx) const {
+        return fmt::formatter<std::string_view>::format(keel::net::to_string(r), ctx);
     }
 };

@@ -30,3 +30,8 @@
 #include <keel/ops/probe.hpp>
 #include <keel/ops/signals.hpp>
 #include <keel/ops/slo.hpp>
+
+#include <keel/net/cidr.hpp>
+#include <keel/net/client_address.hpp>
+#include <keel/net/ip_address.hpp>
+#include <keel/net/trust.hpp>

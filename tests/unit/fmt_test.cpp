@@ -27,3 +27,11 @@ TEST_CASE("fmt formats health statuses and probe kinds as the draft spells them"
     CHECK(fmt::format("{:>5}", keel::ops::health_status::fail) == " fail");
     CHECK(fmt::format("{}", keel::ops::probe_kind::readiness) == "readiness");
 }
+
+TEST_CASE("fmt formats keel::net addresses, ranges and stop reasons", "[fmt][net]") {
+    auto const a = *keel::net::ip_address::parse("2001:DB8:0:0:0:0:0:1");
+    CHECK(fmt::format("{}", a) == "2001:db8::1");
+    CHECK(fmt::format("[{:>12}]", *keel::net::ip_address::parse("10.0.0.1")) == "[    10.0.0.1]");
+    CHECK(fmt::format("{}", *keel::net::cidr::parse("10.0.0.0/255.0.0.0")) == "10.0.0.0/8");
+    CHECK(fmt::format("{}", keel::net::stop_reason::invalid_entry) == "invalid_entry");
+}

@@ -1,0 +1,31 @@
+// SPDX-License-Identifier: MIT
+// Fuzzes keel::net::ip_address::parse: never crashes, and whatever it accepts writes
+// canonical text that parses back to the same address and is a fixed point.
+#include <keel/net/ip_address.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <string_view>
+
+extern "C" int LLVMFuzzerTestOneInput(std::uint8_t const* data, std::size_t size) {
+    std::string_view const text{reinterpret_cast<char const*>(data), size};
+    auto const a = keel::net::ip_address::parse(text);
+    if (!a) {
+        return 0;
+    }
+    char buffer[keel::net::ip_address::max_string_length];
+    char* const end = a->write(buffer);
+    std::string_view const canonical{buffer, static_cast<std::size_t>(end - buffer)};
+    if (canonical.size() > keel::net::ip_address::max_string_length || canonical.empty()) {
+        std::abort();
+    }
+    auto const again = keel::net::ip_address::parse(canonical);
+    if (!again || *again != *a || again->to_string() != canonical) {
+        std::abort();
+    }
+    if (a->unmap().to_v6().unmap() != a->unmap() || (a->is_v4_mapped() && !a->unmap().is_v4())) {
+        std::abort();
+    }
+    return 0;
+}

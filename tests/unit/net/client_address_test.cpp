@@ -1,0 +1,463 @@
+// SPDX-License-Identifier: MIT
+#include <keel/net/client_address.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+using keel::net::client_address;
+using keel::net::client_resolver;
+using keel::net::ip_address;
+using keel::net::stop_reason;
+using keel::net::trust_policy;
+
+namespace {
+ip_address ip(std::string_view text) {
+    auto const a = ip_address::parse(text);
+    REQUIRE(a);
+    return *a;
+}
+
+trust_policy named_trust(std::string_view name) {
+    if (name == "none") {
+        return trust_policy::none();
+    }
+    if (name == "all") {
+        return trust_policy::all();
+    }
+    if (name.starts_with("hops")) {
+        return trust_policy::hops(static_cast<std::size_t>(name.back() - '0'));
+    }
+    if (name == "list3") {
+        return trust_policy::ranges({"10.0.0.0/8", "192.168.0.0/16", "2001:db8::/32"});
+    }
+    if (name == "netmask") {
+        return trust_policy::ranges({"10.0.0.0/255.0.0.0"});
+    }
+    if (name == "single") {
+        return trust_policy::ranges({"10.0.0.1"});
+    }
+    if (name == "mapped_single") {
+        return trust_policy::ranges({"::ffff:10.0.0.1"});
+    }
+    if (name == "mapped_range") {
+        return trust_policy::ranges({"::ffff:10.0.0.0/104"});
+    }
+    if (name == "v6_all") {
+        return trust_policy::ranges({"::/1", "8000::/1"});
+    }
+    if (name == "express_string") {
+        return trust_policy::ranges(keel::net::cidr_list::parse("loopback, 10.0.0.0/8"));
+    }
+    return trust_policy::ranges({name}); // loopback, linklocal, uniquelocal
+}
+
+std::vector<std::string> texts(client_address const& c) {
+    std::vector<std::string> out;
+    for (auto const& a : c.chain) {
+        out.push_back(a.to_string());
+    }
+    return out;
+}
+} // namespace
+
+TEST_CASE("client_resolver::from_x_forwarded_for matches proxy-addr for every trust kind",
+          "[net][client_address]") {
+    struct row {
+        std::string_view trust;
+        std::string_view peer;
+        std::string_view header;
+        std::string_view expected;
+        std::size_t chain_size;
+    };
+    // Expected values produced by proxy-addr 2.0.8 with Express's compileTrust.
+    auto const table = {
+        row{"none", "10.0.0.1", "1.1.1.1, 2.2.2.2", "10.0.0.1", 1},
+        row{"all", "10.0.0.1", "1.1.1.1, 2.2.2.2", "1.1.1.1", 3},
+        row{"all", "10.0.0.1", "", "10.0.0.1", 1},
+        row{"hops0", "10.0.0.1", "1.1.1.1, 2.2.2.2", "10.0.0.1", 1},
+        row{"hops1", "10.0.0.1", "1.1.1.1, 2.2.2.2", "2.2.2.2", 2},
+        row{"hops2", "10.0.0.1", "1.1.1.1, 2.2.2.2", "1.1.1.1", 3},
+        row{"hops3", "10.0.0.1", "1.1.1.1, 2.2.2.2", "1.1.1.1", 3},
+        row{"hops5", "10.0.0.1", "1.1.1.1, 2.2.2.2", "1.1.1.1", 3},
+        row{"loopback", "127.0.0.1", "1.1.1.1, 127.0.0.5", "1.1.1.1", 3},
+        row{"loopback", "127.0.0.1", "127.0.0.3, 127.0.0.5", "127.0.0.3", 3},
+        row{"loopback", "10.0.0.1", "1.1.1.1", "10.0.0.1", 1},
+        row{"loopback", "::1", "2001:db8::7, ::1", "2001:db8::7", 3},
+        row{"loopback", "::ffff:127.0.0.1", "198.51.100.1", "198.51.100.1", 2},
+        row{"linklocal", "169.254.1.1", "1.1.1.1, fe80::2", "1.1.1.1", 3},
+        row{"linklocal", "fe80::1", "1.1.1.1, fe80::2", "1.1.1.1", 3},
+        row{"uniquelocal", "10.1.2.3", "8.8.8.8, 192.168.1.1, 172.16.5.4, fd00::1", "8.8.8.8", 5},
+        row{"uniquelocal", "10.1.2.3", "8.8.8.8, 172.32.0.1, 10.0.0.9", "172.32.0.1", 3},
+        row{"list3", "10.0.0.1", "203.0.113.9, 2001:db8::5, 192.168.3.3", "203.0.113.9", 4},
+        row{"list3", "10.0.0.1", "203.0.113.9, 2001:db9::5, 192.168.3.3", "2001:db9::5", 3},
+        row{"list3", "203.0.113.1", "1.1.1.1", "203.0.113.1", 1},
+        row{"list3", "::ffff:10.0.0.1", "::ffff:192.168.1.1, 1.2.3.4", "1.2.3.4", 2},
+        row{"list3", "10.0.0.1", "1.2.3.4, ::ffff:192.168.1.1", "1.2.3.4", 3},
+        row{"netmask", "10.9.9.9", "1.2.3.4, 10.3.3.3", "1.2.3.4", 3},
+        row{"single", "10.0.0.1", "1.2.3.4, 10.0.0.2", "10.0.0.2", 2},
+        row{"mapped_single", "10.0.0.1", "1.2.3.4", "1.2.3.4", 2},
+        row{"mapped_range", "10.0.0.7", "1.2.3.4", "1.2.3.4", 2},
+        row{"mapped_range", "::ffff:10.0.0.7", "1.2.3.4", "1.2.3.4", 2},
+        row{"v6_all", "::ffff:10.0.0.7", "1.2.3.4", "::ffff:10.0.0.7", 1},
+        row{"v6_all", "2001:db8::1", "1.2.3.4", "1.2.3.4", 2},
+        row{"loopback", "127.0.0.1", "1.1.1.1,,  , 127.0.0.2", "1.1.1.1", 3},
+        row{"loopback", "127.0.0.1", "1.1.1.1 ,127.0.0.2 ", "1.1.1.1", 3},
+        row{"express_string", "10.0.0.1", "3.3.3.3, 127.0.0.1", "3.3.3.3", 3},
+    };
+    for (auto const& r : table) {
+        CAPTURE(r.trust, r.peer, r.header);
+        client_resolver const resolver{{.trust = named_trust(r.trust)}};
+        auto const c = resolver.from_x_forwarded_for(ip(r.peer), r.header);
+        CHECK(c.address.to_string() == r.expected);
+        CHECK(c.chain.size() == r.chain_size);
+        CHECK(c.chain.front() == ip(r.peer));
+        CHECK(c.chain.back() == c.address);
+    }
+}
+
+TEST_CASE("client_resolver reports the chain walked and why it stopped", "[net][client_address]") {
+    client_resolver const resolver{{.trust = trust_policy::ranges({"loopback", "10.0.0.0/8"})}};
+    auto const c = resolver.from_x_forwarded_for(ip("127.0.0.1"), "9.9.9.9, 203.0.113.4, 10.1.1.1");
+    CHECK(c.address == ip("203.0.113.4"));
+    CHECK(c.reason == stop_reason::untrusted);
+    CHECK(texts(c) == std::vector<std::string>{"127.0.0.1", "10.1.1.1", "203.0.113.4"});
+    auto const trusted = resolver.from_x_forwarded_for(ip("127.0.0.1"), "10.0.0.2, 10.0.0.3");
+    CHECK(trusted.address == ip("10.0.0.2"));
+    CHECK(trusted.reason == stop_reason::end_of_chain);
+    auto const direct = resolver.from_x_forwarded_for(ip("198.51.100.1"), "10.0.0.2");
+    CHECK(direct.address == ip("198.51.100.1"));
+    CHECK(direct.reason == stop_reason::untrusted);
+    CHECK(direct.chain.size() == 1);
+    auto const none = resolver.from_x_forwarded_for(ip("127.0.0.1"), "");
+    CHECK(none.address == ip("127.0.0.1"));
+    CHECK(none.reason == stop_reason::end_of_chain);
+    CHECK(keel::net::to_string(stop_reason::obfuscated_node) == "obfuscated_node");
+}
+
+TEST_CASE("client_resolver passes the hop index to a predicate", "[net][client_address]") {
+    std::vector<std::size_t> seen;
+    client_resolver const resolver{
+        {.trust = trust_policy::predicate([&seen](ip_address const& a, std::size_t hop) {
+             seen.push_back(hop);
+             return a != ip_address::v4(2, 2, 2, 2);
+         })}};
+    auto const c = resolver.from_x_forwarded_for(ip("10.0.0.1"), "1.1.1.1, 2.2.2.2, 3.3.3.3");
+    CHECK(c.address == ip("2.2.2.2"));
+    CHECK(seen == std::vector<std::size_t>{0, 1, 2});
+}
+
+TEST_CASE("client_resolver stops at an invalid X-Forwarded-For entry, at the nearest trusted hop",
+          "[net][client_address]") {
+    struct row {
+        std::string_view trust;
+        std::string_view header;
+        std::string_view expected;
+        stop_reason reason;
+    };
+    // proxy-addr returns "garbage", "010.0.0.1", ... as the address, or with trust-all walks
+    // past it; keel never returns text that is not an address.
+    auto const table = {
+        row{"loopback", "1.1.1.1, garbage, 127.0.0.2", "127.0.0.2", stop_reason::invalid_entry},
+        row{"all", "1.1.1.1, garbage, 127.0.0.2", "127.0.0.2", stop_reason::invalid_entry},
+        row{"loopback", "010.0.0.1", "127.0.0.1", stop_reason::invalid_entry},
+        row{"loopback", "10.1", "127.0.0.1", stop_reason::invalid_entry},
+        row{"loopback", "1.2.3.4:80", "127.0.0.1", stop_reason::invalid_entry},
+        row{"loopback", "[::1]", "127.0.0.1", stop_reason::invalid_entry},
+        row{"loopback", "fe80::1%eth0", "127.0.0.1", stop_reason::invalid_entry},
+        row{"loopback", "1.1.1.1, 2.2.2.2 3.3.3.3", "127.0.0.1", stop_reason::invalid_entry},
+        row{"loopback", "1.1.1.1\r\n, 127.0.0.9", "127.0.0.9", stop_reason::invalid_entry},
+        row{"loopback", std::string_view{"1.1.1.1\0", 8}, "127.0.0.1", stop_reason::invalid_entry},
+        row{"loopback", "garbage, 1.1.1.1", "1.1.1.1", stop_reason::untrusted},
+        row{"loopback", "1.1.1.1\t,\t127.0.0.9\t", "1.1.1.1", stop_reason::untrusted},
+        row{"hops1", "garbage", "127.0.0.1", stop_reason::invalid_entry},
+    };
+    for (auto const& r : table) {
+        CAPTURE(r.trust, r.header);
+        client_resolver const resolver{{.trust = named_trust(r.trust)}};
+        auto const c = resolver.from_x_forwarded_for(ip("127.0.0.1"), r.header);
+        CHECK(c.address.to_string() == r.expected);
+        CHECK(c.reason == r.reason);
+    }
+}
+
+TEST_CASE("client_resolver reads repeated header lines as one comma-joined list",
+          "[net][client_address]") {
+    client_resolver const resolver{{.trust = trust_policy::all()}};
+    std::vector<std::string_view> const lines{"1.1.1.1, 2.2.2.2", "", "3.3.3.3"};
+    auto const split = resolver.from_x_forwarded_for(ip("10.0.0.1"), lines);
+    auto const joined = resolver.from_x_forwarded_for(ip("10.0.0.1"), "1.1.1.1, 2.2.2.2,,3.3.3.3");
+    CHECK(texts(split) == texts(joined));
+    CHECK(texts(split) == std::vector<std::string>{"10.0.0.1", "3.3.3.3", "2.2.2.2", "1.1.1.1"});
+    std::vector<std::string_view> const forwarded{"for=1.1.1.1", "for=2.2.2.2;proto=https"};
+    auto const f = resolver.from_forwarded(ip("10.0.0.1"), forwarded);
+    CHECK(texts(f) == std::vector<std::string>{"10.0.0.1", "2.2.2.2", "1.1.1.1"});
+    CHECK(resolver.from_x_forwarded_for(ip("10.0.0.1"), std::span<std::string_view const>{})
+              .address == ip("10.0.0.1"));
+}
+
+TEST_CASE("a client cannot spoof its address through one trusted proxy", "[net][client_address]") {
+    // The proxy at 10.0.0.1 appends the address it saw (203.0.113.5) to whatever the client
+    // sent. Whatever the client sent, the result must be 203.0.113.5.
+    auto const forged = {
+        "",
+        "1.2.3.4",
+        "10.0.0.1",
+        "127.0.0.1, 10.0.0.2",
+        "8.8.8.8,",
+        ",,,,",
+        "garbage",
+        "\"",
+        "\\",
+        "for=\"",
+        "for=\"1.2.3.4\\",
+        "for=\"[::1]\", for=\"",
+        "1.2.3.4\"",
+        "for=_hidden",
+        "for=unknown",
+        "for=1.2.3.4;for=5.6.7.8",
+        "\"\\\"\\\\\"",
+        "::ffff:10.0.0.1",
+    };
+    auto const ranges = trust_policy::ranges({"10.0.0.1"});
+    for (auto const& trust : {ranges, trust_policy::hops(1)}) {
+        client_resolver const resolver{{.trust = trust}};
+        for (std::string_view const f : forged) {
+            CAPTURE(f);
+            std::string xff{f};
+            xff += xff.empty() ? "203.0.113.5" : ", 203.0.113.5";
+            auto const x = resolver.from_x_forwarded_for(ip("10.0.0.1"), xff);
+            CHECK(x.address == ip("203.0.113.5"));
+            CHECK(x.reason == stop_reason::untrusted);
+
+            std::string fwd{f};
+            fwd += fwd.empty() ? "for=203.0.113.5" : ", for=203.0.113.5";
+            auto const y = resolver.from_forwarded(ip("10.0.0.1"), fwd);
+            CHECK(y.address == ip("203.0.113.5"));
+
+            std::string fwd6{f};
+            fwd6 += fwd6.empty() ? "for=\"[2001:db8::5]:4711\"" : ", for=\"[2001:db8::5]:4711\"";
+            CHECK(resolver.from_forwarded(ip("10.0.0.1"), fwd6).address == ip("2001:db8::5"));
+
+            // The same with the forged header on its own line.
+            std::vector<std::string_view> const lines{f, "for=203.0.113.5"};
+            CHECK(resolver.from_forwarded(ip("10.0.0.1"), lines).address == ip("203.0.113.5"));
+        }
+        if (trust.kind() != trust_policy::kind_type::ranges) {
+            continue; // hops(1) trusts any peer: it assumes the proxy is always there
+        }
+        // Connecting directly, the client gets nothing from its headers.
+        CHECK(resolver.from_x_forwarded_for(ip("203.0.113.5"), "10.0.0.1, 1.2.3.4").address ==
+              ip("203.0.113.5"));
+        CHECK(resolver.from_forwarded(ip("203.0.113.5"), "for=1.2.3.4").address ==
+              ip("203.0.113.5"));
+    }
+}
+
+TEST_CASE("client_resolver::from_forwarded follows the RFC 7239 examples",
+          "[net][client_address]") {
+    struct row {
+        std::string_view header;
+        std::string_view expected;
+        stop_reason reason;
+        std::size_t chain_size;
+    };
+    // Every hop trusted, so the walk shows how far each header can be followed.
+    auto const table = {
+        row{"for=\"_gazonk\"", "10.0.0.1", stop_reason::obfuscated_node, 1},
+        row{"For=\"[2001:db8:cafe::17]:4711\"", "2001:db8:cafe::17", stop_reason::end_of_chain, 2},
+        row{"for=192.0.2.60;proto=http;by=203.0.113.43", "192.0.2.60", stop_reason::end_of_chain,
+            2},
+        row{"for=192.0.2.43, for=198.51.100.17", "192.0.2.43", stop_reason::end_of_chain, 3},
+        row{"for=192.0.2.43,for=\"[2001:db8:cafe::17]\",for=unknown", "10.0.0.1",
+            stop_reason::unknown_node, 1},
+        row{"for=unknown, for=\"[2001:db8:cafe::17]\"", "2001:db8:cafe::17",
+            stop_reason::unknown_node, 2},
+        row{"for=192.0.2.43, for=\"[2001:db8:cafe::17]\"", "192.0.2.43", stop_reason::end_of_chain,
+            3},
+        row{"for=\"192.0.2.43:47011\"", "192.0.2.43", stop_reason::end_of_chain, 2},
+        row{"for=\"[2001:db8:cafe::17]:47011\"", "2001:db8:cafe::17", stop_reason::end_of_chain, 2},
+        row{"for=_hidden, for=_SEVKISEK", "10.0.0.1", stop_reason::obfuscated_node, 1},
+        row{"for=192.0.2.43,for=198.51.100.17;by=203.0.113.60;proto=http;host=example.com",
+            "192.0.2.43", stop_reason::end_of_chain, 3},
+        row{"for=\"192.0.2.43:_port\"", "192.0.2.43", stop_reason::end_of_chain, 2},
+        row{"for=\"unknown:80\"", "10.0.0.1", stop_reason::unknown_node, 1},
+        row{"FOR=UNKNOWN", "10.0.0.1", stop_reason::unknown_node, 1},
+        row{"by=203.0.113.60;proto=http", "10.0.0.1", stop_reason::unknown_node, 1},
+        row{"for=\"1.2.3.\\4\"", "1.2.3.4", stop_reason::end_of_chain, 2}, // quoted-pair
+        row{" ; for=1.2.3.4 ;; proto=https ; ", "1.2.3.4", stop_reason::end_of_chain, 2},
+        row{"for=1.2.3.4;ext=\"a,b;c=\\\"d\\\"\"", "1.2.3.4", stop_reason::end_of_chain, 2},
+        row{"for=5.5.5.5, , for=1.2.3.4", "5.5.5.5", stop_reason::end_of_chain, 3},
+    };
+    client_resolver const resolver{{.trust = trust_policy::all()}};
+    for (auto const& r : table) {
+        CAPTURE(r.header);
+        auto const c = resolver.from_forwarded(ip("10.0.0.1"), r.header);
+        CHECK(c.address.to_string() == r.expected);
+        CHECK(c.reason == r.reason);
+        CHECK(c.chain.size() == r.chain_size);
+    }
+}
+
+TEST_CASE("client_resolver::from_forwarded treats malformed elements as invalid entries",
+          "[net][client_address]") {
+    auto const malformed = {
+        "for=[2001:db8::1]",       // brackets must be quoted
+        "for=1.2.3.4:80",          // ':' must be quoted
+        "for=\"[1.2.3.4]\"",       // IPv4 in brackets
+        "for=\"2001:db8::1\"",     // IPv6 without brackets
+        "for=\"[2001:db8::1\"",    // unclosed bracket
+        "for=\"[2001:db8::1]x\"",  // junk after bracket
+        "for=\"1.2.3.4:123456\"",  // port too long
+        "for=\"1.2.3.4:\"",        // empty port
+        "for=\"_\"",               // empty obfuscated name
+        "for=\"_a b\"",            // bad obfuscated name
+        "for=1.2.3.4;for=5.6.7.8", // repeated parameter
+        "for=1.2.3.4;FOR=5.6.7.8",
+        "for",
+        "for=",
+        "=1.2.3.4",
+        "for =1.2.3.4",
+        "for= 1.2.3.4",
+        "for=\"1.2.3.4",
+        "for=\"1.2.3.4\"x",
+        "for=1.2.3.4 proto=http",
+        "for=\"\\\"1.2.3.4\"",
+        "for=\"1.2.3.4\x01\"",
+        "for=1.2.3.4;by",
+        "for=\"1.2.3.4\";proto=\"unterminated",
+        "for=\"_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"",
+    };
+    client_resolver const resolver{{.trust = trust_policy::all()}};
+    for (std::string_view const m : malformed) {
+        CAPTURE(m);
+        auto const c = resolver.from_forwarded(ip("10.0.0.1"), m);
+        CHECK(c.address == ip("10.0.0.1"));
+        CHECK(c.reason == stop_reason::invalid_entry);
+        // A malformed far element does not hide the valid near ones.
+        std::string const header = std::string{m} + ", for=192.0.2.1";
+        auto const d = resolver.from_forwarded(ip("10.0.0.1"), header);
+        CHECK(d.chain.size() >= 2);
+        CHECK(d.chain[1] == ip("192.0.2.1"));
+    }
+}
+
+TEST_CASE("client_resolver cuts long headers keeping the nearest hops", "[net][client_address]") {
+    SECTION("max_hops") {
+        client_resolver const resolver{{.trust = trust_policy::all(), .max_hops = 2}};
+        auto const c = resolver.from_x_forwarded_for(ip("10.0.0.1"), "1.1.1.1, 2.2.2.2, 3.3.3.3");
+        CHECK(c.address == ip("2.2.2.2"));
+        CHECK(c.reason == stop_reason::truncated);
+        CHECK(c.chain.size() == 3);
+        auto const fits = resolver.from_x_forwarded_for(ip("10.0.0.1"), "2.2.2.2, 3.3.3.3");
+        CHECK(fits.address == ip("2.2.2.2"));
+        CHECK(fits.reason == stop_reason::end_of_chain);
+    }
+    SECTION("max_header_bytes drops an entry that crosses the limit, never cuts it") {
+        client_resolver const nine{{.trust = trust_policy::all(), .max_header_bytes = 9}};
+        auto const c = nine.from_x_forwarded_for(ip("10.0.0.1"), "11.1.1.1, 2.2.2.2");
+        CHECK(c.address == ip("2.2.2.2"));
+        CHECK(c.reason == stop_reason::truncated);
+        client_resolver const eight{{.trust = trust_policy::all(), .max_header_bytes = 8}};
+        auto const d = eight.from_x_forwarded_for(ip("10.0.0.1"), "11.1.1.1, 2.2.2.2");
+        CHECK(d.address == ip("10.0.0.1"));
+        CHECK(d.reason == stop_reason::truncated);
+        // Counted across lines, from the last one.
+        std::vector<std::string_view> const lines{"11.1.1.1", "2.2.2.2"};
+        CHECK(eight.from_x_forwarded_for(ip("10.0.0.1"), lines).address == ip("2.2.2.2"));
+        auto const f = nine.from_forwarded(ip("10.0.0.1"), "for=1.1.1.1, for=2.2.2.2");
+        CHECK(f.address == ip("10.0.0.1"));
+        CHECK(f.reason == stop_reason::truncated);
+    }
+    SECTION("a huge attacker prefix costs nothing and changes nothing") {
+        std::string header;
+        for (int i = 0; i < 100000; ++i) {
+            header += "6.6.6.6, ";
+        }
+        header += "203.0.113.5, 10.0.0.2";
+        client_resolver const resolver{{.trust = trust_policy::ranges({"10.0.0.0/8"})}};
+        auto const c = resolver.from_x_forwarded_for(ip("10.0.0.1"), header);
+        CHECK(c.address == ip("203.0.113.5"));
+        CHECK(c.reason == stop_reason::untrusted);
+        std::string fwd(200000, '"');
+        fwd += ", for=203.0.113.5";
+        CHECK(resolver.from_forwarded(ip("10.0.0.1"), fwd).address == ip("203.0.113.5"));
+    }
+}
+
+TEST_CASE("client_resolver::from_cf_connecting_ip believes only the Cloudflare ranges",
+          "[net][client_address]") {
+    client_resolver const resolver{{.cloudflare = {"173.245.48.0/20", "2400:cb00::/32"}}};
+    auto const edge = ip("173.245.48.9");
+    auto const c = resolver.from_cf_connecting_ip(edge, " 198.51.100.7 ");
+    CHECK(c.address == ip("198.51.100.7"));
+    CHECK(c.reason == stop_reason::untrusted);
+    CHECK(c.chain.size() == 2);
+    CHECK(resolver.from_cf_connecting_ip(ip("2400:cb00::1"), "2001:db8::9").address ==
+          ip("2001:db8::9"));
+    auto const direct = resolver.from_cf_connecting_ip(ip("198.51.100.1"), "1.2.3.4");
+    CHECK(direct.address == ip("198.51.100.1"));
+    CHECK(direct.reason == stop_reason::untrusted);
+    auto const missing = resolver.from_cf_connecting_ip(edge, "");
+    CHECK(missing.address == edge);
+    CHECK(missing.reason == stop_reason::end_of_chain);
+    for (std::string_view bad : {"1.2.3.4, 5.6.7.8", "garbage", "1.2.3.4:80", "[::1]"}) {
+        CAPTURE(bad);
+        auto const b = resolver.from_cf_connecting_ip(edge, bad);
+        CHECK(b.address == edge);
+        CHECK(b.reason == stop_reason::invalid_entry);
+    }
+    std::vector<std::string_view> const twice{"1.2.3.4", "5.6.7.8"};
+    CHECK(resolver.from_cf_connecting_ip(edge, twice).reason == stop_reason::invalid_entry);
+    std::vector<std::string_view> const once{"", "1.2.3.4"};
+    CHECK(resolver.from_cf_connecting_ip(edge, once).address == ip("1.2.3.4"));
+    client_resolver const no_ranges{};
+    CHECK(no_ranges.from_cf_connecting_ip(edge, "1.2.3.4").address == edge);
+}
+
+TEST_CASE("client_resolver rejects options outside their ranges", "[net][client_address]") {
+    auto const message = [](keel::net::client_resolver_options o) -> std::string {
+        try {
+            client_resolver const r{std::move(o)};
+        } catch (std::invalid_argument const& e) {
+            return e.what();
+        }
+        return "";
+    };
+    CHECK(message({.max_header_bytes = 0}) ==
+          "keel::net::client_resolver: max_header_bytes must be in [1, 1048576], got 0");
+    CHECK(message({.max_hops = 0}) ==
+          "keel::net::client_resolver: max_hops must be in [1, 15], got 0");
+    CHECK(message({.max_hops = 16}) ==
+          "keel::net::client_resolver: max_hops must be in [1, 15], got 16");
+    CHECK(message({.max_hops = 15}).empty());
+    CHECK(client_resolver{}.options().max_header_bytes == 8192);
+}
+
+TEST_CASE("client_resolver is safe to share between threads",
+          "[net][client_address][concurrency]") {
+    client_resolver const resolver{{.trust = trust_policy::ranges({"10.0.0.0/8"})}};
+    std::vector<int> wrong(2, 0);
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 2; ++t) {
+        threads.emplace_back([&resolver, &wrong, t] {
+            auto const peer = *ip_address::parse("10.0.0.1");
+            auto const expected = *ip_address::parse("203.0.113.5");
+            for (int i = 0; i < 2000; ++i) {
+                auto const x =
+                    resolver.from_x_forwarded_for(peer, "1.1.1.1, 203.0.113.5, 10.2.3.4");
+                auto const f = resolver.from_forwarded(peer, "for=1.1.1.1, for=203.0.113.5");
+                wrong[static_cast<std::size_t>(t)] +=
+                    (x.address != expected) + (f.address != expected);
+            }
+        });
+    }
+    for (auto& th : threads) {
+        th.join();
+    }
+    CHECK(wrong == std::vector<int>{0, 0});
+}
