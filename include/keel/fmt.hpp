@@ -11,6 +11,7 @@
 #include <keel/ops/drain.hpp>
 #include <keel/ops/health.hpp>
 #include <keel/policy/bulkhead.hpp>
+#include <keel/policy/circuit_breaker.hpp>
 #include <keel/policy/retry_budget.hpp>
 
 #include <fmt/format.h>
@@ -46,6 +47,24 @@ struct fmt::formatter<keel::failure> : fmt::formatter<std::string_view> {
             }
         }
         return fmt::format_to(ctx.out(), "failure");
+    }
+};
+
+/// Formats a keel::circuit_state as its name, e.g. "half_open".
+template <>
+struct fmt::formatter<keel::circuit_state> : fmt::formatter<std::string_view> {
+    template <class FormatContext>
+    auto format(keel::circuit_state state, FormatContext& ctx) const {
+        return fmt::formatter<std::string_view>::format(keel::to_string(state), ctx);
+    }
+};
+
+/// Formats a keel::circuit_reason as its name, e.g. "failure_rate_exceeded".
+template <>
+struct fmt::formatter<keel::circuit_reason> : fmt::formatter<std::string_view> {
+    template <class FormatContext>
+    auto format(keel::circuit_reason reason, FormatContext& ctx) const {
+        return fmt::formatter<std::string_view>::format(keel::to_string(reason), ctx);
     }
 };
 

@@ -14,6 +14,7 @@
 
 #include <keel/policy/backoff.hpp>
 #include <keel/policy/bulkhead.hpp>
+#include <keel/policy/circuit_breaker.hpp>
 #include <keel/policy/fallback.hpp>
 #include <keel/policy/policy.hpp>
 #include <keel/policy/predicate.hpp>

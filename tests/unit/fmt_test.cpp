@@ -16,6 +16,13 @@ TEST_CASE("fmt formats a failure by code or by exception", "[fmt]") {
     CHECK(fmt::format("{}", thrown) == "exception: boom");
 }
 
+TEST_CASE("fmt formats circuit breaker states and reasons by name", "[fmt]") {
+    CHECK(fmt::format("{}", keel::circuit_state::half_open) == "half_open");
+    CHECK(fmt::format("{:>8}", keel::circuit_state::open) == "    open");
+    CHECK(fmt::format("{}", keel::circuit_state::forced_open) == "forced_open");
+    CHECK(fmt::format("{}", keel::circuit_reason::probes_failed) == "probes_failed");
+}
+
 TEST_CASE("fmt formats bulkhead and retry budget snapshots", "[fmt]") {
     CHECK(fmt::format("{}", keel::bulkhead_snapshot{3, 1, 25, 4}) == "in_flight 3/25, queued 1/4");
     CHECK(fmt::format("{}", keel::retry_budget_snapshot{100, 20, 3, 10.0}) ==
