@@ -21,11 +21,15 @@
 
 #include <keel/core/context.hpp>
 #include <keel/core/error.hpp>
+#include <keel/net/client_address.hpp>
+#include <keel/net/ip_address.hpp>
+#include <keel/net/trust.hpp>
 #include <keel/ops/drain.hpp>
 #include <keel/ops/health.hpp>
 #include <keel/ops/health_json.hpp>
 #include <keel/ops/signals.hpp>
 #include <keel/policy/backoff.hpp>
+#include <keel/policy/circuit_breaker.hpp>
 #include <keel/policy/retry.hpp>
 #include <keel/policy/timeout.hpp>
 #include <keel/resilient.hpp>
@@ -156,6 +160,25 @@ int main(int argc, char** argv) try {
     settings const cfg = parse(argc, argv);
     counters stats;
 
+    // The downstream's breaker: opens at `failure_rate` % failures among at least
+    // `min_calls` calls of the last `window`, stays open `open_ms` (doubling on
+    // consecutive re-openings, up to 8x), then lets 3 probes decide.
+    keel::circuit_breaker breaker{{.failure_rate_threshold = static_cast<double>(cfg.failure_rate),
+                                   .window_size = static_cast<std::uint32_t>(cfg.window),
+                                   .minimum_calls = static_cast<std::uint32_t>(cfg.min_calls),
+                                   .reset_timeout = std::chrono::milliseconds{cfg.open_ms},
+                                   .max_reset_timeout = std::chrono::milliseconds{cfg.open_ms} * 8,
+                                   .reset_jitter = std::chrono::milliseconds{cfg.open_ms} / 10,
+                                   .permitted_calls_in_half_open = 3}};
+    breaker.on_transition([&](auto const& t) {
+        auto& count = t.to == keel::circuit_state::open        ? stats.to_open
+                      : t.to == keel::circuit_state::half_open ? stats.to_half_open
+                                                               : stats.to_closed;
+        ++count;
+        emit(fmt::format("kind=breaker from={} to={} why={}", keel::to_string(t.from),
+                         keel::to_string(t.to), keel::to_string(t.why)));
+    });
+
     // The downstream call: one HTTP GET per attempt, bounded by the attempt's deadline.
     auto call_downstream = [&](keel::context const& ctx) -> std::string {
         ++t_attempts;
@@ -181,10 +204,11 @@ int main(int argc, char** argv) try {
         return result->body;
     };
 
-    // retry(timeout(call)): each attempt with its own deadline, jittered
-    // exponential backoff between them.
+    // breaker(retry(timeout(call))): one breaker outcome per logical call, each
+    // attempt with its own deadline, jittered exponential backoff between them.
     auto const downstream = keel::resilient{
         call_downstream,
+        keel::guard(breaker),
         keel::retry{{.max_attempts = cfg.attempts,
                      .backoff = keel::exponential{20ms, 2.0, 200ms},
                      .jitter = keel::jitter::full,
@@ -192,10 +216,33 @@ int main(int argc, char** argv) try {
         keel::timeout{std::chrono::milliseconds{cfg.timeout_ms}},
     };
 
+    // The real client: the socket peer is trusted only as one loopback proxy hop,
+    // so the address that proxy appended is the client, and entries further left
+    // (written by the client itself) are never believed.
+    keel::net::client_resolver const resolver{
+        {.trust = keel::net::trust_policy::predicate(
+             [proxies = keel::net::cidr_list{"loopback"}](keel::net::ip_address const& a,
+                                                          std::size_t hop) {
+                 return hop == 0 && proxies.contains(a);
+             })}};
+
     // Health: liveness has no dependencies; readiness adds the breaker check and
     // fails while draining; startup passes once the listener is bound.
     keel::ops::health_registry<> health{
         {.service_id = "keel-demo", .description = "keel demo service"}};
+    health.add_check({.name = "downstream",
+                      .measurement = "circuit",
+                      .kind = keel::ops::check_kind::downstream,
+                      .ttl = 0s,
+                      .critical = false},
+                     [&] {
+                         auto const state = breaker.state();
+                         if (state == keel::circuit_state::closed) {
+                             return keel::ops::check_result::pass();
+                         }
+                         return keel::ops::check_result::warn(
+                             fmt::format("circuit breaker {}", keel::to_string(state)));
+                     });
 
     // Drain: readiness fails at once, the listener keeps serving for the pre-stop
     // delay, then closes; requests in flight finish within the drain budget.
@@ -217,7 +264,7 @@ int main(int argc, char** argv) try {
     drain.on_not_ready([] { emit("kind=drain phase=not_ready"); });
     drain.on_stop_accepting("listener", [&](std::stop_token) { server.stop(); });
 
-    server.Get("/api/work", [&](httplib::Request const&, httplib::Response& res) {
+    server.Get("/api/work", [&](httplib::Request const& req, httplib::Response& res) {
         in_flight_mark const mark{stats.in_flight};
         auto const ticket = drain.try_enter();
         if (!ticket) {
@@ -228,6 +275,13 @@ int main(int argc, char** argv) try {
             return;
         }
 
+        auto const peer = keel::net::ip_address::parse(req.remote_addr);
+        auto const client =
+            peer ? resolver.from_x_forwarded_for(*peer, req.get_header_value("X-Forwarded-For"))
+                       .address.to_string()
+                 : req.remote_addr;
+        res.set_header("X-Client-Address", client);
+
         t_attempts = 0;
         auto const result = downstream.try_call();
         res.set_header("X-Attempts", std::to_string(t_attempts));
@@ -237,7 +291,14 @@ int main(int argc, char** argv) try {
             return;
         }
         auto const code = result.error();
-        if (code == keel::errc::timeout) {
+        if (code == keel::errc::circuit_open) {
+            ++stats.circuit_open;
+            res.status = 503;
+            auto const wait = result.retry_after().value_or(1s);
+            res.set_header("Retry-After",
+                           std::to_string(std::chrono::ceil<std::chrono::seconds>(wait).count()));
+            res.set_content("circuit open\n", "text/plain");
+        } else if (code == keel::errc::timeout) {
             ++stats.timed_out;
             res.status = 504;
             res.set_content("downstream timed out\n", "text/plain");
@@ -284,6 +345,29 @@ int main(int argc, char** argv) try {
         page.family("keel_demo_retries_total", "counter",
                     "Retries of downstream calls chosen by keel::retry.");
         page.sample("keel_demo_retries_total", value(stats.retries));
+
+        auto const m = breaker.metrics();
+        page.family("keel_demo_breaker_state", "gauge",
+                    "The downstream circuit breaker's state: 1 for the current one.");
+        for (auto const state : {keel::circuit_state::closed, keel::circuit_state::open,
+                                 keel::circuit_state::half_open, keel::circuit_state::forced_open,
+                                 keel::circuit_state::disabled}) {
+            page.sample("keel_demo_breaker_state", {{"state", keel::to_string(state)}},
+                        m.state == state ? 1 : 0);
+        }
+        page.family("keel_demo_breaker_transitions_total", "counter",
+                    "State changes of the downstream circuit breaker, by the state entered.");
+        page.sample("keel_demo_breaker_transitions_total", {{"to", "open"}}, value(stats.to_open));
+        page.sample("keel_demo_breaker_transitions_total", {{"to", "half_open"}},
+                    value(stats.to_half_open));
+        page.sample("keel_demo_breaker_transitions_total", {{"to", "closed"}},
+                    value(stats.to_closed));
+        page.family("keel_demo_breaker_rejections_total", "counter",
+                    "Calls the circuit breaker rejected without calling the downstream.");
+        page.sample("keel_demo_breaker_rejections_total", static_cast<double>(m.rejected_calls));
+        page.family("keel_demo_breaker_failure_rate_percent", "gauge",
+                    "Failure rate over the breaker's window, in percent.");
+        page.sample("keel_demo_breaker_failure_rate_percent", m.failure_rate);
 
         page.family("keel_demo_in_flight_requests", "gauge",
                     "Requests to /api/work being served now.");
