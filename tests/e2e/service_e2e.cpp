@@ -183,8 +183,8 @@ void breaker_fail_fast(paths const& p) {
     auto const worst = latencies.back();
     check(p99 < 100ms, fmt::format("fail-fast p99 {:.1f} ms < 100 ms (the timeout is 1000 ms)",
                                    keel_demo::ms(p99)));
-    check(worst < 500ms,
-          fmt::format("no timeout-length wait while open: max {:.1f} ms", keel_demo::ms(worst)));
+    check(worst < 1000ms, fmt::format("no wait as long as one attempt's timeout: max {:.1f} ms",
+                                      keel_demo::ms(worst)));
     s.control("/control?hang=0");
     s.stop_cleanly();
 }
