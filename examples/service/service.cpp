@@ -4,10 +4,8 @@
 // For each GET /api/work it
 //   1. takes a drain ticket (503 "shutting down" once SIGTERM has stopped intake),
 //   2. finds the real client address behind one trusted loopback proxy
-//      (X-Forwarded-For, keel::net),
-//   3. applies that client's rate limit (keel::keyed token buckets: 429 with
-//      Retry-After, RateLimit and RateLimit-Policy when over),
-//   4. calls the downstream through keel::resilient{call, guard(breaker), retry,
+//      (X-Forwarded-For, keel::net) and returns it in X-Client-Address,
+//   3. calls the downstream through keel::resilient{call, guard(breaker), retry,
 //      timeout}: the HTTP call's connect and read timeouts come from the attempt's
 //      deadline and the context's stop token aborts it.
 // It also serves /health/live, /health/ready, /health/startup (keel::ops health
@@ -67,8 +65,6 @@ struct settings {
     int failure_rate = 50;   // percent
     int open_ms = 2000;      // breaker reset timeout (base)
     int window = 20;         // breaker count window
-    int rate = 50;           // per client, permits per second
-    int burst = 50;          // per client
     int pre_stop_ms = 1000;  // drain: keep serving after readiness fails
     int drain_ms = 10000;    // drain: wait for in-flight requests
     int threads = 32;        // HTTP worker threads
@@ -85,8 +81,6 @@ settings parse(int argc, char** argv) {
         {"--failure-rate", &s.failure_rate},
         {"--open-ms", &s.open_ms},
         {"--window", &s.window},
-        {"--rate", &s.rate},
-        {"--burst", &s.burst},
         {"--pre-stop-ms", &s.pre_stop_ms},
         {"--drain-ms", &s.drain_ms},
         {"--threads", &s.threads},
@@ -121,9 +115,7 @@ struct counters {
     std::atomic<std::int64_t> downstream_failed{0};
     std::atomic<std::int64_t> timed_out{0};
     std::atomic<std::int64_t> circuit_open{0};
-    std::atomic<std::int64_t> rate_limited{0};
     std::atomic<std::int64_t> draining{0};
-    std::atomic<std::int64_t> allowed{0};
     std::atomic<std::int64_t> attempts{0};
     std::atomic<std::int64_t> retries{0};
     std::atomic<std::int64_t> in_flight{0};
@@ -335,7 +327,6 @@ int main(int argc, char** argv) try {
              {std::pair{"ok", &stats.ok}, std::pair{"downstream_failed", &stats.downstream_failed},
               std::pair{"timeout", &stats.timed_out},
               std::pair{"circuit_open", &stats.circuit_open},
-              std::pair{"rate_limited", &stats.rate_limited},
               std::pair{"draining", &stats.draining}}) {
             page.sample("keel_demo_requests_total", {{"outcome", name}}, value(*v));
         }
