@@ -5,6 +5,8 @@
 
 #include <keel/core/error.hpp>
 #include <keel/core/outcome.hpp>
+#include <keel/limiter/decision.hpp>
+#include <keel/limiter/headers.hpp>
 #include <keel/net/cidr.hpp>
 #include <keel/net/client_address.hpp>
 #include <keel/net/ip_address.hpp>
@@ -146,5 +148,29 @@ struct fmt::formatter<keel::net::stop_reason> : fmt::formatter<std::string_view>
     template <class FormatContext>
     auto format(keel::net::stop_reason r, FormatContext& ctx) const {
         return fmt::formatter<std::string_view>::format(keel::net::to_string(r), ctx);
+    }
+};
+
+/// Formats a keel::decision, e.g. "allowed limit=100 remaining=99 retry_after=0ns
+/// reset=1000000000ns"
+/// ("refused ..." or "unsatisfiable ..." when not allowed).
+template <>
+struct fmt::formatter<keel::decision> : fmt::formatter<std::string_view> {
+    template <class FormatContext>
+    auto format(keel::decision const& d, FormatContext& ctx) const {
+        std::string_view const verdict =
+            d.allowed ? "allowed" : (d.unsatisfiable ? "unsatisfiable" : "refused");
+        return fmt::format_to(ctx.out(), "{} limit={} remaining={} retry_after={}ns reset={}ns",
+                              verdict, d.limit, d.remaining, d.retry_after.count(),
+                              d.reset.count());
+    }
+};
+
+/// Formats a keel::header_value as its text.
+template <>
+struct fmt::formatter<keel::header_value> : fmt::formatter<std::string_view> {
+    template <class FormatContext>
+    auto format(keel::header_value const& v, FormatContext& ctx) const {
+        return fmt::formatter<std::string_view>::format(v.view(), ctx);
     }
 };

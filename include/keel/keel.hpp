@@ -12,12 +12,23 @@
 #include <keel/core/random.hpp>
 #include <keel/core/sleeper.hpp>
 
+#include <keel/limiter/decision.hpp>
+#include <keel/limiter/fixed_window.hpp>
+#include <keel/limiter/gcra.hpp>
+#include <keel/limiter/headers.hpp>
+#include <keel/limiter/keyed.hpp>
+#include <keel/limiter/limiter.hpp>
+#include <keel/limiter/sliding_counter.hpp>
+#include <keel/limiter/sliding_log.hpp>
+#include <keel/limiter/token_bucket.hpp>
+
 #include <keel/policy/backoff.hpp>
 #include <keel/policy/bulkhead.hpp>
 #include <keel/policy/circuit_breaker.hpp>
 #include <keel/policy/fallback.hpp>
 #include <keel/policy/policy.hpp>
 #include <keel/policy/predicate.hpp>
+#include <keel/policy/rate_limit.hpp>
 #include <keel/policy/retry.hpp>
 #include <keel/policy/retry_budget.hpp>
 #include <keel/policy/timeout.hpp>

@@ -3,6 +3,8 @@
 
 #include <catch2/catch.hpp>
 
+#include <chrono>
+
 #include <stdexcept>
 
 TEST_CASE("fmt formats keel::errc as its message", "[fmt]") {
@@ -41,4 +43,20 @@ TEST_CASE("fmt formats keel::net addresses, ranges and stop reasons", "[fmt][net
     CHECK(fmt::format("[{:>12}]", *keel::net::ip_address::parse("10.0.0.1")) == "[    10.0.0.1]");
     CHECK(fmt::format("{}", *keel::net::cidr::parse("10.0.0.0/255.0.0.0")) == "10.0.0.0/8");
     CHECK(fmt::format("{}", keel::net::stop_reason::invalid_entry) == "invalid_entry");
+}
+
+TEST_CASE("fmt formats a limiter decision and a header value", "[fmt]") {
+    keel::decision d;
+    d.limit = 10;
+    d.remaining = 0;
+    d.retry_after = std::chrono::milliseconds{5};
+    d.reset = std::chrono::seconds{1};
+    CHECK(fmt::format("{}", d) ==
+          "refused limit=10 remaining=0 retry_after=5000000ns reset=1000000000ns");
+    d.allowed = true;
+    CHECK(fmt::format("{}", d).rfind("allowed ", 0) == 0);
+    d.allowed = false;
+    d.unsatisfiable = true;
+    CHECK(fmt::format("{}", d).rfind("unsatisfiable ", 0) == 0);
+    CHECK(fmt::format("{}", keel::retry_after_value(keel::decision{})) == "0");
 }

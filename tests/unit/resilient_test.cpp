@@ -35,7 +35,9 @@ std::atomic<int> allocations{0};
 } // namespace
 
 #ifndef KEEL_TEST_SANITIZED
-void* operator new(std::size_t size) {
+// noinline: g++ -O2 otherwise inlines these into library code and reports a
+// mismatched new/delete pair that is not one.
+[[gnu::noinline]] void* operator new(std::size_t size) {
     if (counting.load(std::memory_order_relaxed)) {
         allocations.fetch_add(1, std::memory_order_relaxed);
     }
@@ -44,10 +46,10 @@ void* operator new(std::size_t size) {
     }
     throw std::bad_alloc{};
 }
-void operator delete(void* p) noexcept {
+[[gnu::noinline]] void operator delete(void* p) noexcept {
     std::free(p);
 }
-void operator delete(void* p, std::size_t) noexcept {
+[[gnu::noinline]] void operator delete(void* p, std::size_t) noexcept {
     std::free(p);
 }
 #endif

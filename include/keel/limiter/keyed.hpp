@@ -1,0 +1,317 @@
+// SPDX-License-Identifier: MIT
+// keel::keyed: one rate limiter per key (user id, client address, API key) in a
+// sharded table with a hard bound on the number of keys. Eviction removes only
+// keys whose limiter state is indistinguishable from a fresh one, so it can
+// never hand a limited key a fresh allowance; when the table is full and
+// nothing is at rest, new keys share an overflow limiter (or are refused).
+#pragma once
+
+#include <keel/core/clock.hpp>
+#include <keel/limiter/decision.hpp>
+#include <keel/limiter/limiter.hpp>
+#include <keel/version.hpp>
+
+#include <bit>
+#include <chrono>
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <limits>
+#include <memory>
+#include <mutex>
+#include <utility>
+
+KEEL_BEGIN_NAMESPACE
+
+/// Says what keel::keyed does with a new key when its shard is full and no key
+/// in it is at rest.
+enum class keyed_overflow : std::uint8_t {
+    /// All such keys share one limiter with the per-key configuration: together
+    /// they get one key's quota. Keys already in the table are unaffected.
+    shared = 0,
+    /// Such keys are refused (allowed = false, retry_after = the earliest time a
+    /// key in the shard comes to rest).
+    reject = 1,
+};
+
+/// Configures a keel::keyed table (the per-key limiter has its own options).
+struct keyed_options {
+    /// The most keys held at once. Default 1,048,576 (2^20: about 40 MB of 64-bit
+    /// keys at the worst load factor; nginx sizes its limit_req zones by memory
+    /// the same way, 8 k states per MB). Range [1, 2^40]. Rounded up to a
+    /// multiple of `shards`: each shard holds max_keys / shards keys.
+    std::size_t max_keys = std::size_t{1} << 20;
+    /// Independent shards, each with its own mutex and table, so threads on
+    /// different keys rarely contend. Default 64. A power of two in [1, 4096].
+    std::size_t shards = 64;
+    /// What a new key gets when its shard is full of keys not at rest. Default
+    /// keyed_overflow::shared (the fallback global bucket the reference designs
+    /// recommend; never an LRU eviction of active state, Envoy's bug).
+    keyed_overflow overflow = keyed_overflow::shared;
+};
+
+namespace detail {
+/// The cache line size keel pads to (a constant: the standard's interference
+/// size warns in headers with g++ 12).
+inline constexpr std::size_t cache_line = 64;
+
+/// Spreads the bits of a (possibly identity) hash over the whole word.
+constexpr std::uint64_t mix_hash(std::uint64_t h) noexcept {
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ULL;
+    h ^= h >> 33;
+    return h;
+}
+} // namespace detail
+
+/// Keeps a `Limiter` state per key: a table of at most `max_keys` keys, each
+/// holding the limiter's 64-bit state word next to the key, sharing the
+/// limiter's configuration.
+///
+/// Eviction: a key is removed only when its word is at rest
+/// (`Limiter::rest_after(word, now) == 0`): from then on it decides every
+/// request exactly as a fresh limiter would, so dropping it and re-creating it
+/// later changes no decision. A shard that needs room sweeps out every key at
+/// rest (the idle expiry: a key at rest is one whose quota is whole again); it
+/// remembers the earliest time any remaining key comes to rest, so a flood of
+/// new keys cannot make it sweep again before that. With the shard full of keys
+/// not at rest, a new key gets the `overflow` policy. A request that would not
+/// change a fresh state (a peek, an unsatisfiable request) inserts nothing.
+///
+/// Memory: one slot per key (the key and the 8-byte word; an empty slot holds
+/// fresh_state) at a load factor kept between 3/8 and 3/4, so 21 to 43 bytes
+/// per 64-bit key; shards shrink when a sweep empties them. A lookup touches one
+/// cache line in the common case. Thread-safe: one mutex per shard, held for
+/// the lookup and the limiter step; `Hash` and `Key`'s operator== run under it
+/// (while the table grows or sweeps) and must not call back into the table.
+/// Example:
+///
+///     keel::keyed<keel::sliding_counter<>, std::uint64_t> per_user{
+///         {.limit = 100, .window = 1min}, {.max_keys = 100'000}};
+///     if (auto d = per_user.try_acquire(user_id); !d) { return reply_429(d); }
+template <word_limiter Limiter, std::semiregular Key, class Hash = std::hash<Key>>
+requires std::equality_comparable<Key> && std::invocable<Hash const&, Key const&>
+class keyed {
+public:
+    using limiter_type = Limiter;
+    using key_type = Key;
+    using clock_type = typename Limiter::clock_type;
+    using time_point = typename Limiter::time_point;
+
+    /// Builds the table (validating both option sets; throws std::invalid_argument
+    /// naming the field). No memory per key is allocated until keys arrive.
+    explicit keyed(typename Limiter::options const& limiter_options, keyed_options const& opts = {},
+                   clock_type clock = clock_type{}, Hash hash = Hash{})
+        : m_limiter(limiter_options, std::move(clock)), m_hash(std::move(hash)),
+          m_overflow(opts.overflow) {
+        if (opts.shards == 0 || opts.shards > 4096 || !std::has_single_bit(opts.shards)) {
+            detail::invalid_option("keyed", "shards", "a power of two in [1, 4096]",
+                                   static_cast<std::int64_t>(opts.shards));
+        }
+        if (opts.max_keys == 0 || opts.max_keys > (std::size_t{1} << 40)) {
+            detail::invalid_option("keyed", "max_keys", "in [1, 2^40]",
+                                   static_cast<std::int64_t>(opts.max_keys));
+        }
+        m_shard_count = opts.shards;
+        m_shard_shift = 64 - std::countr_zero(opts.shards);
+        m_shard_cap = (opts.max_keys + opts.shards - 1) / opts.shards;
+        m_max_slots = std::bit_ceil(m_shard_cap + m_shard_cap / 3 + 1);
+        m_shards = std::make_unique<shard[]>(m_shard_count);
+    }
+
+    /// Takes `permits` from `key`'s limiter; reads the clock once.
+    decision try_acquire(Key const& key, std::int64_t permits = 1) {
+        return try_acquire(key, permits, m_limiter.clock().now());
+    }
+
+    /// Takes `permits` from `key`'s limiter at time `now`.
+    ///
+    /// May allocate (a shard's table grows by doubling); never throws except
+    /// std::bad_alloc from that growth.
+    decision try_acquire(Key const& key, std::int64_t permits, time_point now) {
+        auto const h = detail::mix_hash(static_cast<std::uint64_t>(m_hash(key)));
+        auto const now_ns = detail::to_ns(now);
+        shard& s = m_shards[m_shard_count == 1 ? 0 : static_cast<std::size_t>(h >> m_shard_shift)];
+        std::unique_lock lock{s.mutex};
+        if (s.mask != 0) {
+            for (auto i = static_cast<std::size_t>(h) & s.mask;; i = (i + 1) & s.mask) {
+                if (s.slots[i].word == Limiter::fresh_state) {
+                    break; // an empty slot ends the probe
+                }
+                if (s.slots[i].key == key) {
+                    limiter_step const r = m_limiter.step(s.slots[i].word, permits, now_ns);
+                    if (r.write) {
+                        s.slots[i].word = r.next;
+                    }
+                    return r.result;
+                }
+            }
+        }
+        // A new key: what a fresh limiter would answer, stored only if it changes state.
+        limiter_step const r = m_limiter.step(Limiter::fresh_state, permits, now_ns);
+        if (!r.write) {
+            return r.result;
+        }
+        if (!make_room_locked(s, now_ns)) {
+            lock.unlock();
+            if (m_overflow == keyed_overflow::shared) {
+                return m_limiter.try_acquire(permits, now);
+            }
+            decision d;
+            d.limit = r.result.limit;
+            d.retry_after = detail::non_negative(s.next_sweep - now_ns);
+            return d;
+        }
+        insert_locked(s, key, h, r.next);
+        auto const rest = now_ns + m_limiter.rest_after(r.next, now_ns);
+        s.next_sweep = rest < s.next_sweep ? rest : s.next_sweep;
+        return r.result;
+    }
+
+    /// Removes every key at rest at `now`; returns how many were removed.
+    std::size_t sweep(time_point now) {
+        std::size_t removed = 0;
+        for (std::size_t i = 0; i < m_shard_count; ++i) {
+            std::lock_guard lock{m_shards[i].mutex};
+            removed += sweep_locked(m_shards[i], detail::to_ns(now));
+        }
+        return removed;
+    }
+    /// Removes every key at rest now; returns how many were removed.
+    std::size_t sweep() { return sweep(m_limiter.clock().now()); }
+
+    /// Returns how many keys the table holds (a snapshot; locks each shard in turn).
+    std::size_t size() const {
+        std::size_t n = 0;
+        for (std::size_t i = 0; i < m_shard_count; ++i) {
+            std::lock_guard lock{m_shards[i].mutex};
+            n += m_shards[i].size;
+        }
+        return n;
+    }
+
+    /// Returns the most keys the table holds (max_keys rounded up to a multiple of shards).
+    std::size_t max_keys() const noexcept { return m_shard_cap * m_shard_count; }
+
+    /// Returns the bytes the tables and shards occupy now (slots and shard headers).
+    std::size_t memory_bytes() const {
+        std::size_t bytes = sizeof(*this) + m_shard_count * sizeof(shard);
+        for (std::size_t i = 0; i < m_shard_count; ++i) {
+            std::lock_guard lock{m_shards[i].mutex};
+            auto const slots = m_shards[i].mask == 0 ? 0 : m_shards[i].mask + 1;
+            bytes += slots * sizeof(slot);
+        }
+        return bytes;
+    }
+
+    /// Returns the limiter holding the configuration; it is also the shared overflow limiter.
+    Limiter& overflow_limiter() noexcept { return m_limiter; }
+
+private:
+    // A slot whose word is fresh_state is empty: a word an admission wrote never
+    // equals it (word_limiter's contract), and a key at fresh_state needs no slot.
+    struct slot {
+        Key key{};
+        std::uint64_t word = Limiter::fresh_state;
+    };
+
+    struct alignas(detail::cache_line) shard {
+        mutable std::mutex mutex;
+        std::unique_ptr<slot[]> slots;
+        std::size_t mask = 0; // slots - 1, or 0 before the first key
+        std::size_t size = 0;
+        // No key can come to rest before this time, so no sweep can free room earlier.
+        std::int64_t next_sweep = std::numeric_limits<std::int64_t>::max();
+    };
+
+    std::size_t slot_count(shard const& s) const noexcept { return s.mask == 0 ? 0 : s.mask + 1; }
+
+    // Ensures room for one more key; false when the shard is full of keys not at rest.
+    bool make_room_locked(shard& s, std::int64_t now_ns) {
+        auto const slots = slot_count(s);
+        if (s.size + 1 <= slots * 3 / 4 && s.size < m_shard_cap) {
+            return true;
+        }
+        if (now_ns >= s.next_sweep) {
+            sweep_locked(s, now_ns);
+            if (s.size + 1 <= slot_count(s) * 3 / 4 && s.size < m_shard_cap) {
+                return true;
+            }
+        }
+        if (s.size >= m_shard_cap) {
+            return false;
+        }
+        auto grown = slots == 0 ? std::size_t{8} : slots * 2;
+        rebuild_locked(s, grown < m_max_slots ? grown : m_max_slots, now_ns, false);
+        return true;
+    }
+
+    // Removes the keys at rest and resizes the shard to fit the rest.
+    std::size_t sweep_locked(shard& s, std::int64_t now_ns) {
+        auto const before = s.size;
+        // Size for the survivors with room to grow; rebuild_locked drops keys at rest.
+        std::size_t survivors = 0;
+        for (std::size_t i = 0; i < slot_count(s); ++i) {
+            if (s.slots[i].word != Limiter::fresh_state &&
+                m_limiter.rest_after(s.slots[i].word, now_ns) > 0) {
+                ++survivors;
+            }
+        }
+        auto target = std::bit_ceil(survivors + survivors / 2 + 2); // load in (3/8, 2/3]
+        target = target < 8 ? 8 : target;
+        rebuild_locked(s, target < m_max_slots ? target : m_max_slots, now_ns, true);
+        return before - s.size;
+    }
+
+    void rebuild_locked(shard& s, std::size_t slots, std::int64_t now_ns, bool drop_at_rest) {
+        auto new_slots = std::make_unique<slot[]>(slots); // all empty
+        auto const mask = slots - 1;
+        std::size_t size = 0;
+        auto next_sweep = std::numeric_limits<std::int64_t>::max();
+        for (std::size_t i = 0; i < slot_count(s); ++i) {
+            if (s.slots[i].word == Limiter::fresh_state) {
+                continue;
+            }
+            auto const rest = m_limiter.rest_after(s.slots[i].word, now_ns);
+            if (drop_at_rest && rest == 0) {
+                continue;
+            }
+            next_sweep = now_ns + rest < next_sweep ? now_ns + rest : next_sweep;
+            auto const h = detail::mix_hash(static_cast<std::uint64_t>(m_hash(s.slots[i].key)));
+            auto j = static_cast<std::size_t>(h) & mask;
+            while (new_slots[j].word != Limiter::fresh_state) {
+                j = (j + 1) & mask;
+            }
+            new_slots[j] = std::move(s.slots[i]);
+            ++size;
+        }
+        s.slots = std::move(new_slots);
+        s.mask = mask;
+        s.size = size;
+        s.next_sweep = next_sweep;
+    }
+
+    void insert_locked(shard& s, Key const& key, std::uint64_t h, std::uint64_t word) {
+        auto i = static_cast<std::size_t>(h) & s.mask;
+        while (s.slots[i].word != Limiter::fresh_state) {
+            i = (i + 1) & s.mask;
+        }
+        s.slots[i].key = key;
+        s.slots[i].word = word;
+        ++s.size;
+    }
+
+    Limiter m_limiter; // the configuration, and the shared overflow limiter
+    [[no_unique_address]] Hash m_hash;
+    keyed_overflow m_overflow;
+    std::size_t m_shard_count = 0;
+    int m_shard_shift = 0;
+    std::size_t m_shard_cap = 0;
+    std::size_t m_max_slots = 0;
+    std::unique_ptr<shard[]> m_shards;
+};
+
+KEEL_END_NAMESPACE

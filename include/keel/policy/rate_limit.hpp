@@ -1,0 +1,132 @@
+// SPDX-License-Identifier: MIT
+// keel::rate_limit: the policy that puts a rate limiter in front of a call in a
+// keel::resilient pipeline. It rejects with errc::rate_limited carrying the
+// limiter's retry-after, or waits for permits up to a configured maximum through
+// a keel::sleeper, interruptible by the context's stop token.
+#pragma once
+
+#include <keel/core/clock.hpp>
+#include <keel/core/context.hpp>
+#include <keel/core/error.hpp>
+#include <keel/core/outcome.hpp>
+#include <keel/core/sleeper.hpp>
+#include <keel/limiter/decision.hpp>
+#include <keel/limiter/limiter.hpp>
+#include <keel/version.hpp>
+
+#include <chrono>
+#include <concepts>
+#include <cstdint>
+#include <optional>
+#include <type_traits>
+
+KEEL_BEGIN_NAMESPACE
+
+/// Configures a keel::rate_limit policy.
+struct rate_limit_options {
+    /// Permits each call takes. Default 1. Range [1, the limiter's limit]: more
+    /// than the limit fails every call with errc::exceeds_capacity.
+    std::int64_t permits = 1;
+    /// The longest a call waits for permits in total. Default 0: reject at once
+    /// (Polly's rate limiter default, QueueLimit = 0; resilience4j waits up to
+    /// 5 s by default, which ties up the caller's thread). Must not be negative.
+    /// A wait that would end after the context's deadline is not started.
+    std::chrono::nanoseconds max_wait{0};
+};
+
+/// Guards a call with a rate limiter shared by reference.
+///
+/// execute() takes `permits` from the limiter; if refused it waits the
+/// decision's retry_after through the sleeper and tries again, as long as the
+/// total wait stays within max_wait and the context's deadline; otherwise it
+/// returns failure errc::rate_limited with retry_after set. A request the
+/// limiter can never grant fails with errc::exceeds_capacity, and a stop token
+/// firing during a wait with errc::cancelled. The limiter must outlive the
+/// policy. Thread-safe (the limiter is). Example:
+///
+///     keel::token_bucket<> bucket{{.rate = 100, .burst = 10}};
+///     auto call = keel::resilient{fetch, keel::rate_limit{bucket}};
+///     auto waits = keel::rate_limit{bucket, {.max_wait = 50ms}};
+template <rate_limiter Limiter, sleeper Sleeper = real_sleeper>
+class rate_limit {
+public:
+    using clock_type = typename Limiter::clock_type;
+    using limiter_type = Limiter;
+    using options = rate_limit_options;
+
+    /// Guards calls with `limiter` (validates `opts`; throws std::invalid_argument naming the
+    /// field).
+    explicit rate_limit(Limiter& limiter, options const& opts = {}, Sleeper sleeper = Sleeper{})
+        : m_limiter(&limiter), m_options(opts), m_sleeper(std::move(sleeper)) {
+        if (opts.permits < 1) {
+            detail::invalid_option("rate_limit", "permits", "at least 1", opts.permits);
+        }
+        if (opts.max_wait.count() < 0) {
+            detail::invalid_option("rate_limit", "max_wait", "non-negative (ns)",
+                                   opts.max_wait.count());
+        }
+    }
+
+    /// Runs `next(ctx)` once the limiter grants the permits, or returns the rejection.
+    template <class Next, class Context>
+    auto execute(Next const& next, Context const& ctx) const -> decltype(next(ctx)) {
+        std::chrono::nanoseconds waited{0};
+        for (;;) {
+            decision const d = m_limiter->try_acquire(m_options.permits);
+            if (d.allowed) {
+                return next(ctx);
+            }
+            if (d.unsatisfiable) {
+                return failure::from(errc::exceeds_capacity);
+            }
+            if (ctx.stop_requested()) {
+                return failure::from(errc::cancelled);
+            }
+            if (waited + d.retry_after > m_options.max_wait || past_deadline(ctx, d.retry_after)) {
+                return failure::from(errc::rate_limited, d.retry_after);
+            }
+            Sleeper sleeper = m_sleeper; // sleepers are copyable handles; execute is const
+            if (!sleeper.sleep_for(d.retry_after, ctx.stop_token())) {
+                return failure::from(errc::cancelled);
+            }
+            waited += d.retry_after;
+        }
+    }
+
+    /// Returns the limiter this policy takes permits from.
+    Limiter& limiter() const noexcept { return *m_limiter; }
+    /// Returns the options.
+    options const& opts() const noexcept { return m_options; }
+
+private:
+    template <class Context>
+    bool past_deadline(Context const& ctx, std::chrono::nanoseconds wait) const {
+        if constexpr (requires {
+                          {
+                              ctx.deadline()
+                              } -> std::same_as<std::optional<typename Limiter::time_point>>;
+                          m_limiter->clock().now();
+                      }) {
+            auto const deadline = ctx.deadline();
+            return deadline && m_limiter->clock().now() + wait > *deadline;
+        } else {
+            return false;
+        }
+    }
+
+    Limiter* m_limiter;
+    options m_options;
+    Sleeper m_sleeper;
+};
+
+/// Deduces rate_limit<Limiter> from `keel::rate_limit{limiter}`.
+template <class Limiter>
+rate_limit(Limiter&) -> rate_limit<Limiter>;
+/// Deduces rate_limit<Limiter> from `keel::rate_limit{limiter, options}`.
+template <class Limiter>
+rate_limit(Limiter&, rate_limit_options const&) -> rate_limit<Limiter>;
+/// Deduces the sleeper from `keel::rate_limit{limiter, options, sleeper}`.
+template <class Limiter, class Sleeper>
+rate_limit(Limiter&, rate_limit_options const&, Sleeper) -> rate_limit<Limiter, Sleeper>;
+
+KEEL_END_NAMESPACE

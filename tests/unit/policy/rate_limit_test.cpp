@@ -1,0 +1,146 @@
+// SPDX-License-Identifier: MIT
+#include <keel/core/context.hpp>
+#include <keel/limiter/fixed_window.hpp>
+#include <keel/limiter/gcra.hpp>
+#include <keel/limiter/sliding_counter.hpp>
+#include <keel/limiter/token_bucket.hpp>
+#include <keel/policy/policy.hpp>
+#include <keel/policy/rate_limit.hpp>
+#include <keel/resilient.hpp>
+#include <keel/testing/manual_clock.hpp>
+#include <keel/testing/virtual_sleeper.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <chrono>
+#include <optional>
+#include <stdexcept>
+#include <stop_token>
+#include <type_traits>
+
+using namespace std::chrono_literals;
+using keel::manual_clock;
+using ctx_type = keel::basic_context<manual_clock>;
+
+static_assert(keel::policy_for<keel::rate_limit<keel::token_bucket<>>, int>);
+static_assert(keel::policy_for<keel::rate_limit<keel::gcra<manual_clock>, keel::virtual_sleeper>,
+                               int, ctx_type>);
+static_assert(
+    std::is_same_v<keel::policy_clock_t<keel::rate_limit<keel::gcra<manual_clock>>>, manual_clock>);
+
+namespace {
+struct counting_call {
+    int* calls;
+    keel::outcome<int> operator()(ctx_type const&) const {
+        ++*calls;
+        return 42;
+    }
+};
+} // namespace
+
+TEST_CASE("rate_limit runs the call while permits last, then rejects with retry_after",
+          "[rate_limit]") {
+    manual_clock clock;
+    keel::gcra<manual_clock> limiter{{.rate = 1, .period = 1s, .burst = 2}, clock};
+    keel::rate_limit policy{limiter};
+    int calls = 0;
+    ctx_type ctx;
+    CHECK(*policy.execute(counting_call{&calls}, ctx) == 42);
+    CHECK(*policy.execute(counting_call{&calls}, ctx) == 42);
+    auto const r = policy.execute(counting_call{&calls}, ctx);
+    REQUIRE_FALSE(r.has_value());
+    CHECK(r.failure().is(keel::errc::rate_limited));
+    CHECK(r.retry_after() == 1s);
+    CHECK(calls == 2);
+    CHECK_THROWS_AS(r.value(), keel::rate_limited);
+}
+
+TEST_CASE("rate_limit waits through the sleeper up to max_wait", "[rate_limit]") {
+    manual_clock clock;
+    keel::virtual_sleeper sleeper{clock};
+    keel::token_bucket<manual_clock> limiter{{.rate = 10, .period = 1s, .burst = 1}, clock};
+    keel::rate_limit policy{limiter, {.max_wait = 250ms}, sleeper};
+    int calls = 0;
+    ctx_type ctx;
+    CHECK(policy.execute(counting_call{&calls}, ctx).has_value());
+    CHECK(policy.execute(counting_call{&calls}, ctx).has_value()); // waited 100 ms
+    CHECK(sleeper.total() == 100ms);
+    CHECK(clock.now().time_since_epoch() == 100ms);
+    CHECK(calls == 2);
+
+    keel::rate_limit strict{limiter, {.permits = 1, .max_wait = 50ms}, sleeper};
+    auto const r = strict.execute(counting_call{&calls}, ctx);
+    CHECK(r.failure().is(keel::errc::rate_limited));
+    CHECK(r.retry_after() == 100ms);
+    CHECK(sleeper.total() == 100ms); // no wait started
+}
+
+TEST_CASE("rate_limit does not start a wait that ends past the deadline", "[rate_limit]") {
+    manual_clock clock;
+    keel::virtual_sleeper sleeper{clock};
+    keel::token_bucket<manual_clock> limiter{{.rate = 1, .period = 1s, .burst = 1}, clock};
+    keel::rate_limit policy{limiter, {.max_wait = 10s}, sleeper};
+    int calls = 0;
+    CHECK(policy.execute(counting_call{&calls}, ctx_type{}).has_value());
+    ctx_type const ctx{1, manual_clock::time_point{500ms}, {}};
+    auto const r = policy.execute(counting_call{&calls}, ctx);
+    CHECK(r.failure().is(keel::errc::rate_limited));
+    CHECK(sleeper.sleeps().empty());
+}
+
+TEST_CASE("rate_limit stops waiting when the stop token fires", "[rate_limit]") {
+    manual_clock clock;
+    keel::virtual_sleeper sleeper{clock};
+    keel::fixed_window<manual_clock> limiter{{.limit = 1, .window = 1s}, clock};
+    keel::rate_limit policy{limiter, {.max_wait = 5s}, sleeper};
+    int calls = 0;
+    std::stop_source source;
+    ctx_type const ctx{1, std::nullopt, source.get_token()};
+    CHECK(policy.execute(counting_call{&calls}, ctx).has_value());
+    clock.call_at(manual_clock::time_point{300ms}, [&] { source.request_stop(); });
+    auto const r = policy.execute(counting_call{&calls}, ctx);
+    CHECK(r.failure().is(keel::errc::cancelled));
+    CHECK(clock.now().time_since_epoch() == 300ms);
+    CHECK(calls == 1);
+    auto const again = policy.execute(counting_call{&calls}, ctx);
+    CHECK(again.failure().is(keel::errc::cancelled));
+}
+
+TEST_CASE("rate_limit fails unsatisfiable requests with exceeds_capacity", "[rate_limit]") {
+    manual_clock clock;
+    keel::fixed_window<manual_clock> limiter{{.limit = 3, .window = 1s}, clock};
+    keel::rate_limit policy{limiter, {.permits = 4, .max_wait = 1h}};
+    int calls = 0;
+    auto const r = policy.execute(counting_call{&calls}, ctx_type{});
+    CHECK(r.failure().is(keel::errc::exceeds_capacity));
+    CHECK(calls == 0);
+    CHECK_THROWS_WITH((keel::rate_limit{limiter, {.permits = 0}}),
+                      "keel::rate_limit: permits must be at least 1, got 0");
+    CHECK_THROWS_AS((keel::rate_limit{limiter, {.max_wait = -1s}}), std::invalid_argument);
+}
+
+TEST_CASE("rate_limit composes in keel::resilient: try_call rejects, call throws rate_limited",
+          "[rate_limit]") {
+    manual_clock clock;
+    keel::sliding_counter<manual_clock> limiter{{.limit = 2, .window = 1s}, clock};
+    int calls = 0;
+    auto guarded =
+        keel::resilient{[&](ctx_type const&) { return ++calls; }, keel::rate_limit{limiter}};
+    static_assert(std::is_same_v<decltype(guarded)::clock_type, manual_clock>);
+    CHECK(guarded.try_call().value() == 1);
+    CHECK(guarded() == 2);
+    auto const r = guarded.try_call();
+    REQUIRE_FALSE(r.has_value());
+    CHECK(r.failure().is(keel::errc::rate_limited));
+    // The next window starts at 1 s and weighs the 2 permits of [0, 1) until 1.5 s.
+    CHECK(r.retry_after() == 1500ms);
+    try {
+        (void)guarded();
+        FAIL("expected keel::rate_limited");
+    } catch (keel::rate_limited const& e) {
+        CHECK(e.retry_after() == std::optional<std::chrono::nanoseconds>{1500ms});
+    }
+    clock.advance(2s);
+    CHECK(guarded() == 3);
+    CHECK(calls == 3);
+}
