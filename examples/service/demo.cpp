@@ -3,8 +3,9 @@
 // as real processes on loopback, drives a scripted scenario and prints a timeline
 // of what keel did: healthy traffic, a downstream failing a share of calls
 // (retries absorb it), the downstream down (the breaker opens and sheds load in
-// microseconds), recovery (half-open probes, closed again), and SIGTERM under
-// load (readiness 503, in-flight requests finish, exit 0). Ends by itself in about
+// microseconds), recovery (half-open probes, closed again), one client flooding
+// (rate-limited per client, polite clients unaffected), and SIGTERM under load
+// (readiness 503, in-flight requests finish, exit 0). Ends by itself in about
 // 25 s and exits 0 when the service drained cleanly.
 //
 // Usage: keel_demo [--service <path>] [--downstream <path>]
@@ -52,6 +53,7 @@ struct tally {
     std::atomic<int> retried{0}; // served, after at least one retry
     std::atomic<int> failed{0};  // 502 / 504: the downstream failed every attempt
     std::atomic<int> shed{0};    // 503 circuit open: rejected without calling
+    std::atomic<int> limited{0}; // 429
     std::atomic<int> refused{0}; // 503 shutting down
     std::atomic<int> errors{0};  // no answer at all
     std::mutex mutex;
@@ -62,6 +64,8 @@ struct tally {
         if (r.status == 200) {
             ++ok;
             retried += std::atoi(r.header("X-Attempts").c_str()) > 1 ? 1 : 0;
+        } else if (r.status == 429) {
+            ++limited;
         } else if (r.status == 503 && r.body.find("shutting down") != std::string::npos) {
             ++refused;
         } else if (r.status == 503) {
@@ -81,8 +85,8 @@ struct tally {
         auto const p99 = keel_demo::percentile(latencies, 99);
         return fmt::format(
             "{} requests: {} ok ({} after retries), {} failed, {} shed by the "
-            "breaker{}{}; p50 {:.1f} ms, p99 {:.1f} ms",
-            sent.load(), ok.load(), retried.load(), failed.load(), shed.load(),
+            "breaker, {} rate-limited{}{}; p50 {:.1f} ms, p99 {:.1f} ms",
+            sent.load(), ok.load(), retried.load(), failed.load(), shed.load(), limited.load(),
             refused.load() > 0 ? fmt::format(", {} refused (draining)", refused.load()) : "",
             errors.load() > 0 ? fmt::format(", {} without answer", errors.load()) : "",
             keel_demo::ms(p50), keel_demo::ms(p99));
@@ -153,12 +157,31 @@ public:
         }
         data_port = static_cast<int>(keel_demo::field(*ready, "data"));
         control_port = static_cast<int>(keel_demo::field(*ready, "control"));
-        m_service = std::make_unique<child_process>(
-            std::vector<std::string>{service, "--downstream-port", std::to_string(data_port),
-                                     "--timeout-ms", "300", "--attempts", "3", "--min-calls", "10",
-                                     "--window", "20", "--failure-rate", "50", "--open-ms", "1500",
-                                     "--pre-stop-ms", "1000", "--drain-ms", "5000"},
-            "service");
+        m_service =
+            std::make_unique<child_process>(std::vector<std::string>{service,
+                                                                     "--downstream-port",
+                                                                     std::to_string(data_port),
+                                                                     "--timeout-ms",
+                                                                     "300",
+                                                                     "--attempts",
+                                                                     "3",
+                                                                     "--min-calls",
+                                                                     "10",
+                                                                     "--window",
+                                                                     "20",
+                                                                     "--failure-rate",
+                                                                     "50",
+                                                                     "--open-ms",
+                                                                     "1500",
+                                                                     "--rate",
+                                                                     "30",
+                                                                     "--burst",
+                                                                     "30",
+                                                                     "--pre-stop-ms",
+                                                                     "1000",
+                                                                     "--drain-ms",
+                                                                     "5000"},
+                                            "service");
         auto const listening = m_service->wait_line("listening", 30s);
         if (!listening) {
             throw std::runtime_error("keel_service did not start");
@@ -255,16 +278,20 @@ int main(int argc, char** argv) try {
     }
 
     fmt::print("keel demo: a service calling a flaky downstream through keel::resilient{{call, "
-               "guard(breaker), retry, timeout}},\nclient addresses behind a trusted proxy, "
+               "guard(breaker), retry, timeout}},\nper-client rate limits behind a trusted proxy, "
                "health probes, /metrics and a graceful drain.\n\n");
     stage s{service, downstream};
     say("downstream listening on 127.0.0.1:{} (control port {}), service on 127.0.0.1:{}",
         s.data_port, s.control_port, s.port);
     say("service: 300 ms per attempt, 3 attempts, breaker opens at 50 % failures of >= 10 "
-        "calls");
+        "calls, 30 req/s per client");
 
-    std::array<phase, 5> phases{phase{"healthy", {}}, phase{"downstream failing 30 %", {}},
-                                phase{"downstream down", {}}, phase{"recovery", {}},
+    std::array<phase, 7> phases{phase{"healthy", {}},
+                                phase{"downstream failing 30 %", {}},
+                                phase{"downstream down", {}},
+                                phase{"recovery", {}},
+                                phase{"flood: polite clients", {}},
+                                phase{"flood: the flooder", {}},
                                 phase{"SIGTERM under load", {}}};
     load polite{s.port, 4, "10.0.0.", 40ms};
 
@@ -307,21 +334,49 @@ int main(int argc, char** argv) try {
         say("  the breaker has not closed yet");
     }
 
-    say("phase 5: SIGTERM while 4 clients keep sending to a slower (150 ms) downstream");
-    s.control("/control?delay_ms=150");
+    say("phase 5: client 10.0.0.66 floods (6 connections, no pause), with spoofed "
+        "X-Forwarded-For entries");
     polite.count_into(&phases[4].counts);
+    {
+        tally& flood = phases[5].counts;
+        std::atomic<bool> flooding{true};
+        std::vector<std::thread> flooders;
+        for (int i = 0; i < 6; ++i) {
+            flooders.emplace_back([&, i] {
+                keel_demo::session connection{s.port};
+                for (int n = 0; flooding.load(); ++n) {
+                    // The attacker writes its own entries; the trusted proxy appends the
+                    // real address, which is the only one the service believes.
+                    auto const spoof = fmt::format("203.0.113.{}, 10.0.0.66", (i * 31 + n) % 250);
+                    flood.add(connection.get("/api/work", {{"X-Forwarded-For", spoof}}));
+                }
+            });
+        }
+        s.wait(3s);
+        flooding = false;
+        for (auto& t : flooders) {
+            t.join();
+        }
+        say("  flooder: {}", flood.summary());
+        say("  polite clients: {}", phases[4].counts.summary());
+    }
+
+    say("phase 6: SIGTERM while 4 clients keep sending to a slower (150 ms) downstream");
+    s.control("/control?delay_ms=150");
+    polite.count_into(&phases[6].counts);
     s.wait(1s);
     {
         // What /metrics said just before SIGTERM.
         auto const page = keel_demo::get(s.port, "/metrics").body;
         say("/metrics: {} retries, breaker opened {} times and closed {} times, {} calls "
-            "rejected by it",
+            "rejected by it, {} rate-limit refusals",
             keel_demo::metric(page, "keel_demo_retries_total"),
             keel_demo::metric(page, "keel_demo_breaker_transitions_total{to=\"open\"}"),
             keel_demo::metric(page, "keel_demo_breaker_transitions_total{to=\"closed\"}"),
-            keel_demo::metric(page, "keel_demo_breaker_rejections_total"));
+            keel_demo::metric(page, "keel_demo_breaker_rejections_total"),
+            keel_demo::metric(page, "keel_demo_rate_limit_decisions_total{decision=\"limited\"}"));
     }
-    int const ok_before_term = phases[4].counts.ok.load();
+    int const ok_before_term = phases[6].counts.ok.load();
     auto const term_at = mono::now();
     s.service().signal(SIGTERM);
     say("SIGTERM sent");
@@ -345,10 +400,10 @@ int main(int argc, char** argv) try {
     }
     polite.stop();
     s.wait(100ms);
-    say("  {}", phases[4].counts.summary());
+    say("  {}", phases[6].counts.summary());
     say("  {} of them were served after SIGTERM (sent before the balancer stopped routing); "
         "{} got no answer",
-        phases[4].counts.ok.load() - ok_before_term, phases[4].counts.errors.load());
+        phases[6].counts.ok.load() - ok_before_term, phases[6].counts.errors.load());
     if (code) {
         say("service exited with code {} {:.2f} s after SIGTERM", *code,
             std::chrono::duration<double>(mono::now() - term_at).count());
@@ -357,8 +412,8 @@ int main(int argc, char** argv) try {
     }
 
     fmt::print("\nsummary\n");
-    fmt::print("  {:<26} {:>6} {:>6} {:>8} {:>7} {:>6} {:>8}\n", "phase", "sent", "ok", "retried",
-               "failed", "shed", "p99 ms");
+    fmt::print("  {:<26} {:>6} {:>6} {:>8} {:>7} {:>6} {:>8} {:>8}\n", "phase", "sent", "ok",
+               "retried", "failed", "shed", "limited", "p99 ms");
     for (auto& p : phases) {
         auto& c = p.counts;
         double p99 = 0;
@@ -366,8 +421,9 @@ int main(int argc, char** argv) try {
             std::lock_guard lock{c.mutex};
             p99 = keel_demo::ms(keel_demo::percentile(c.latencies, 99));
         }
-        fmt::print("  {:<26} {:>6} {:>6} {:>8} {:>7} {:>6} {:>8.1f}\n", p.name, c.sent.load(),
-                   c.ok.load(), c.retried.load(), c.failed.load(), c.shed.load(), p99);
+        fmt::print("  {:<26} {:>6} {:>6} {:>8} {:>7} {:>6} {:>8} {:>8.1f}\n", p.name, c.sent.load(),
+                   c.ok.load(), c.retried.load(), c.failed.load(), c.shed.load(), c.limited.load(),
+                   p99);
     }
     if (s.opened && s.closed) {
         fmt::print("  breaker: opened {:.0f} ms after the outage began, closed {:.0f} ms after "

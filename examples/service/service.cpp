@@ -4,8 +4,10 @@
 // For each GET /api/work it
 //   1. takes a drain ticket (503 "shutting down" once SIGTERM has stopped intake),
 //   2. finds the real client address behind one trusted loopback proxy
-//      (X-Forwarded-For, keel::net) and returns it in X-Client-Address,
-//   3. calls the downstream through keel::resilient{call, guard(breaker), retry,
+//      (X-Forwarded-For, keel::net),
+//   3. applies that client's rate limit (keel::keyed token buckets: 429 with
+//      Retry-After, RateLimit and RateLimit-Policy when over),
+//   4. calls the downstream through keel::resilient{call, guard(breaker), retry,
 //      timeout}: the HTTP call's connect and read timeouts come from the attempt's
 //      deadline and the context's stop token aborts it.
 // It also serves /health/live, /health/ready, /health/startup (keel::ops health
@@ -19,6 +21,9 @@
 
 #include <keel/core/context.hpp>
 #include <keel/core/error.hpp>
+#include <keel/limiter/headers.hpp>
+#include <keel/limiter/keyed.hpp>
+#include <keel/limiter/token_bucket.hpp>
 #include <keel/net/client_address.hpp>
 #include <keel/net/ip_address.hpp>
 #include <keel/net/trust.hpp>
@@ -65,6 +70,8 @@ struct settings {
     int failure_rate = 50;   // percent
     int open_ms = 2000;      // breaker reset timeout (base)
     int window = 20;         // breaker count window
+    int rate = 50;           // per client, permits per second
+    int burst = 50;          // per client
     int pre_stop_ms = 1000;  // drain: keep serving after readiness fails
     int drain_ms = 10000;    // drain: wait for in-flight requests
     int threads = 32;        // HTTP worker threads
@@ -81,6 +88,8 @@ settings parse(int argc, char** argv) {
         {"--failure-rate", &s.failure_rate},
         {"--open-ms", &s.open_ms},
         {"--window", &s.window},
+        {"--rate", &s.rate},
+        {"--burst", &s.burst},
         {"--pre-stop-ms", &s.pre_stop_ms},
         {"--drain-ms", &s.drain_ms},
         {"--threads", &s.threads},
@@ -115,7 +124,9 @@ struct counters {
     std::atomic<std::int64_t> downstream_failed{0};
     std::atomic<std::int64_t> timed_out{0};
     std::atomic<std::int64_t> circuit_open{0};
+    std::atomic<std::int64_t> rate_limited{0};
     std::atomic<std::int64_t> draining{0};
+    std::atomic<std::int64_t> allowed{0};
     std::atomic<std::int64_t> attempts{0};
     std::atomic<std::int64_t> retries{0};
     std::atomic<std::int64_t> in_flight{0};
@@ -218,6 +229,12 @@ int main(int argc, char** argv) try {
                  return hop == 0 && proxies.contains(a);
              })}};
 
+    // Per-client limits: a token bucket per address, at most 100 000 addresses.
+    keel::keyed<keel::token_bucket<>, std::string> limits{
+        {.rate = cfg.rate, .period = 1s, .burst = cfg.burst}, {.max_keys = 100'000}};
+    auto const policy_header =
+        keel::ratelimit_policy_value("per-client", limits.overflow_limiter()).str();
+
     // Health: liveness has no dependencies; readiness adds the breaker check and
     // fails while draining; startup passes once the listener is bound.
     keel::ops::health_registry<> health{
@@ -274,6 +291,18 @@ int main(int argc, char** argv) try {
                  : req.remote_addr;
         res.set_header("X-Client-Address", client);
 
+        auto const decision = limits.try_acquire(client);
+        res.set_header("RateLimit-Policy", policy_header);
+        res.set_header("RateLimit", keel::ratelimit_value("per-client", decision).str());
+        if (!decision) {
+            ++stats.rate_limited;
+            res.status = 429;
+            res.set_header("Retry-After", keel::retry_after_value(decision).str());
+            res.set_content("rate limited\n", "text/plain");
+            return;
+        }
+        ++stats.allowed;
+
         t_attempts = 0;
         auto const result = downstream.try_call();
         res.set_header("X-Attempts", std::to_string(t_attempts));
@@ -287,8 +316,7 @@ int main(int argc, char** argv) try {
             ++stats.circuit_open;
             res.status = 503;
             auto const wait = result.retry_after().value_or(1s);
-            res.set_header("Retry-After",
-                           std::to_string(std::chrono::ceil<std::chrono::seconds>(wait).count()));
+            res.set_header("Retry-After", std::to_string(keel::seconds_rounded_up(wait)));
             res.set_content("circuit open\n", "text/plain");
         } else if (code == keel::errc::timeout) {
             ++stats.timed_out;
@@ -327,6 +355,7 @@ int main(int argc, char** argv) try {
              {std::pair{"ok", &stats.ok}, std::pair{"downstream_failed", &stats.downstream_failed},
               std::pair{"timeout", &stats.timed_out},
               std::pair{"circuit_open", &stats.circuit_open},
+              std::pair{"rate_limited", &stats.rate_limited},
               std::pair{"draining", &stats.draining}}) {
             page.sample("keel_demo_requests_total", {{"outcome", name}}, value(*v));
         }
@@ -359,6 +388,16 @@ int main(int argc, char** argv) try {
         page.family("keel_demo_breaker_failure_rate_percent", "gauge",
                     "Failure rate over the breaker's window, in percent.");
         page.sample("keel_demo_breaker_failure_rate_percent", m.failure_rate);
+
+        page.family("keel_demo_rate_limit_decisions_total", "counter",
+                    "Per-client rate limit decisions on /api/work.");
+        page.sample("keel_demo_rate_limit_decisions_total", {{"decision", "allowed"}},
+                    value(stats.allowed));
+        page.sample("keel_demo_rate_limit_decisions_total", {{"decision", "limited"}},
+                    value(stats.rate_limited));
+        page.family("keel_demo_rate_limit_keys", "gauge",
+                    "Client addresses the per-client limiter table holds.");
+        page.sample("keel_demo_rate_limit_keys", static_cast<double>(limits.size()));
 
         page.family("keel_demo_in_flight_requests", "gauge",
                     "Requests to /api/work being served now.");

@@ -60,10 +60,18 @@ public:
         data_port = keel_demo::field(*ready, "data");
         control_port = keel_demo::field(*ready, "control");
 
-        // A short pre-stop delay by default, so each scenario can end with a clean
-        // drain; the drain scenario passes its own (the last option wins).
-        std::vector<std::string> args{p.service, "--downstream-port", std::to_string(data_port),
-                                      "--pre-stop-ms", "100"};
+        // Defaults: a short pre-stop delay, so each scenario can end with a clean
+        // drain, and a per-client limit no scenario reaches (every request comes
+        // from 127.0.0.1). Scenarios testing either pass their own (the last wins).
+        std::vector<std::string> args{p.service,
+                                      "--downstream-port",
+                                      std::to_string(data_port),
+                                      "--pre-stop-ms",
+                                      "100",
+                                      "--rate",
+                                      "100000",
+                                      "--burst",
+                                      "100000"};
         args.insert(args.end(), service_args.begin(), service_args.end());
         m_service = std::make_unique<child_process>(args, "service");
         auto const listening = m_service->wait_line("listening", 30s);
@@ -212,31 +220,92 @@ void breaker_recovery(paths const& p) {
     s.stop_cleanly();
 }
 
-// A client behind the trusted proxy cannot choose its own address by writing
+// A client behind the trusted proxy cannot escape its limit by writing its own
 // X-Forwarded-For entries: the proxy appends the real address, and only that counts.
 void spoofed_forwarded_for(paths const& p) {
-    servers s{p, {}};
+    servers s{p, {"--rate", "5", "--burst", "5"}};
+    int allowed = 0;
+    int limited = 0;
     bool same_client = true;
+    auto const start = mono::now();
     for (int i = 0; i < 30; ++i) {
         // What the attacker wrote, then what the trusted proxy appended.
         auto const spoof = i % 3 == 0   ? fmt::format("203.0.113.{}", i)
                            : i % 3 == 1 ? std::string{"not-an-address"}
                                         : fmt::format("198.51.100.{}, 192.0.2.{}", i, i);
         auto const r = s.work({{"X-Forwarded-For", spoof + ", 10.0.0.7"}});
-        same_client = same_client && r.status == 200 && r.header("X-Client-Address") == "10.0.0.7";
+        allowed += r.status == 200 ? 1 : 0;
+        limited += r.status == 429 ? 1 : 0;
+        same_client = same_client && r.header("X-Client-Address") == "10.0.0.7";
     }
+    auto const elapsed = std::chrono::duration<double>(mono::now() - start).count();
     check(same_client, "every request is attributed to 10.0.0.7, whatever the client wrote");
-    check(s.work({{"X-Forwarded-For", "10.0.0.8"}}).header("X-Client-Address") == "10.0.0.8",
-          "another client behind the same proxy is told apart");
-    check(s.work().header("X-Client-Address") == "127.0.0.1",
-          "without the header, the client is the socket peer");
+    // burst 5 plus 5 per second of the test, plus one for a refill in flight.
+    auto const most = 5 + static_cast<int>(5 * elapsed) + 1;
+    check(allowed <= most,
+          fmt::format("{} allowed in {:.2f} s, at most {} for one client", allowed, elapsed, most));
+    check(limited > 0, fmt::format("{} rate-limited (429)", limited));
+    auto const other = s.work({{"X-Forwarded-For", "10.0.0.8"}});
+    check(other.status == 200, "another client behind the same proxy is still served");
+    s.stop_cleanly();
+}
+
+// A flooding client gets 429 (with Retry-After and RateLimit headers) while a
+// polite client on the same proxy is served every time.
+void flood_vs_polite(paths const& p) {
+    servers s{p, {"--rate", "10", "--burst", "10"}};
+    std::atomic<bool> stop{false};
+    std::atomic<int> flood_ok{0};
+    std::atomic<int> flood_limited{0};
+    std::atomic<int> flood_headers{0};
+    std::vector<std::thread> flooders;
+    for (int i = 0; i < 4; ++i) {
+        flooders.emplace_back([&] {
+            keel_demo::session connection{s.port};
+            while (!stop.load()) {
+                auto const r = connection.get("/api/work", {{"X-Forwarded-For", "10.0.0.66"}});
+                if (r.status == 200) {
+                    ++flood_ok;
+                } else if (r.status == 429) {
+                    ++flood_limited;
+                    bool const headers = std::atoi(r.header("Retry-After").c_str()) >= 1 &&
+                                         !r.header("RateLimit").empty() &&
+                                         !r.header("RateLimit-Policy").empty();
+                    flood_headers += headers ? 1 : 0;
+                }
+            }
+        });
+    }
+    int polite_ok = 0;
+    int polite_sent = 0;
+    auto const end = mono::now() + 3s;
+    while (mono::now() < end) {
+        ++polite_sent;
+        polite_ok += s.work({{"X-Forwarded-For", "10.0.0.8"}}).status == 200 ? 1 : 0;
+        std::this_thread::sleep_for(250ms);
+    }
+    stop = true;
+    for (auto& t : flooders) {
+        t.join();
+    }
+    check(
+        flood_limited.load() > flood_ok.load(),
+        fmt::format("flooder: {} served, {} rate-limited", flood_ok.load(), flood_limited.load()));
+    check(flood_headers.load() == flood_limited.load(),
+          "every 429 carries Retry-After >= 1 s, RateLimit and RateLimit-Policy");
+    check(polite_ok == polite_sent,
+          fmt::format("polite client: {} of {} served", polite_ok, polite_sent));
+    check(s.metric("keel_demo_rate_limit_decisions_total{decision=\"limited\"}") ==
+              flood_limited.load(),
+          "/metrics counts every limited decision");
     s.stop_cleanly();
 }
 
 // SIGTERM under steady load: readiness turns 503, requests already accepted all
 // finish, nothing accepted is dropped, and the process exits 0 within its budget.
 void drain_under_load(paths const& p) {
-    servers s{p, {"--pre-stop-ms", "2000", "--drain-ms", "10000"}};
+    servers s{
+        p, {"--pre-stop-ms", "2000", "--drain-ms", "10000", "--rate", "1000", "--burst", "1000"}};
     s.control("/control?delay_ms=300");
 
     // Like a load balancer: stop sending once readiness fails or the service refuses.
@@ -362,11 +431,9 @@ int main(int argc, char** argv) {
         }
     }
     std::map<std::string, void (*)(paths const&)> const scenarios{
-        {"breaker_fail_fast", breaker_fail_fast},
-        {"breaker_recovery", breaker_recovery},
-        {"spoofed_forwarded_for", spoofed_forwarded_for},
-        {"drain_under_load", drain_under_load},
-        {"prometheus_text", prometheus_text},
+        {"breaker_fail_fast", breaker_fail_fast},         {"breaker_recovery", breaker_recovery},
+        {"spoofed_forwarded_for", spoofed_forwarded_for}, {"flood_vs_polite", flood_vs_polite},
+        {"drain_under_load", drain_under_load},           {"prometheus_text", prometheus_text},
     };
     auto const it = scenarios.find(scenario);
     if (it == scenarios.end()) {
