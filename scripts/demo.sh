@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
-# Installs what is missing, builds keel's examples and runs the demo.
+# Installs what is missing, builds keel's examples and runs the demo: the demo
+# service and its downstream as real processes, driven through a scripted
+# scenario (about 25 s; see docs/demo.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/install-deps.sh
 cmake --preset demo
 cmake --build --preset demo
-./build/demo/examples/keel_example_flaky_dependency
+./build/demo/examples/service/keel_demo
