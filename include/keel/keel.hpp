@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 // Everything in keel's core target, for those who want one include. The optional
-// parts stay separate: keel/fmt.hpp (needs fmt) and keel/redis/ (needs hiredis).
+// parts stay separate: keel/fmt.hpp (needs fmt) and keel/redis/redis.hpp (needs
+// hiredis and the keel::redis target).
 #pragma once
 
 #include <keel/version.hpp>

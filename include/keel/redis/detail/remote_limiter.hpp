@@ -1,0 +1,317 @@
+// SPDX-License-Identifier: MIT
+// The machinery the distributed limiters share: key naming under a hash tag, the
+// script call through the pool, the breaker guarding Redis, the failure policy,
+// and leasing several permits per round trip. Internal to keel::redis.
+#pragma once
+
+#include <keel/core/clock.hpp>
+#include <keel/limiter/decision.hpp>
+#include <keel/limiter/keyed.hpp>
+#include <keel/policy/circuit_breaker.hpp>
+#include <keel/redis/failure_policy.hpp>
+#include <keel/redis/pool.hpp>
+#include <keel/redis/script.hpp>
+#include <keel/version.hpp>
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+
+KEEL_BEGIN_NAMESPACE
+
+namespace redis::detail {
+
+/// Largest integer a Lua 5.1 number (a double) holds exactly: 2^53.
+inline constexpr std::int64_t lua_exact_max = std::int64_t{1} << 53;
+
+/// The five integers every keel limiter script returns.
+struct script_result {
+    bool allowed = false;
+    std::int64_t remaining = 0;
+    std::int64_t retry_after_us = 0;
+    std::int64_t reset_us = 0;
+    std::int64_t granted = 0;
+};
+
+/// Reads {allowed, remaining, retry_after_us, reset_us, granted}; nullopt if the reply has
+/// another shape.
+inline std::optional<script_result> parse_result(reply const& r) {
+    if (!r.is_array() || r.size() != 5) {
+        return std::nullopt;
+    }
+    std::array<std::int64_t, 5> v{};
+    for (std::size_t i = 0; i < 5; ++i) {
+        redisReply const* e = r.element(i);
+        if (e == nullptr || e->type != REDIS_REPLY_INTEGER) {
+            return std::nullopt;
+        }
+        v[i] = e->integer;
+    }
+    return script_result{v[0] != 0, v[1], v[2], v[3], v[4]};
+}
+
+/// Returns the keel::circuit_breaker options that make it trip after
+/// `breaker_failures` consecutive failed Redis calls (a count window of that size,
+/// all of it failed), stay open `breaker_open_for` every time (no backoff, no
+/// jitter: Redis is probed at a steady pace) and send one probe when half-open.
+inline circuit_breaker_options breaker_options(failure_policy const& p) {
+    auto const n = static_cast<std::uint32_t>(p.breaker_failures);
+    return circuit_breaker_options{
+        .failure_rate_threshold = 100.0,
+        .window = circuit_window::count_based,
+        .window_size = n,
+        .minimum_calls = n,
+        .reset_timeout = p.breaker_open_for,
+        .max_reset_timeout = p.breaker_open_for,
+        .reset_jitter = std::chrono::nanoseconds::zero(),
+        .permitted_calls_in_half_open = 1,
+    };
+}
+
+/// Shared body of the distributed limiters: one script per decision.
+template <class Clock>
+class remote_limiter {
+public:
+    using time_point = typename Clock::time_point;
+    /// Decides for (key, permits, now) in process while Redis cannot; no key for the
+    /// limiter-wide form.
+    using local_decider =
+        std::function<decision(std::optional<std::string_view>, std::int64_t, time_point)>;
+
+    remote_limiter(pool& redis, script const& lua, std::string const& name, std::int64_t limit,
+                   failure_policy policy, std::int64_t lease, Clock clock)
+        : m_pool(redis), m_script(lua), m_name(name), m_key("keel:{" + name + "}"), m_limit(limit),
+          m_policy(policy), m_lease(lease), m_breaker(breaker_options(policy), clock),
+          m_clock(std::move(clock)) {
+        m_breaker.on_transition([this](auto const& t) {
+            if (t.to == circuit_state::open) {
+                m_trips.fetch_add(1, std::memory_order_relaxed);
+            }
+        });
+    }
+
+    Clock const& clock() const noexcept { return m_clock; }
+    std::int64_t limit() const noexcept { return m_limit; }
+    failure_policy const& policy() const noexcept { return m_policy; }
+    circuit_breaker<Clock>& breaker() noexcept { return m_breaker; }
+    circuit_breaker<Clock> const& breaker() const noexcept { return m_breaker; }
+    bool breaker_open() const noexcept { return m_breaker.state() != circuit_state::closed; }
+    std::uint64_t breaker_trips() const noexcept { return m_trips.load(std::memory_order_relaxed); }
+    void set_local(local_decider local) { m_local = std::move(local); }
+
+    /// Returns the Redis key of the limiter-wide form, or of `key`'s limit.
+    std::string redis_key(std::optional<std::string_view> key) const {
+        if (!key) {
+            return m_key;
+        }
+        std::string k;
+        k.reserve(m_name.size() + key->size() + 8);
+        k.append("keel:{").append(m_name).append(":").append(*key).append("}");
+        return k;
+    }
+
+    /// Decides `permits` for `key` (nullopt: limiter-wide), with `params` the
+    /// algorithm's leading script arguments.
+    decision acquire(std::optional<std::string_view> key, std::int64_t permits, time_point now,
+                     std::span<std::string const> params) {
+        if (!key && m_lease > 1) {
+            std::lock_guard lock{m_lease_mutex};
+            if (m_leased >= permits && now < m_lease_expiry) {
+                m_leased -= permits;
+                return remote_decision(true, m_leased + m_lease_remaining, 0, m_lease_reset_us);
+            }
+        }
+        auto permit = m_breaker.try_acquire();
+        if (!permit) {
+            // Open (or half-open with its probe out): no network at all.
+            return fallback(key, permits, now, permit.retry_after());
+        }
+        std::int64_t const want = key ? permits : std::max(permits, m_lease);
+        std::optional<script_result> result = call(key, permits, want, params);
+        if (!result) {
+            permit.failure();
+            return fallback(key, permits, now, std::nullopt);
+        }
+        permit.success();
+        if (!result->allowed) {
+            return remote_decision(false, result->remaining, result->retry_after_us,
+                                   result->reset_us);
+        }
+        std::int64_t const extra = result->granted - permits;
+        if (!key && extra > 0) {
+            // Leased permits are usable until the end of the window they were
+            // counted in, as seen from when the request was sent (never later than
+            // the server's window end, so they never spill into the next window).
+            time_point const expiry = now + std::chrono::microseconds{result->reset_us};
+            std::lock_guard lock{m_lease_mutex};
+            if (now < m_lease_expiry) {
+                // Another batch is still valid: keep both, until the earlier expiry
+                // (safe whether or not the two were counted in the same window).
+                m_leased += extra;
+                m_lease_expiry = std::min(m_lease_expiry, expiry);
+            } else {
+                m_leased = extra;
+                m_lease_expiry = expiry;
+            }
+            m_lease_remaining = result->remaining;
+            m_lease_reset_us = result->reset_us;
+            m_leases_taken += 1;
+        }
+        return remote_decision(true, result->remaining + std::max<std::int64_t>(extra, 0), 0,
+                               result->reset_us);
+    }
+
+    /// Returns the answer of the failure policy for (key, permits) at `now`;
+    /// `until_probe` is when the breaker lets a call through again, if known.
+    decision fallback(std::optional<std::string_view> key, std::int64_t permits, time_point now,
+                      std::optional<std::chrono::nanoseconds> until_probe) {
+        decision d;
+        d.limit = m_limit;
+        switch (m_policy.mode) {
+        case failure_mode::fail_closed:
+            d.allowed = false;
+            d.source = decision_source::fallback_closed;
+            d.retry_after =
+                std::max(until_probe.value_or(std::chrono::nanoseconds{m_policy.breaker_open_for}),
+                         std::chrono::nanoseconds{std::chrono::milliseconds{1}});
+            d.reset = d.retry_after;
+            return d;
+        case failure_mode::local:
+            if (m_local) {
+                d = m_local(key, permits, now);
+                d.source = decision_source::fallback_local;
+                return d;
+            }
+            [[fallthrough]];
+        case failure_mode::fail_open: break;
+        }
+        d.allowed = true;
+        d.source = decision_source::fallback_open;
+        d.remaining = std::max<std::int64_t>(m_limit - permits, 0);
+        return d;
+    }
+
+    /// Returns how many leases (round trips granting more than asked) were taken.
+    std::uint64_t leases_taken() const {
+        std::lock_guard lock{m_lease_mutex};
+        return m_leases_taken;
+    }
+
+private:
+    std::optional<script_result> call(std::optional<std::string_view> key, std::int64_t permits,
+                                      std::int64_t want, std::span<std::string const> params) {
+        pool::lease conn = m_pool.acquire();
+        if (!conn) {
+            return std::nullopt;
+        }
+        std::string const keyed_text = key ? redis_key(key) : std::string{};
+        std::string_view const redis_key_text = key ? std::string_view{keyed_text} : m_key;
+        std::string const permits_text = std::to_string(permits);
+        std::string const want_text = std::to_string(want);
+        std::array<std::string_view, 8> args{};
+        std::size_t n = 0;
+        for (std::string const& p : params) {
+            args[n++] = p;
+        }
+        args[n++] = permits_text;
+        args[n++] = want_text;
+        std::string_view const keys[] = {redis_key_text};
+        outcome<reply> r = m_script.run(*conn, keys, std::span{args.data(), n});
+        if (!r || r->is_error()) {
+            return std::nullopt;
+        }
+        return parse_result(*r);
+    }
+
+    decision remote_decision(bool allowed, std::int64_t remaining, std::int64_t retry_us,
+                             std::int64_t reset_us) const {
+        decision d;
+        d.allowed = allowed;
+        d.source = decision_source::remote;
+        d.limit = m_limit;
+        d.remaining = std::clamp<std::int64_t>(remaining, 0, m_limit);
+        d.retry_after = allowed ? std::chrono::nanoseconds{0} : std::chrono::microseconds{retry_us};
+        d.reset = std::chrono::microseconds{reset_us};
+        return d;
+    }
+
+    pool& m_pool;
+    script const& m_script;
+    std::string m_name;
+    std::string m_key;
+    std::int64_t m_limit;
+    failure_policy m_policy;
+    std::int64_t m_lease;
+    circuit_breaker<Clock> m_breaker;
+    std::atomic<std::uint64_t> m_trips{0};
+    local_decider m_local;
+    mutable std::mutex m_lease_mutex;
+    std::int64_t m_leased = 0;
+    std::int64_t m_lease_remaining = 0;
+    std::int64_t m_lease_reset_us = 0;
+    std::uint64_t m_leases_taken = 0;
+    time_point m_lease_expiry{};
+    [[no_unique_address]] Clock m_clock;
+};
+
+/// The in-process limiter failure_mode::local asks: one `Local` limiter for the
+/// limiter-wide form and a keel::keyed table of them (at most `max_keys`) for
+/// the per-key form, each configured with the instance's share of the limit.
+template <class Local>
+class local_share {
+public:
+    using time_point = typename Local::time_point;
+
+    /// At most this many keys are tracked in process while Redis is down;
+    /// keel::keyed's overflow policy (a shared limiter) covers the rest.
+    static constexpr std::size_t max_keys = std::size_t{1} << 16;
+
+    local_share(typename Local::options const& options, typename Local::clock_type clock)
+        : m_wide(options, clock), m_keyed(options, {.max_keys = max_keys, .shards = 16}, clock) {}
+
+    decision operator()(std::optional<std::string_view> key, std::int64_t permits, time_point now) {
+        if (!key) {
+            return m_wide.try_acquire(permits, now);
+        }
+        return m_keyed.try_acquire(std::string{*key}, permits, now);
+    }
+
+private:
+    Local m_wide;
+    keyed<Local, std::string> m_keyed;
+};
+
+/// Returns the instance's share of `limit`: limit / instances, at least 1, at most `max`.
+inline std::int64_t share_of(std::int64_t limit, std::int64_t instances, std::int64_t max) {
+    return std::clamp<std::int64_t>(limit / instances, 1, max);
+}
+
+/// Builds a local_decider over a new local_share<Local> (shared by the decider's copies).
+template <class Local, class Clock>
+typename remote_limiter<Clock>::local_decider
+make_local_share(typename Local::options const& options, Clock const& clock) {
+    auto share = std::make_shared<local_share<Local>>(options, clock);
+    return [share](std::optional<std::string_view> key, std::int64_t permits,
+                   typename Clock::time_point now) { return (*share)(key, permits, now); };
+}
+
+/// Builds the message of an options error: "<component>: <field> must be <range>, got <value>".
+inline std::string range_error(char const* component, char const* field, char const* range,
+                               std::int64_t got) {
+    return std::string{component} + ": " + field + " must be " + range + ", got " +
+           std::to_string(got);
+}
+
+} // namespace redis::detail
+
+KEEL_END_NAMESPACE

@@ -1,0 +1,217 @@
+// SPDX-License-Identifier: MIT
+// keel::redis::gcra: the generic cell rate algorithm (a token bucket kept as one
+// theoretical arrival time) in Redis, so every instance of a service shares one
+// rate and burst. One Lua script per decision on Redis' own clock, as
+// go-redis/redis_rate and redis-cell do; the same try_acquire / keel::decision
+// interface as the local limiters, plus a per-key form.
+#pragma once
+
+#include <keel/core/clock.hpp>
+#include <keel/limiter/decision.hpp>
+#include <keel/limiter/gcra.hpp>
+#include <keel/redis/detail/remote_limiter.hpp>
+#include <keel/redis/failure_policy.hpp>
+#include <keel/redis/pool.hpp>
+#include <keel/redis/script.hpp>
+#include <keel/version.hpp>
+
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <utility>
+
+KEEL_BEGIN_NAMESPACE
+
+namespace redis {
+
+/// Configures a keel::redis::gcra.
+struct gcra_options {
+    /// Names the limit in Redis: the limiter-wide state is the key "keel:{name}",
+    /// a per-key state "keel:{name:key}" (a Redis Cluster hash tag: each script
+    /// touches one slot). Instances sharing a limit use the same name and
+    /// parameters. Required: must not be empty.
+    std::string name{};
+    /// Sustained rate: `rate` permits per `period` (the name keel::gcra uses).
+    /// Required; range [1, 2^31).
+    std::int64_t rate = 0;
+    /// The period of the rate. Default 1 s. Range [1 ms, 2^31 ms). The emission
+    /// interval period / rate is kept in whole microseconds, rounded up (the
+    /// rate never exceeds the configured one), and must be at least 1 µs.
+    std::chrono::milliseconds period{1000};
+    /// Most permits admitted at once after idleness (the bucket's capacity).
+    /// Default 0: `rate`. Range [0, 2^31); burst x emission interval must stay
+    /// below 2^53 µs.
+    std::int64_t burst = 0;
+    /// What to answer while Redis cannot decide. Default: fail open.
+    failure_policy on_failure{};
+};
+
+/// A GCRA rate limiter shared through Redis: `rate` permits per `period`
+/// sustained, up to `burst` at once, across every instance using the same name.
+///
+/// The state is one integer, the theoretical arrival time (TAT) in microseconds
+/// of Redis' clock. A request for n permits is admitted when
+/// max(TAT, now) + n x interval - burst x interval <= now, and then moves the TAT
+/// there; the key expires when the bucket would be full again, so idle keys
+/// vanish. In any span t it admits at most burst + t / interval. Each decision is
+/// one EVALSHA reading Redis' TIME, so skewed instance clocks change nothing.
+/// When Redis is slow or down the failure policy answers (decision::source says
+/// which), and after `breaker_failures` consecutive failures a breaker stops
+/// calling Redis for `breaker_open_for`, then probes. No leasing: a GCRA
+/// permit's meaning depends on when it is spent. Thread-safe; the pool must
+/// outlive it.
+///
+///     keel::redis::pool redis{{.connection = {.host = "10.0.0.5"}}};
+///     keel::redis::gcra api{redis, {.name = "api", .rate = 100,
+///                                   .period = std::chrono::seconds{1}, .burst = 20}};
+///     if (!api.try_acquire()) { /* 429 */ }
+///     if (!api.try_acquire(client_id)) { /* this client is over its limit */ }
+template <clock Clock = steady_clock>
+class gcra {
+public:
+    using clock_type = Clock;
+    using time_point = typename Clock::time_point;
+
+    /// Builds the limiter on `redis`; throws std::invalid_argument when an option is out of range.
+    gcra(pool& redis, gcra_options options, Clock clock = {})
+        : m_options(validated(std::move(options))), m_params{std::to_string(interval_us(m_options)),
+                                                             std::to_string(m_options.burst)},
+          m_core(redis, lua(), m_options.name, m_options.burst, m_options.on_failure, 1,
+                 std::move(clock)) {
+        if (m_options.on_failure.mode == failure_mode::local) {
+            m_core.set_local(detail::make_local_share<keel::gcra<Clock>>(
+                keel::gcra_options{.rate = detail::share_of(m_options.rate,
+                                                            m_options.on_failure.expected_instances,
+                                                            std::int64_t{1} << 31),
+                                   .period = m_options.period,
+                                   .burst = detail::share_of(
+                                       m_options.burst, m_options.on_failure.expected_instances,
+                                       std::int64_t{1} << 31)},
+                m_core.clock()));
+        }
+    }
+
+    /// Returns the options.
+    gcra_options const& options() const noexcept { return m_options; }
+
+    /// Asks for `permits` of the limiter-wide limit now.
+    decision try_acquire(std::int64_t permits = 1) {
+        return try_acquire(permits, m_core.clock().now());
+    }
+    /// Asks for `permits` of the limiter-wide limit; `now` drives only the breaker, leases and
+    /// the local fallback (Redis decides on its own clock).
+    decision try_acquire(std::int64_t permits, time_point now) {
+        return decide(std::nullopt, permits, now);
+    }
+    /// Asks for `permits` of `key`'s own limit (one count per key, e.g. per client).
+    decision try_acquire(std::string_view key, std::int64_t permits = 1) {
+        return try_acquire(key, permits, m_core.clock().now());
+    }
+    /// Asks for `permits` of `key`'s own limit at `now` (see the limiter-wide overload).
+    decision try_acquire(std::string_view key, std::int64_t permits, time_point now) {
+        return decide(key, permits, now);
+    }
+
+    /// The in-process decision failure_mode::local uses while Redis cannot decide:
+    /// called with the key (none for the limiter-wide form), the permits and `now`.
+    using local_fallback = typename detail::remote_limiter<Clock>::local_decider;
+
+    /// Replaces the limiter failure_mode::local asks while Redis cannot decide
+    /// (its decision's source is then set to fallback_local). With none, the
+    /// local mode admits like fail_open. Not thread-safe: call before sharing the
+    /// limiter between threads.
+    void set_local_fallback(local_fallback local) { m_core.set_local(std::move(local)); }
+
+    /// Returns true unless the breaker guarding Redis is closed (open, or half-open
+    /// while its probe runs).
+    bool breaker_open() const noexcept { return m_core.breaker_open(); }
+    /// Returns how many times the breaker guarding Redis opened.
+    std::uint64_t breaker_trips() const noexcept { return m_core.breaker_trips(); }
+    /// Returns the keel::circuit_breaker guarding Redis (for its metrics() and
+    /// on_transition() listeners); it lives as long as the limiter.
+    circuit_breaker<Clock>& breaker() noexcept { return m_core.breaker(); }
+    /// Returns the Redis key holding the limiter-wide state, or `key`'s state.
+    std::string redis_key(std::optional<std::string_view> key = std::nullopt) const {
+        return m_core.redis_key(key);
+    }
+
+    /// Returns the emission interval in microseconds: period / rate, rounded up.
+    static std::int64_t interval_us(gcra_options const& o) noexcept {
+        std::int64_t const period_us = o.period.count() * 1000;
+        return (period_us + o.rate - 1) / o.rate;
+    }
+
+    /// Returns the script: ARGV = emission interval µs, burst, permits, (unused); returns
+    /// {allowed, remaining, retry_after µs, reset µs, granted}.
+    static script const& lua() {
+        static script const s{R"lua(-- keel gcra
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local permits = tonumber(ARGV[3])
+local tat = tonumber(redis.call('GET', KEYS[1]))
+if tat == nil or tat < now then tat = now end
+local new_tat = tat + interval * permits
+local allow_at = new_tat - interval * burst
+if allow_at > now then
+  return {0, math.floor((now + interval * burst - tat) / interval), allow_at - now, tat - now, 0}
+end
+redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', math.ceil((new_tat - now) / 1000))
+return {1, math.floor((now + interval * burst - new_tat) / interval), 0, new_tat - now, permits}
+)lua"};
+        return s;
+    }
+
+private:
+    static gcra_options validated(gcra_options o) {
+        constexpr char const* component = "keel::redis::gcra";
+        constexpr std::int64_t max31 = std::int64_t{1} << 31;
+        if (o.name.empty()) {
+            throw std::invalid_argument(std::string{component} + ": name must not be empty");
+        }
+        if (o.rate < 1 || o.rate >= max31) {
+            throw std::invalid_argument(
+                detail::range_error(component, "rate", "in [1, 2^31)", o.rate));
+        }
+        if (o.period.count() < 1 || o.period.count() >= max31) {
+            throw std::invalid_argument(
+                detail::range_error(component, "period (ms)", "in [1, 2^31)", o.period.count()));
+        }
+        if (o.burst < 0 || o.burst >= max31) {
+            throw std::invalid_argument(
+                detail::range_error(component, "burst", "in [0, 2^31)", o.burst));
+        }
+        if (o.burst == 0) {
+            o.burst = o.rate;
+        }
+        if (o.burst * interval_us(o) >= detail::lua_exact_max) {
+            throw std::invalid_argument(detail::range_error(
+                component, "burst x interval (µs)", "below 2^53", o.burst * interval_us(o)));
+        }
+        detail::validate(o.on_failure, component);
+        return o;
+    }
+
+    decision decide(std::optional<std::string_view> key, std::int64_t permits, time_point now) {
+        if (permits < 1 || permits > m_options.burst) {
+            decision d;
+            d.unsatisfiable = true;
+            d.limit = m_options.burst;
+            return d;
+        }
+        return m_core.acquire(key, permits, now, m_params);
+    }
+
+    gcra_options m_options;
+    std::array<std::string, 2> m_params;
+    detail::remote_limiter<Clock> m_core;
+};
+
+} // namespace redis
+
+KEEL_END_NAMESPACE

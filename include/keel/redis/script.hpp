@@ -1,0 +1,102 @@
+// SPDX-License-Identifier: MIT
+// keel::redis::script: a Lua script run by EVALSHA under its SHA-1; its source is
+// sent (EVAL, which also caches it) only when the server says NOSCRIPT: on first
+// use, after SCRIPT FLUSH, after a restart or on a new failover target.
+#pragma once
+
+#include <keel/core/error.hpp>
+#include <keel/core/outcome.hpp>
+#include <keel/redis/connection.hpp>
+#include <keel/redis/detail/sha1.hpp>
+#include <keel/version.hpp>
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+KEEL_BEGIN_NAMESPACE
+
+namespace redis {
+
+/// A Lua script known by its SHA-1 and run atomically on the server.
+///
+/// run() sends `EVALSHA sha numkeys keys... args...`; when the server answers
+/// NOSCRIPT it sends the source once with EVAL on the same connection, which runs
+/// it and caches it for the following EVALSHAs, so callers never see NOSCRIPT. Thread-safe (the
+/// script is immutable apart from a statistics counter); each call uses the connection it is given.
+///
+///     keel::redis::script const incr{"return redis.call('INCRBY', KEYS[1], ARGV[1])"};
+///     auto r = incr.run(conn, {"{user:42}"}, {"5"});
+class script {
+public:
+    /// Stores `source` and computes its SHA-1.
+    explicit script(std::string source)
+        : m_source(std::move(source)), m_sha(detail::sha1_hex(m_source)) {}
+
+    script(script const& other) : m_source(other.m_source), m_sha(other.m_sha) {}
+    script& operator=(script const&) = delete;
+
+    /// Returns the Lua source.
+    std::string const& source() const noexcept { return m_source; }
+    /// Returns the lowercase hexadecimal SHA-1 of the source, as Redis names it.
+    std::string const& sha() const noexcept { return m_sha; }
+    /// Returns how many times run() had to load the script (NOSCRIPT answers).
+    std::uint64_t loads() const noexcept { return m_loads.load(std::memory_order_relaxed); }
+
+    /// Runs the script with `keys` and `args` on `conn`; returns the reply (which
+    /// may be an error reply raised by the script) or the transport failure.
+    outcome<reply> run(connection& conn, std::span<std::string_view const> keys,
+                       std::span<std::string_view const> args) const {
+        std::string const numkeys = std::to_string(keys.size());
+        // The limiters' calls fit in a fixed array; longer ones use the heap.
+        std::array<std::string_view, 16> small{};
+        std::vector<std::string_view> large;
+        std::size_t const count = 3 + keys.size() + args.size();
+        std::span<std::string_view> argv{small.data(), count};
+        if (count > small.size()) {
+            large.resize(count);
+            argv = std::span<std::string_view>{large};
+        }
+        argv[0] = "EVALSHA";
+        argv[1] = m_sha;
+        argv[2] = numkeys;
+        std::copy(keys.begin(), keys.end(), argv.begin() + 3);
+        std::copy(args.begin(), args.end(),
+                  argv.begin() + 3 + static_cast<std::ptrdiff_t>(keys.size()));
+        std::span<std::string_view const> const command{argv.data(), argv.size()};
+        outcome<reply> r = conn.command(command);
+        if (!r || !r->is_error() || !r->text().starts_with("NOSCRIPT")) {
+            return r;
+        }
+        m_loads.fetch_add(1, std::memory_order_relaxed);
+        // EVAL runs the source and caches it under the same SHA-1, in one round
+        // trip, and cannot race with another SCRIPT FLUSH the way SCRIPT LOAD +
+        // EVALSHA could.
+        argv[0] = "EVAL";
+        argv[1] = m_source;
+        return conn.command(command);
+    }
+
+    /// Runs the script with keys and arguments given as braced lists.
+    outcome<reply> run(connection& conn, std::initializer_list<std::string_view> keys,
+                       std::initializer_list<std::string_view> args) const {
+        return run(conn, std::span<std::string_view const>{keys.begin(), keys.size()},
+                   std::span<std::string_view const>{args.begin(), args.size()});
+    }
+
+private:
+    std::string m_source;
+    std::string m_sha;
+    mutable std::atomic<std::uint64_t> m_loads{0};
+};
+
+} // namespace redis
+
+KEEL_END_NAMESPACE

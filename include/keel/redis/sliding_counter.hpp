@@ -1,0 +1,240 @@
+// SPDX-License-Identifier: MIT
+// keel::redis::sliding_counter: the sliding-window counter (Cloudflare's
+// approximation: the previous window's count weighted by how much of it still
+// overlaps the sliding window, plus the current count) kept in Redis, so every
+// instance of a service shares one limit. One Lua script per decision,
+// on Redis' own clock; the same try_acquire / keel::decision interface as the
+// local limiters, plus a per-key form for per-client limits.
+#pragma once
+
+#include <keel/core/clock.hpp>
+#include <keel/limiter/decision.hpp>
+#include <keel/limiter/sliding_counter.hpp>
+#include <keel/redis/detail/remote_limiter.hpp>
+#include <keel/redis/failure_policy.hpp>
+#include <keel/redis/pool.hpp>
+#include <keel/redis/script.hpp>
+#include <keel/version.hpp>
+
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <utility>
+
+KEEL_BEGIN_NAMESPACE
+
+namespace redis {
+
+/// Configures a keel::redis::sliding_counter.
+struct sliding_counter_options {
+    /// Names the limit in Redis: the limiter-wide count is the key "keel:{name}",
+    /// a per-key count "keel:{name:key}" (the braces are a Redis Cluster hash tag,
+    /// so each script touches one slot). Instances sharing a limit use the same
+    /// name and parameters. Required: must not be empty.
+    std::string name{};
+    /// Permits per window. Required; range [1, 2^31).
+    std::int64_t limit = 0;
+    /// Length of the sliding window; the two counted windows are aligned on
+    /// Redis' clock (multiples of the length since the Unix epoch). Default 1 s.
+    /// Range [1 ms, 2^31 ms); limit x window in microseconds must stay below 2^53.
+    std::chrono::milliseconds window{1000};
+    /// What to answer while Redis cannot decide. Default: fail open.
+    failure_policy on_failure{};
+    /// Permits taken from Redis per round trip by the limiter-wide form (the
+    /// surplus is spent locally until the current aligned window ends, as if
+    /// admitted when leased). Default 1: no leasing. Range [1, limit]. Unused
+    /// leased permits are lost to the other instances, up to (lease - 1) x
+    /// instances per window. The per-key form always asks Redis.
+    std::int64_t lease = 1;
+};
+
+/// A sliding-window-counter rate limiter shared through Redis: admits while
+/// previous x (window - elapsed) / window + current + permits <= limit, the
+/// counts being those of the aligned windows of Redis' clock, across every
+/// instance using the same name.
+///
+/// The comparison is exact integer arithmetic (both sides multiplied by the
+/// window), so it never rounds in the requester's favour. Like any two-counter
+/// approximation it can admit up to limit x (1 + f) in a sliding window
+/// reaching f into the current aligned window when the previous window's traffic
+/// was packed at its end (Cloudflare measured 0.003 % wrong decisions on real
+/// traffic). Each decision is one EVALSHA of a Lua script that reads Redis'
+/// TIME, keeps {window index, current, previous} in one hash and expires it
+/// after the next window, so idle keys vanish. Skewed instance clocks change
+/// nothing. When Redis is slow or down the failure policy answers
+/// (decision::source says which), and after `breaker_failures` consecutive
+/// failures a breaker stops calling Redis for `breaker_open_for`, then probes.
+/// Thread-safe; the pool must outlive it.
+///
+///     keel::redis::pool redis{{.connection = {.host = "10.0.0.5"}}};
+///     keel::redis::sliding_counter api{redis, {.name = "api", .limit = 1000,
+///                                           .window = std::chrono::seconds{1}}};
+///     if (!api.try_acquire()) { /* 429 */ }
+///     if (!api.try_acquire(client_id)) { /* this client is over its limit */ }
+template <clock Clock = steady_clock>
+class sliding_counter {
+public:
+    using clock_type = Clock;
+    using time_point = typename Clock::time_point;
+
+    /// Builds the limiter on `redis`; throws std::invalid_argument when an option is out of range.
+    sliding_counter(pool& redis, sliding_counter_options options, Clock clock = {})
+        : m_options(validated(std::move(options))), m_params{std::to_string(
+                                                                 m_options.window.count() * 1000),
+                                                             std::to_string(m_options.limit)},
+          m_core(redis, lua(), m_options.name, m_options.limit, m_options.on_failure,
+                 m_options.lease, std::move(clock)) {
+        if (m_options.on_failure.mode == failure_mode::local) {
+            m_core.set_local(detail::make_local_share<keel::sliding_counter<Clock>>(
+                keel::sliding_counter_options{
+                    .limit =
+                        detail::share_of(m_options.limit, m_options.on_failure.expected_instances,
+                                         keel::sliding_counter<Clock>::max_limit),
+                    .window = m_options.window},
+                m_core.clock()));
+        }
+    }
+
+    /// Returns the options.
+    sliding_counter_options const& options() const noexcept { return m_options; }
+
+    /// Asks for `permits` of the limiter-wide limit now.
+    decision try_acquire(std::int64_t permits = 1) {
+        return try_acquire(permits, m_core.clock().now());
+    }
+    /// Asks for `permits` of the limiter-wide limit; `now` drives only the breaker, leases and
+    /// the local fallback (Redis decides on its own clock).
+    decision try_acquire(std::int64_t permits, time_point now) {
+        return decide(std::nullopt, permits, now);
+    }
+    /// Asks for `permits` of `key`'s own limit (one count per key, e.g. per client).
+    decision try_acquire(std::string_view key, std::int64_t permits = 1) {
+        return try_acquire(key, permits, m_core.clock().now());
+    }
+    /// Asks for `permits` of `key`'s own limit at `now` (see the limiter-wide overload).
+    decision try_acquire(std::string_view key, std::int64_t permits, time_point now) {
+        return decide(key, permits, now);
+    }
+
+    /// The in-process decision failure_mode::local uses while Redis cannot decide:
+    /// called with the key (none for the limiter-wide form), the permits and `now`.
+    using local_fallback = typename detail::remote_limiter<Clock>::local_decider;
+
+    /// Replaces the limiter failure_mode::local asks while Redis cannot decide
+    /// (its decision's source is then set to fallback_local). With none, the
+    /// local mode admits like fail_open. Not thread-safe: call before sharing the
+    /// limiter between threads.
+    void set_local_fallback(local_fallback local) { m_core.set_local(std::move(local)); }
+
+    /// Returns true unless the breaker guarding Redis is closed (open, or half-open
+    /// while its probe runs).
+    bool breaker_open() const noexcept { return m_core.breaker_open(); }
+    /// Returns how many times the breaker guarding Redis opened.
+    std::uint64_t breaker_trips() const noexcept { return m_core.breaker_trips(); }
+    /// Returns the keel::circuit_breaker guarding Redis (for its metrics() and
+    /// on_transition() listeners); it lives as long as the limiter.
+    circuit_breaker<Clock>& breaker() noexcept { return m_core.breaker(); }
+    /// Returns how many round trips leased more permits than asked for.
+    std::uint64_t leases_taken() const { return m_core.leases_taken(); }
+    /// Returns the Redis key holding the limiter-wide count, or `key`'s count.
+    std::string redis_key(std::optional<std::string_view> key = std::nullopt) const {
+        return m_core.redis_key(key);
+    }
+
+    /// Returns the script: ARGV = window µs, limit, permits, wanted permits (>= permits, the
+    /// lease); returns {allowed, remaining, retry_after µs, reset µs, granted}.
+    static script const& lua() {
+        static script const s{R"lua(-- keel sliding counter
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local window = tonumber(ARGV[1])
+local limit = tonumber(ARGV[2])
+local permits = tonumber(ARGV[3])
+local want = tonumber(ARGV[4])
+local index = math.floor(now / window)
+local left = (index + 1) * window - now
+local state = redis.call('HMGET', KEYS[1], 'w', 'c', 'p')
+local w = tonumber(state[1])
+local curr, prev = 0, 0
+if w == index then
+  curr = tonumber(state[2]) or 0
+  prev = tonumber(state[3]) or 0
+elseif w == index - 1 then
+  prev = tonumber(state[2]) or 0
+end
+-- Everything scaled by window: room = limit*W - prev*(time left) - curr*W, exact below 2^53.
+local room = limit * window - prev * left - curr * window
+local reset = left
+if curr > 0 then reset = left + window end
+if room < permits * window then
+  local retry
+  local need = (limit - curr - permits) * window
+  if prev > 0 and need >= 0 then
+    retry = left - math.floor(need / prev)
+  elseif curr + permits <= limit or curr == 0 then
+    retry = left
+  else
+    retry = left + window - math.floor((limit - permits) * window / curr)
+  end
+  if retry < 1 then retry = 1 end
+  return {0, math.floor(room / window), retry, reset, 0}
+end
+local granted = math.min(want, math.floor(room / window))
+curr = curr + granted
+redis.call('HSET', KEYS[1], 'w', string.format('%.0f', index), 'c', string.format('%.0f', curr),
+           'p', string.format('%.0f', prev))
+redis.call('PEXPIRE', KEYS[1], math.ceil((left + window) / 1000))
+return {1, math.floor((room - granted * window) / window), 0, left + window, granted}
+)lua"};
+        return s;
+    }
+
+private:
+    static sliding_counter_options validated(sliding_counter_options o) {
+        constexpr char const* component = "keel::redis::sliding_counter";
+        constexpr std::int64_t max31 = std::int64_t{1} << 31;
+        if (o.name.empty()) {
+            throw std::invalid_argument(std::string{component} + ": name must not be empty");
+        }
+        if (o.limit < 1 || o.limit >= max31) {
+            throw std::invalid_argument(
+                detail::range_error(component, "limit", "in [1, 2^31)", o.limit));
+        }
+        if (o.window.count() < 1 || o.window.count() >= max31) {
+            throw std::invalid_argument(
+                detail::range_error(component, "window (ms)", "in [1, 2^31)", o.window.count()));
+        }
+        if (o.limit * o.window.count() * 1000 >= detail::lua_exact_max) {
+            throw std::invalid_argument(detail::range_error(
+                component, "limit x window (µs)", "below 2^53", o.limit * o.window.count() * 1000));
+        }
+        if (o.lease < 1 || o.lease > o.limit) {
+            throw std::invalid_argument(
+                detail::range_error(component, "lease", "in [1, limit]", o.lease));
+        }
+        detail::validate(o.on_failure, component);
+        return o;
+    }
+
+    decision decide(std::optional<std::string_view> key, std::int64_t permits, time_point now) {
+        if (permits < 1 || permits > m_options.limit) {
+            decision d;
+            d.unsatisfiable = true;
+            d.limit = m_options.limit;
+            return d;
+        }
+        return m_core.acquire(key, permits, now, m_params);
+    }
+
+    sliding_counter_options m_options;
+    std::array<std::string, 2> m_params;
+    detail::remote_limiter<Clock> m_core;
+};
+
+} // namespace redis
+
+KEEL_END_NAMESPACE
