@@ -2,8 +2,10 @@
 // Fuzzes keel::net::client_resolver::from_forwarded (RFC 7239). Input: byte 0 picks the
 // trust policy, byte 1 the socket peer, byte 2 max_hops; the rest is the header, one line
 // per '\n'. Checks: never crashes; the chain starts at the peer and ends at the result;
-// every address returned is the peer or written in the header; and an attacker's header
-// forwarded by one trusted proxy cannot change the client that proxy saw.
+// every address returned is the peer or written in the header; an attacker's header
+// forwarded by one trusted proxy cannot change the client that proxy saw; and the
+// one-pass reader used for well-formed headers gives the same nodes as reading the
+// header from the end.
 #include <keel/net/client_address.hpp>
 
 #include <cstddef>
@@ -58,6 +60,30 @@ bool in_header(ip_address const& a, std::string_view text) {
     }
     return false;
 }
+// The one-pass reader, where it accepts the lines, must give the nodes the reader from
+// the end gives, nearest first, as far as a walk can go (16 nodes).
+void check_readers_agree(std::vector<std::string_view> const& lines) {
+    namespace detail = keel::net::detail;
+    detail::forward_forwarded_reader forward;
+    if (!forward.read(lines)) {
+        return;
+    }
+    detail::reverse_list_reader reverse{lines, std::size_t{1} << 20, true};
+    for (std::size_t i = 0; i < detail::forward_forwarded_reader::capacity; ++i) {
+        detail::node const a = forward.next();
+        std::string_view item;
+        detail::node b{reverse.next(item), {}};
+        if (b.kind == detail::node_kind::address) {
+            b = detail::parse_forwarded_element(item);
+        }
+        if (a.kind != b.kind || (a.kind == detail::node_kind::address && a.address != b.address)) {
+            std::abort();
+        }
+        if (a.kind == detail::node_kind::end) {
+            return;
+        }
+    }
+}
 } // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(std::uint8_t const* data, std::size_t size) {
@@ -77,6 +103,8 @@ extern "C" int LLVMFuzzerTestOneInput(std::uint8_t const* data, std::size_t size
         }
         start = end + 1;
     }
+
+    check_readers_agree(lines);
 
     auto const r = resolver.from_forwarded(peer, lines);
     if (r.chain.empty() || r.chain.front() != peer || r.chain.back() != r.address ||

@@ -461,3 +461,96 @@ TEST_CASE("client_resolver is safe to share between threads",
     }
     CHECK(wrong == std::vector<int>{0, 0});
 }
+
+TEST_CASE("client_resolver::from_forwarded splits at a comma or quote wherever it stands",
+          "[net][client_address]") {
+    // Well-formed headers within the byte budget are read front to back in one pass; the
+    // others from the end. Move the comma, the quotes and the budget across each path.
+    client_resolver const resolver{{.trust = trust_policy::ranges({"10.0.0.0/8"})}};
+    for (std::size_t pad = 0; pad < 24; ++pad) {
+        CAPTURE(pad);
+        std::string const filler(pad, 'x');
+        // A quoted comma inside the nearest element does not split it.
+        std::string const quoted = "for=203.0.113.7, for=10.0.0.2;ext=\"" + filler + ",\"";
+        auto const q = resolver.from_forwarded(ip("10.0.0.1"), quoted);
+        CHECK(q.address == ip("203.0.113.7"));
+        CHECK(q.reason == stop_reason::untrusted);
+        CHECK(q.chain.size() == 3);
+        // An unbalanced quote further out cannot hide the element after it.
+        std::string const unbalanced = "for=\"" + filler + ", for=203.0.113.8";
+        CHECK(resolver.from_forwarded(ip("10.0.0.1"), unbalanced).address == ip("203.0.113.8"));
+        // An escaped quote (odd backslash run) inside a quoted value.
+        std::string const escaped = "for=10.0.0.3;ext=\"" + filler + "\\\",\", for=203.0.113.9";
+        auto const e = resolver.from_forwarded(ip("10.0.0.1"), escaped);
+        CHECK(e.address == ip("203.0.113.9"));
+        // The byte budget ends at every offset: an element is kept only with its comma
+        // and space inside the budget, and dropped whole otherwise.
+        std::string const element = "for=10.0.0.4;ext=" + filler + "y";
+        std::string const header = "for=1.2.3.4, " + element;
+        for (std::size_t budget = 1; budget <= header.size() + 1; ++budget) {
+            CAPTURE(budget);
+            client_resolver const cut{
+                {.trust = trust_policy::ranges({"10.0.0.0/8"}), .max_header_bytes = budget}};
+            auto const c = cut.from_forwarded(ip("10.0.0.1"), header);
+            if (budget < element.size() + 2) {
+                CHECK(c.address == ip("10.0.0.1"));
+                CHECK(c.reason == stop_reason::truncated);
+            } else if (budget < header.size()) {
+                CHECK(c.address == ip("10.0.0.4"));
+                CHECK(c.reason == stop_reason::truncated);
+            } else {
+                CHECK(c.address == ip("1.2.3.4"));
+                CHECK(c.reason == stop_reason::untrusted);
+            }
+        }
+    }
+}
+
+TEST_CASE("the one-pass Forwarded reader gives the nodes the reader from the end gives",
+          "[net][client_address]") {
+    namespace detail = keel::net::detail;
+    using lines_t = std::vector<std::string_view>;
+    // Each case is well formed (the one-pass reader accepts it); the fuzzer checks the same
+    // on arbitrary input.
+    std::string const long_value = "for=\"" + std::string(70, 'a') + "\", for=1.1.1.1";
+    std::vector<lines_t> const cases = {
+        {"for=192.0.2.60;proto=http;by=203.0.113.43"},
+        {"for=192.0.2.43, for=198.51.100.17"},
+        {"for=\"[2001:db8:cafe::17]:4711\", for=unknown, for=_hidden"},
+        {"for=1.2.3.4;ext=\"a,b;c\", FOR=\"5.6.7.8\""},
+        {"for=\"1.2.3.\\4\";x=\"\\\"\", ;;, , for=10.0.0.1"},
+        {"proto=https, for=1.2.3.4;for=5.6.7.8"},
+        {"for=1.2.3.4", "", "  ", "for=5.6.7.8, ;", "for=9.9.9.9"},
+        {long_value},
+    };
+    for (std::size_t c = 0; c < cases.size(); ++c) {
+        CAPTURE(c);
+        lines_t const& lines = cases[c];
+        detail::forward_forwarded_reader forward;
+        REQUIRE(forward.read(lines));
+        detail::reverse_list_reader reverse{lines, 8192, true};
+        std::size_t nodes = 0;
+        while (true) {
+            detail::node const a = forward.next();
+            std::string_view item;
+            detail::node b{reverse.next(item), {}};
+            if (b.kind == detail::node_kind::address) {
+                b = detail::parse_forwarded_element(item);
+            }
+            CHECK(a.kind == b.kind);
+            CHECK(a.address == b.address);
+            if (a.kind == detail::node_kind::end || a.kind != b.kind) {
+                break;
+            }
+            ++nodes;
+        }
+        CHECK(nodes > 0);
+    }
+    // The one-pass reader refuses a malformed element: where it ends is not known.
+    for (std::string_view bad : {"for=\"1.2.3.4, for=10.0.0.2", "for=1.2.3.4 x", "=x, for=1.1.1.1",
+                                 "for=\"a\\\"", "for=1.2.3.4;;x"}) {
+        CAPTURE(bad);
+        detail::forward_forwarded_reader forward;
+        CHECK_FALSE(forward.read(lines_t{bad}));
+    }
+}
