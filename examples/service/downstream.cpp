@@ -19,6 +19,7 @@
 #include <fmt/format.h>
 
 #include <atomic>
+#include <charconv>
 #include <chrono>
 #include <condition_variable>
 #include <csignal>
@@ -149,10 +150,22 @@ private:
     int m_port = 0;
 };
 
-int int_arg(int argc, char** argv, std::string_view name, int fallback) {
+// Returns the port given as `name`'s value, or `fallback` when the option is absent;
+// exits with a message when the value is not a port number.
+int port_arg(int argc, char** argv, std::string_view name, int fallback) {
     for (int i = 1; i + 1 < argc; ++i) {
         if (argv[i] == name) {
-            return std::atoi(argv[i + 1]);
+            std::string_view const text = argv[i + 1];
+            int value = 0;
+            auto const [end, error] =
+                std::from_chars(text.data(), text.data() + text.size(), value);
+            if (error != std::errc{} || end != text.data() + text.size() || value < 0 ||
+                value > 65535) {
+                fmt::print(stderr, "keel_downstream: {} must be a port in [0, 65535], got '{}'\n",
+                           name, text);
+                std::exit(2);
+            }
+            return value;
         }
     }
     return fallback;
@@ -171,7 +184,7 @@ int main(int argc, char** argv) {
 
     behaviour how;
     data_server data{how};
-    int const data_port = data.up(int_arg(argc, argv, "--port", 0));
+    int const data_port = data.up(port_arg(argc, argv, "--port", 0));
     if (data_port < 0) {
         fmt::print(stderr, "keel_downstream: cannot bind the data port\n");
         return 1;
@@ -198,7 +211,7 @@ int main(int argc, char** argv) {
         res.set_content(fmt::format("up={} {}", data.is_up() ? 1 : 0, how.describe()),
                         "text/plain");
     });
-    int const control_port_arg = int_arg(argc, argv, "--control-port", 0);
+    int const control_port_arg = port_arg(argc, argv, "--control-port", 0);
     int const control_port =
         control_port_arg == 0
             ? control.bind_to_any_port("127.0.0.1")

@@ -44,6 +44,7 @@
 #include <fmt/format.h>
 
 #include <atomic>
+#include <charconv>
 #include <chrono>
 #include <csignal>
 #include <cstdint>
@@ -77,31 +78,53 @@ struct settings {
     int threads = 32;        // HTTP worker threads
 };
 
+// Parses argv into settings; throws std::invalid_argument naming an unknown option, a
+// value that is not a whole decimal number, or one outside the option's range.
 settings parse(int argc, char** argv) {
+    struct option {
+        int* value;
+        int min;
+        int max;
+    };
     settings s;
-    std::map<std::string_view, int*> const known{
-        {"--port", &s.port},
-        {"--downstream-port", &s.downstream_port},
-        {"--timeout-ms", &s.timeout_ms},
-        {"--attempts", &s.attempts},
-        {"--min-calls", &s.min_calls},
-        {"--failure-rate", &s.failure_rate},
-        {"--open-ms", &s.open_ms},
-        {"--window", &s.window},
-        {"--rate", &s.rate},
-        {"--burst", &s.burst},
-        {"--pre-stop-ms", &s.pre_stop_ms},
-        {"--drain-ms", &s.drain_ms},
-        {"--threads", &s.threads},
+    constexpr int max_ms = 24 * 3600 * 1000; // a day: beyond any sensible demo setting
+    std::map<std::string_view, option> const known{
+        {"--port", {&s.port, 0, 65535}},
+        {"--downstream-port", {&s.downstream_port, 1, 65535}},
+        {"--timeout-ms", {&s.timeout_ms, 1, max_ms}},
+        {"--attempts", {&s.attempts, 1, 100}},
+        {"--min-calls", {&s.min_calls, 1, 32768}},
+        {"--failure-rate", {&s.failure_rate, 1, 100}},
+        {"--open-ms", {&s.open_ms, 1, max_ms}},
+        {"--window", {&s.window, 1, 32768}},
+        {"--rate", {&s.rate, 1, 1000000}},
+        {"--burst", {&s.burst, 1, 1000000}},
+        {"--pre-stop-ms", {&s.pre_stop_ms, 0, max_ms}},
+        {"--drain-ms", {&s.drain_ms, 1, max_ms}},
+        {"--threads", {&s.threads, 1, 1024}},
     };
     for (int i = 1; i < argc; ++i) {
         auto const it = known.find(argv[i]);
-        if (it == known.end() || i + 1 == argc) {
+        if (it == known.end()) {
             throw std::invalid_argument(fmt::format("keel_service: unknown option {}", argv[i]));
         }
-        *it->second = std::atoi(argv[++i]);
+        if (i + 1 == argc) {
+            throw std::invalid_argument(fmt::format("keel_service: {} needs a value", argv[i]));
+        }
+        std::string_view const text = argv[++i];
+        int const min = it->second.min;
+        int const max = it->second.max;
+        int value = 0;
+        auto const [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
+        if (error != std::errc{} || end != text.data() + text.size() || value < min ||
+            value > max) {
+            throw std::invalid_argument(
+                fmt::format("keel_service: {} must be a whole number in [{}, {}], got '{}'",
+                            it->first, min, max, text));
+        }
+        *it->second.value = value;
     }
-    if (s.downstream_port <= 0) {
+    if (s.downstream_port == 0) {
         throw std::invalid_argument("keel_service: --downstream-port is required");
     }
     return s;
