@@ -209,6 +209,8 @@ public:
 
     /// Returns the limiter holding the configuration; it is also the shared overflow limiter.
     Limiter& overflow_limiter() noexcept { return m_limiter; }
+    /// As above, for reading the configuration (limit(), window(), ...) through a const table.
+    Limiter const& overflow_limiter() const noexcept { return m_limiter; }
 
 private:
     // A slot whose word is fresh_state is empty: a word an admission wrote never

@@ -44,6 +44,14 @@ TEST_CASE("keyed keeps an independent limiter per key", "[keyed]") {
     CHECK(t.try_acquire("alice").allowed);
 }
 
+TEST_CASE("keyed shows its per-key configuration through a const table", "[keyed]") {
+    manual_clock clock;
+    keel::keyed<keel::fixed_window<manual_clock>, std::uint64_t> const t{
+        {.limit = 7, .window = 3s}, {}, clock};
+    CHECK(t.overflow_limiter().limit() == 7);
+    CHECK(t.overflow_limiter().window() == 3s);
+}
+
 TEST_CASE("keyed stores nothing for peeks and unsatisfiable requests", "[keyed]") {
     manual_clock clock;
     keel::keyed<keel::gcra<manual_clock>, std::uint64_t> t{{.rate = 5, .burst = 5}, {}, clock};
