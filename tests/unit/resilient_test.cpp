@@ -210,6 +210,23 @@ TEST_CASE("resilient: the success path allocates nothing", "[resilient]") {
     CHECK(sum == 3 * 5050);
 }
 
+TEST_CASE("resilient: a real-clock timeout allocates only its stop state per attempt",
+          "[resilient]") {
+    auto guarded = keel::resilient{[](int x) { return x + 1; }, keel::timeout{10s}};
+    (void)guarded(0); // starts the timer thread and sizes its heap
+    allocations = 0;
+    counting = true;
+    int sum = 0;
+    for (int i = 0; i < 100; ++i) {
+        sum += guarded(i);
+    }
+    counting = false;
+#ifndef KEEL_TEST_SANITIZED
+    CHECK(allocations.load() == 100); // one std::stop_source each; the deadline none
+#endif
+    CHECK(sum == 5050);
+}
+
 TEST_CASE("resilient: the DESIGN example's shape with retry and timeout", "[resilient]") {
     keel::manual_clock clock;
     keel::virtual_sleeper sleeper{clock};

@@ -49,8 +49,10 @@ struct forward_stop {
 /// (keel::detail::deadline_timer, started at the first timeout), so stop
 /// callbacks the call registers run on that thread and should be short. On a
 /// clock with `call_at` (keel::manual_clock) the clock fires it, in virtual time.
-/// Cost per attempt: a std::stop_source (one allocation), a timer insertion and
-/// removal under one mutex (one map node), two clock reads. Thread-safe; a value type.
+/// Cost per attempt: a std::stop_source (one allocation: its shared stop state), a
+/// timer heap insertion and removal under one mutex (no allocation once the heap has
+/// grown to the most deadlines pending at once), two clock reads. Thread-safe; a
+/// value type.
 ///
 ///     auto guarded = keel::resilient{
 ///         [](keel::context const& ctx) { return fetch(ctx.stop_token()); },
@@ -127,12 +129,9 @@ private:
             clock.cancel(id);
             return result;
         } else {
-            using chrono_clock = typename TimePoint::clock;
-            auto& timer = detail::deadline_timer<chrono_clock>::instance();
-            auto const handle = timer.schedule(deadline, source);
-            auto result = next(inner);
-            timer.cancel(handle);
-            return result;
+            using timer = detail::deadline_timer<typename TimePoint::clock>;
+            typename timer::scheduled const fire_at_deadline{deadline, source};
+            return next(inner); // the deadline is cancelled after the call returns
         }
     }
 

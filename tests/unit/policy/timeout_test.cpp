@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #include <keel/policy/timeout.hpp>
 
+#include <keel/core/random.hpp>
 #include <keel/policy/retry.hpp>
 #include <keel/resilient.hpp>
 #include <keel/testing/manual_clock.hpp>
@@ -10,7 +11,12 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdint>
+#include <iterator>
+#include <map>
+#include <memory>
 #include <optional>
+#include <set>
 #include <stdexcept>
 #include <stop_token>
 #include <thread>
@@ -270,9 +276,10 @@ TEST_CASE("timeout: concurrent deadlines on the real clock share the timer",
 
 TEST_CASE("timeout: a short deadline fires on time while the timer sleeps toward a long one",
           "[timeout][concurrency]") {
-    auto& timer = keel::detail::deadline_timer<std::chrono::steady_clock>::instance();
+    using timer = keel::detail::deadline_timer<std::chrono::steady_clock>;
     std::stop_source far;
-    auto const handle = timer.schedule(std::chrono::steady_clock::now() + 60s, far);
+    std::optional<timer::scheduled> far_deadline;
+    far_deadline.emplace(std::chrono::steady_clock::now() + 60s, far);
     std::this_thread::sleep_for(2ms); // let the timer thread settle on the 60 s deadline
     auto guarded = keel::resilient{[](keel::context const& ctx) {
                                        keel::real_sleeper{}.sleep_for(10s, ctx.stop_token());
@@ -282,6 +289,79 @@ TEST_CASE("timeout: a short deadline fires on time while the timer sleeps toward
     auto const start = std::chrono::steady_clock::now();
     CHECK(guarded.try_call().error() == keel::errc::timeout);
     CHECK(std::chrono::steady_clock::now() - start < 5s);
-    timer.cancel(handle);
+    far_deadline.reset();
     CHECK_FALSE(far.stop_requested());
+}
+
+TEST_CASE("timeout: the real-clock timer keeps the earliest deadline first through any "
+          "schedule and cancel order",
+          "[timeout]") {
+    using timer = keel::detail::deadline_timer<std::chrono::steady_clock>;
+    auto const base = std::chrono::steady_clock::now() + 1h; // never fires during the test
+    std::stop_source source;
+    std::map<int, std::unique_ptr<timer::scheduled>> live; // by id
+    std::multiset<std::chrono::steady_clock::time_point> expected;
+    std::map<int, std::chrono::steady_clock::time_point> when_of;
+    keel::xoshiro256ss random{42};
+    for (int step = 0; step < 3000; ++step) {
+        bool const add = live.empty() || random() % 3 != 0;
+        if (add) {
+            auto const when = base + std::chrono::microseconds{random() % 1000}; // with ties
+            live.emplace(step, std::make_unique<timer::scheduled>(when, source));
+            expected.insert(when);
+            when_of[step] = when;
+        } else {
+            auto it = live.begin();
+            std::advance(it, static_cast<long>(random() % live.size()));
+            expected.erase(expected.find(when_of[it->first]));
+            live.erase(it);
+        }
+        REQUIRE(timer::instance().pending() == expected.size());
+        if (expected.empty()) {
+            REQUIRE_FALSE(timer::instance().earliest());
+        } else {
+            REQUIRE(timer::instance().earliest() == std::optional{*expected.begin()});
+        }
+    }
+    live.clear();
+    CHECK(timer::instance().pending() == 0);
+    CHECK_FALSE(timer::instance().earliest());
+    CHECK_FALSE(source.stop_requested());
+}
+
+TEST_CASE("timeout: the real-clock timer never fires a deadline early, under threads",
+          "[timeout][concurrency]") {
+    using timer = keel::detail::deadline_timer<std::chrono::steady_clock>;
+    std::atomic<int> early{0};
+    std::atomic<int> fired{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 4; ++t) {
+        threads.emplace_back([&, t] {
+            keel::xoshiro256ss random{static_cast<std::uint64_t>(t) + 1};
+            for (int i = 0; i < 1000; ++i) {
+                std::stop_source source;
+                auto const when =
+                    std::chrono::steady_clock::now() + std::chrono::microseconds{random() % 100};
+                {
+                    timer::scheduled const deadline{when, source};
+                    for (int spin = 0; spin < 100 && !source.stop_requested(); ++spin) {
+                        std::this_thread::yield();
+                    }
+                }
+                if (source.stop_requested()) {
+                    fired.fetch_add(1);
+                    if (std::chrono::steady_clock::now() < when) {
+                        early.fetch_add(1);
+                    }
+                }
+            }
+        });
+    }
+    for (auto& t : threads) {
+        t.join();
+    }
+    CHECK(early.load() == 0);
+    CHECK(timer::instance().pending() == 0);
+    INFO("fired " << fired.load() << " of 4000");
+    SUCCEED();
 }
