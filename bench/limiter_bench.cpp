@@ -271,6 +271,33 @@ void floor_steady_clock_cas_2threads(benchmark::State& state) {
     }
 }
 
+// The same with the coarse clock, where the shared word's cache line, not the clock,
+// sets the pace; and the mutex floor beside it: the coarse clock read outside a
+// std::mutex that guards one increment. Their ratio bounds what any limiter keeping
+// its state in one shared cache line can gain over a mutex on this machine.
+void floor_coarse_clock_cas_2threads(benchmark::State& state) {
+    static std::atomic<std::uint64_t> word{0};
+    for (auto _ : state) {
+        auto const now =
+            static_cast<std::uint64_t>(keel::coarse_clock::now().time_since_epoch().count());
+        auto expected = word.load(std::memory_order_relaxed);
+        while (!word.compare_exchange_weak(expected, now + expected, std::memory_order_relaxed)) {
+        }
+    }
+}
+
+void floor_coarse_clock_mutex_2threads(benchmark::State& state) {
+    static std::mutex mutex;
+    static std::uint64_t word = 0;
+    for (auto _ : state) {
+        auto const now =
+            static_cast<std::uint64_t>(keel::coarse_clock::now().time_since_epoch().count());
+        std::lock_guard lock{mutex};
+        word += now;
+        benchmark::DoNotOptimize(word);
+    }
+}
+
 // ---------------------------------------------------------------------------
 // keel limiters.
 
@@ -490,6 +517,11 @@ void print_summary(collecting_reporter const& r) {
     auto const floor_coarse = r.cpu("floor_coarse_clock_cas");
     fmt::print("\nfloor (CPU ns/op): steady_clock + CAS {}, coarse_clock + CAS {}, CAS alone {}\n",
                cell(floor_steady), cell(floor_coarse), cell(r.cpu("floor_cas")));
+    auto const cas_two = r.wall("floor_coarse_clock_cas_2threads");
+    auto const mutex_two = r.wall("floor_coarse_clock_mutex_2threads");
+    fmt::print("2-thread floor (wall ns/op, coarse clock, one shared word): CAS {}, mutex {}; "
+               "mutex / CAS {}: the most a one-word limiter can gain over a mutex here\n",
+               cell(cas_two), cell(mutex_two), ratio(mutex_two, cas_two));
     fmt::print("Single-thread columns: CPU time per op (medians when repeated); 2-thread "
                "columns: wall time per op, and the mutex baseline's time divided by keel's "
                "(above 1: keel is faster).\n\n");
@@ -522,6 +554,13 @@ int main(int argc, char** argv) {
     benchmark::RegisterBenchmark("floor_coarse_clock_cas", floor_coarse_clock_cas);
     benchmark::RegisterBenchmark("floor_cas", floor_cas);
     benchmark::RegisterBenchmark("floor_steady_clock_cas_2threads", floor_steady_clock_cas_2threads)
+        ->Threads(2)
+        ->UseRealTime();
+    benchmark::RegisterBenchmark("floor_coarse_clock_cas_2threads", floor_coarse_clock_cas_2threads)
+        ->Threads(2)
+        ->UseRealTime();
+    benchmark::RegisterBenchmark("floor_coarse_clock_mutex_2threads",
+                                 floor_coarse_clock_mutex_2threads)
         ->Threads(2)
         ->UseRealTime();
     register_algorithm<fixed_window_algo, true>();
