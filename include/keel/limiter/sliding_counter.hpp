@@ -60,7 +60,11 @@ public:
     /// Validates `opts` (throws std::invalid_argument naming the field) and starts empty.
     explicit sliding_counter(options const& opts, Clock clock = Clock{})
         : m_limit(opts.limit), m_window(opts.window.count()),
-          m_divider(opts.window.count() > 0 ? opts.window.count() : 1), m_clock(std::move(clock)) {
+          m_divider(opts.window.count() > 0 ? opts.window.count() : 1),
+          m_products_fit_64(opts.limit >= 1 && opts.limit <= max_limit && opts.window.count() > 0 &&
+                            opts.window.count() <=
+                                std::numeric_limits<std::int64_t>::max() / (opts.limit + 1)),
+          m_clock(std::move(clock)) {
         if (opts.limit < 1 || opts.limit > max_limit) {
             detail::invalid_option("sliding_counter", "limit", "in [1, 4194303]", opts.limit);
         }
@@ -91,22 +95,34 @@ public:
         auto v = view(word, now_ns);
         auto const w = m_window;
         auto const e = now_ns - v.index * w; // elapsed in the current window, [0, W)
-        auto const budget = static_cast<detail::int128>(m_limit) * w;
-        auto const used =
-            static_cast<detail::int128>(v.prev) * (w - e) + static_cast<detail::int128>(v.curr) * w;
+        // Admit iff prev * (W - e) / W + curr + permits <= limit, in integers:
+        // x = prev * (W - e) <= (limit - curr - permits) * W. What is left afterwards is
+        // (limit - curr) - ceil(x / W), less the permits taken.
+        std::int64_t const free = m_limit - v.curr;
+        bool admit = false;
+        std::int64_t prev_share = 0; // ceil(x / W): the previous window's weight in permits
+        if (m_products_fit_64) {     // windows up to about 36 min: 64-bit products
+            auto const x = v.prev * (w - e);
+            admit = x <= (free - permits) * w;
+            prev_share = m_divider.floor_div(x + w - 1);
+        } else {
+            auto const x = static_cast<detail::int128>(v.prev) * (w - e);
+            admit = x <= static_cast<detail::int128>(free - permits) * w;
+            prev_share = div_by_window(x + w - 1);
+        }
         decision d;
         d.limit = m_limit;
-        if (used + static_cast<detail::int128>(permits) * w <= budget) {
+        if (admit) {
             v.curr += permits;
             d.allowed = true;
-            d.remaining = div_by_window(budget - used) - permits;
+            d.remaining = free - permits - prev_share;
             d.reset = std::chrono::nanoseconds{reset_from(v.prev, v.curr, e)};
             if (permits == 0) {
                 return {d};
             }
             return {d, pack(v.index, v.prev, v.curr), true};
         }
-        d.remaining = used < budget ? div_by_window(budget - used) : 0;
+        d.remaining = free > prev_share ? free - prev_share : 0;
         d.retry_after = std::chrono::nanoseconds{retry_from(v.prev, v.curr, e, permits)};
         d.reset = std::chrono::nanoseconds{reset_from(v.prev, v.curr, e)};
         return {d};
@@ -166,7 +182,7 @@ private:
         return {index, 0, 0};
     }
 
-    // Returns x / W for 0 <= x <= limit * W: a 64-bit division when x fits (it
+    // Returns x / W for 0 <= x <= (limit + 1) * W: a 64-bit division when x fits (it
     // does for windows up to 36 min), avoiding the slow 128-bit one on the hot path.
     std::int64_t div_by_window(detail::int128 x) const noexcept {
         if (x <= static_cast<detail::int128>(std::numeric_limits<std::int64_t>::max())) {
@@ -212,6 +228,7 @@ private:
     std::int64_t m_limit;
     std::int64_t m_window;
     detail::divider m_divider; // by m_window
+    bool m_products_fit_64;    // (limit + 1) * window fits in int64: step needs no 128-bit math
     [[no_unique_address]] Clock m_clock;
 };
 

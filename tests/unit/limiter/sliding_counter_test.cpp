@@ -202,3 +202,79 @@ TEST_CASE("sliding_counter never exceeds the limit in one window across threads"
     }
     CHECK(admitted.load() == 3000);
 }
+
+TEST_CASE("sliding_counter decides and counts as the formula says, for short and long windows",
+          "[sliding_counter]") {
+    // A reference written from the definition with 128-bit integers: the aligned
+    // windows' counts, then prev * (W - e) / W + curr + n <= L, and remaining =
+    // floor((L W - prev (W - e) - curr W) / W) (less n when admitted). Windows over
+    // about 36 min take the limiter's 128-bit path; shorter ones its 64-bit path.
+    __extension__ typedef __int128 i128;
+    struct config {
+        std::int64_t limit;
+        std::chrono::nanoseconds window;
+    };
+    for (config const c : {config{7, 100ms}, config{1000, 1s}, config{4'194'303, 1h},
+                           config{3, std::chrono::hours{24 * 365}}, config{4'194'303, 35min}}) {
+        CAPTURE(c.limit, c.window.count());
+        keel::manual_clock clock;
+        limiter l{{.limit = c.limit, .window = c.window}, clock};
+        std::int64_t const w = c.window.count();
+        std::int64_t index = 0;
+        std::int64_t prev = 0;
+        std::int64_t curr = 0;
+        keel::xoshiro256ss rng{static_cast<std::uint64_t>(c.limit)};
+        for (int i = 0; i < 4000; ++i) {
+            // Steps of up to 40 % of a window, and now and then a jump of several.
+            auto const step = rng() % 16 == 0 ? static_cast<std::int64_t>(rng() % 4) * w
+                                              : static_cast<std::int64_t>(rng() % (w / 100 * 40));
+            clock.advance(std::chrono::nanoseconds{step});
+            std::int64_t const now = clock.now().time_since_epoch().count();
+            std::int64_t const i_now = now / w;
+            if (i_now != index) {
+                prev = i_now == index + 1 ? curr : 0;
+                curr = 0;
+                index = i_now;
+            }
+            std::int64_t const e = now - i_now * w;
+            // Permits up to a third of the limit, so both outcomes occur often.
+            auto const n =
+                static_cast<std::int64_t>(
+                    rng() % static_cast<std::uint64_t>(std::max<std::int64_t>(1, c.limit / 3))) +
+                1;
+            i128 const used = static_cast<i128>(prev) * (w - e) + static_cast<i128>(curr) * w;
+            i128 const budget = static_cast<i128>(c.limit) * w;
+            bool const admit = used + static_cast<i128>(n) * w <= budget;
+            auto const left = static_cast<std::int64_t>(
+                budget > used ? (budget - used) / w : 0); // floor: both are non-negative
+            auto const d = l.try_acquire(n);
+            REQUIRE(d.allowed == admit);
+            REQUIRE(d.remaining == (admit ? left - n : left));
+            if (admit) {
+                curr += n;
+            }
+        }
+    }
+}
+
+TEST_CASE("sliding_counter admits at exact equality on both arithmetic paths",
+          "[sliding_counter]") {
+    // A full previous window weighs exactly L / 2 halfway through the next one, so
+    // L / 2 more fit exactly and one more does not; 2 h with a large limit needs
+    // 128-bit products, 1 s does not.
+    for (auto const& [limit, window] :
+         {std::pair{std::int64_t{1000}, std::chrono::nanoseconds{1s}},
+          std::pair{std::int64_t{4'194'302}, std::chrono::nanoseconds{2h}}}) {
+        CAPTURE(limit);
+        keel::manual_clock clock;
+        limiter l{{.limit = limit, .window = window}, clock};
+        REQUIRE(l.try_acquire(limit).allowed);
+        clock.advance(window + window / 2);
+        auto const half = l.try_acquire(limit / 2);
+        CHECK(half.allowed);
+        CHECK(half.remaining == 0);
+        auto const more = l.try_acquire(1);
+        CHECK_FALSE(more.allowed);
+        CHECK(more.remaining == 0);
+    }
+}
