@@ -441,7 +441,7 @@ constexpr node parse_forwarded_element(std::string_view e) noexcept {
     return forwarded_node(scan.value);
 }
 
-// Reads Forwarded lines front to back in one pass, keeping the scans of the last
+// Reads Forwarded lines front to back in one pass, keeping the for= values of the last
 // `capacity` non-empty elements, which is all a walk of at most 15 hops can reach. Used
 // when the header is within the byte budget; if any element breaks the grammar, its end
 // (and so where the next element starts) is unknown, and the caller reads the header
