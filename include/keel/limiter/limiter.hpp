@@ -46,13 +46,16 @@ struct limiter_step {
 /// Evicting a word at rest therefore changes no future decision: the proof that
 /// keel::keyed's eviction is not a way around the limit. A word written by a
 /// step (`write` set) never equals `fresh_state`, so keel::keyed marks empty
-/// slots with it.
+/// slots with it. keel::keyed also builds one limiter from `L::options` and a
+/// clock, and reads the time through its `clock()`.
 template <class L>
 concept word_limiter = rate_limiter<L> &&
+    std::constructible_from<L, typename L::options const&, typename L::clock_type> &&
     requires(L const& l, std::uint64_t word, std::int64_t permits, std::int64_t now_ns) {
     { L::fresh_state } -> std::convertible_to<std::uint64_t>;
     { l.step(word, permits, now_ns) } -> std::same_as<limiter_step>;
     { l.rest_after(word, now_ns) } -> std::same_as<std::int64_t>;
+    { l.clock().now() } -> std::same_as<typename L::time_point>;
 };
 
 namespace detail {

@@ -1,5 +1,4 @@
 // SPDX-License-Identifier: MIT
-#include <keel/core/random.hpp>
 #include <keel/limiter/fixed_window.hpp>
 #include <keel/testing/manual_clock.hpp>
 
@@ -8,7 +7,6 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
-#include <limits>
 #include <stdexcept>
 #include <thread>
 #include <vector>
@@ -126,23 +124,4 @@ TEST_CASE("fixed_window never admits more than limit per window across threads",
         t.join();
     }
     CHECK(admitted.load() == 1000);
-}
-
-TEST_CASE("detail::divider divides exactly like floor division", "[fixed_window]") {
-    keel::xoshiro256ss rng{17};
-    for (std::int64_t d :
-         {std::int64_t{1}, std::int64_t{3}, std::int64_t{1'000'000}, std::int64_t{999'999'937},
-          std::int64_t{1} << 40, std::numeric_limits<std::int64_t>::max()}) {
-        keel::detail::divider const div{d};
-        for (int i = 0; i < 20'000; ++i) {
-            auto const n = static_cast<std::int64_t>((rng() >> 1) >> (rng() % 63)); // >= 0
-            REQUIRE(div.floor_div(n) == n / d);
-            REQUIRE(div.floor_div(-n) == keel::detail::floor_div(-n, d));
-        }
-        auto const top = std::numeric_limits<std::int64_t>::max();
-        REQUIRE(div.floor_div(top) == top / d);
-        REQUIRE(div.floor_div(top - 1) == (top - 1) / d);
-        REQUIRE(div.floor_div(d) == 1);
-        REQUIRE(div.floor_div(d - 1) == 0);
-    }
 }
