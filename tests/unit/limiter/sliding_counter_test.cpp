@@ -207,15 +207,17 @@ TEST_CASE("sliding_counter decides and counts as the formula says, for short and
           "[sliding_counter]") {
     // A reference written from the definition with 128-bit integers: the aligned
     // windows' counts, then prev * (W - e) / W + curr + n <= L, and remaining =
-    // floor((L W - prev (W - e) - curr W) / W) (less n when admitted). Windows over
-    // about 36 min take the limiter's 128-bit path; shorter ones its 64-bit path.
+    // floor((L W - prev (W - e) - curr W) / W) (less n when admitted). The largest
+    // limit with windows over about 36 min takes the limiter's 128-bit path; the other
+    // configurations its 64-bit path. 4000 steps of at most 3 windows stay far inside
+    // the clock's range for every window here (a day: 10^18 ns at most).
     __extension__ typedef __int128 i128;
     struct config {
         std::int64_t limit;
         std::chrono::nanoseconds window;
     };
     for (config const c : {config{7, 100ms}, config{1000, 1s}, config{4'194'303, 1h},
-                           config{3, std::chrono::hours{24 * 365}}, config{4'194'303, 35min}}) {
+                           config{3, std::chrono::hours{24}}, config{4'194'303, 35min}}) {
         CAPTURE(c.limit, c.window.count());
         keel::manual_clock clock;
         limiter l{{.limit = c.limit, .window = c.window}, clock};
