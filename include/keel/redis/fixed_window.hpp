@@ -99,7 +99,7 @@ public:
     /// Asks for `permits` of the limiter-wide limit; `now` drives only the breaker, leases and
     /// the local fallback (Redis decides on its own clock).
     decision try_acquire(std::int64_t permits, time_point now) {
-        return decide(std::nullopt, permits, now);
+        return m_core.acquire(std::nullopt, permits, now, m_params);
     }
     /// Asks for `permits` of `key`'s own limit (one count per key, e.g. per client).
     decision try_acquire(std::string_view key, std::int64_t permits = 1) {
@@ -107,7 +107,7 @@ public:
     }
     /// Asks for `permits` of `key`'s own limit at `now` (see the limiter-wide overload).
     decision try_acquire(std::string_view key, std::int64_t permits, time_point now) {
-        return decide(key, permits, now);
+        return m_core.acquire(key, permits, now, m_params);
     }
 
     /// The in-process decision failure_mode::local uses while Redis cannot decide:
@@ -187,16 +187,6 @@ private:
         }
         detail::validate(o.on_failure, component);
         return o;
-    }
-
-    decision decide(std::optional<std::string_view> key, std::int64_t permits, time_point now) {
-        if (permits < 1 || permits > m_options.limit) {
-            decision d;
-            d.unsatisfiable = true;
-            d.limit = m_options.limit;
-            return d;
-        }
-        return m_core.acquire(key, permits, now, m_params);
     }
 
     fixed_window_options m_options;

@@ -121,9 +121,16 @@ public:
     }
 
     /// Decides `permits` for `key` (nullopt: limiter-wide), with `params` the
-    /// algorithm's leading script arguments.
+    /// algorithm's leading script arguments. Fewer than 1 or more than the limit
+    /// is unsatisfiable, answered without asking Redis.
     decision acquire(std::optional<std::string_view> key, std::int64_t permits, time_point now,
                      std::span<std::string const> params) {
+        if (permits < 1 || permits > m_limit) {
+            decision d;
+            d.unsatisfiable = true;
+            d.limit = m_limit;
+            return d;
+        }
         if (!key && m_lease > 1) {
             std::lock_guard lock{m_lease_mutex};
             if (m_leased >= permits && now < m_lease_expiry) {
