@@ -76,74 +76,19 @@ struct sliding_counter_options {
 ///     if (!api.try_acquire()) { /* 429 */ }
 ///     if (!api.try_acquire(client_id)) { /* this client is over its limit */ }
 template <clock Clock = steady_clock>
-class sliding_counter {
+class sliding_counter : public detail::remote_limiter_front<Clock> {
 public:
-    using clock_type = Clock;
-    using time_point = typename Clock::time_point;
+    using typename detail::remote_limiter_front<Clock>::time_point;
 
     /// Builds the limiter on `redis`; throws std::invalid_argument when an option is out of range.
     sliding_counter(pool& redis, sliding_counter_options options, Clock clock = {})
-        : m_options(validated(std::move(options))), m_params{std::to_string(
-                                                                 m_options.window.count() * 1000),
-                                                             std::to_string(m_options.limit)},
-          m_core(redis, lua(), m_options.name, m_options.limit, m_options.on_failure,
-                 m_options.lease, std::move(clock)) {
-        if (m_options.on_failure.mode == failure_mode::local) {
-            m_core.set_local(detail::make_local_share<keel::sliding_counter<Clock>>(
-                keel::sliding_counter_options{
-                    .limit =
-                        detail::share_of(m_options.limit, m_options.on_failure.expected_instances,
-                                         keel::sliding_counter<Clock>::max_limit),
-                    .window = m_options.window},
-                m_core.clock()));
-        }
+        : sliding_counter(redis, validated(std::move(options)), std::move(clock), validated_tag{}) {
     }
 
     /// Returns the options.
     sliding_counter_options const& options() const noexcept { return m_options; }
-
-    /// Asks for `permits` of the limiter-wide limit now.
-    decision try_acquire(std::int64_t permits = 1) {
-        return try_acquire(permits, m_core.clock().now());
-    }
-    /// Asks for `permits` of the limiter-wide limit; `now` drives only the breaker, leases and
-    /// the local fallback (Redis decides on its own clock).
-    decision try_acquire(std::int64_t permits, time_point now) {
-        return m_core.acquire(std::nullopt, permits, now, m_params);
-    }
-    /// Asks for `permits` of `key`'s own limit (one count per key, e.g. per client).
-    decision try_acquire(std::string_view key, std::int64_t permits = 1) {
-        return try_acquire(key, permits, m_core.clock().now());
-    }
-    /// Asks for `permits` of `key`'s own limit at `now` (see the limiter-wide overload).
-    decision try_acquire(std::string_view key, std::int64_t permits, time_point now) {
-        return m_core.acquire(key, permits, now, m_params);
-    }
-
-    /// The in-process decision failure_mode::local uses while Redis cannot decide:
-    /// called with the key (none for the limiter-wide form), the permits and `now`.
-    using local_fallback = typename detail::remote_limiter<Clock>::local_decider;
-
-    /// Replaces the limiter failure_mode::local asks while Redis cannot decide
-    /// (its decision's source is then set to fallback_local). With none, the
-    /// local mode admits like fail_open. Not thread-safe: call before sharing the
-    /// limiter between threads.
-    void set_local_fallback(local_fallback local) { m_core.set_local(std::move(local)); }
-
-    /// Returns true unless the breaker guarding Redis is closed (open, or half-open
-    /// while its probe runs).
-    bool breaker_open() const noexcept { return m_core.breaker_open(); }
-    /// Returns how many times the breaker guarding Redis opened.
-    std::uint64_t breaker_trips() const noexcept { return m_core.breaker_trips(); }
-    /// Returns the keel::circuit_breaker guarding Redis (for its metrics() and
-    /// on_transition() listeners); it lives as long as the limiter.
-    circuit_breaker<Clock>& breaker() noexcept { return m_core.breaker(); }
     /// Returns how many round trips leased more permits than asked for.
-    std::uint64_t leases_taken() const { return m_core.leases_taken(); }
-    /// Returns the Redis key holding the limiter-wide count, or `key`'s count.
-    std::string redis_key(std::optional<std::string_view> key = std::nullopt) const {
-        return m_core.redis_key(key);
-    }
+    std::uint64_t leases_taken() const { return this->m_core.leases_taken(); }
 
     /// Returns the script: ARGV = window µs, limit, permits, wanted permits (>= permits, the
     /// lease); returns {allowed, remaining, retry_after µs, reset µs, granted}.
@@ -194,6 +139,25 @@ return {1, math.floor((room - granted * window) / window), 0, left + window, gra
     }
 
 private:
+    struct validated_tag {};
+
+    // The base reads `o` before it moves into m_options (bases are built first).
+    sliding_counter(pool& redis, sliding_counter_options&& o, Clock clock, validated_tag)
+        : detail::remote_limiter_front<Clock>(
+              redis, lua(), o.name, o.limit, o.on_failure, o.lease,
+              {std::to_string(o.window.count() * 1000), std::to_string(o.limit)}, std::move(clock)),
+          m_options(std::move(o)) {
+        if (m_options.on_failure.mode == failure_mode::local) {
+            this->m_core.set_local(detail::make_local_share<keel::sliding_counter<Clock>>(
+                keel::sliding_counter_options{
+                    .limit =
+                        detail::share_of(m_options.limit, m_options.on_failure.expected_instances,
+                                         keel::sliding_counter<Clock>::max_limit),
+                    .window = m_options.window},
+                this->m_core.clock()));
+        }
+    }
+
     static sliding_counter_options validated(sliding_counter_options o) {
         constexpr char const* component = "keel::redis::sliding_counter";
         constexpr std::int64_t max31 = std::int64_t{1} << 31;
@@ -221,8 +185,6 @@ private:
     }
 
     sliding_counter_options m_options;
-    std::array<std::string, 2> m_params;
-    detail::remote_limiter<Clock> m_core;
 };
 
 } // namespace redis

@@ -298,6 +298,68 @@ private:
     keyed<Local, std::string> m_keyed;
 };
 
+/// The public face every Redis limiter shares: the try_acquire overloads (limiter-wide
+/// and per key) and the breaker and fallback accessors, over one remote_limiter. The
+/// algorithm's class derives from it and adds its options, validation and script.
+template <clock Clock>
+class remote_limiter_front {
+public:
+    using clock_type = Clock;
+    using time_point = typename Clock::time_point;
+
+    /// Asks for `permits` of the limiter-wide limit now.
+    decision try_acquire(std::int64_t permits = 1) {
+        return try_acquire(permits, m_core.clock().now());
+    }
+    /// Asks for `permits` of the limiter-wide limit; `now` drives only the breaker, leases and
+    /// the local fallback (Redis decides on its own clock).
+    decision try_acquire(std::int64_t permits, time_point now) {
+        return m_core.acquire(std::nullopt, permits, now, m_params);
+    }
+    /// Asks for `permits` of `key`'s own limit (one count per key, e.g. per client).
+    decision try_acquire(std::string_view key, std::int64_t permits = 1) {
+        return try_acquire(key, permits, m_core.clock().now());
+    }
+    /// Asks for `permits` of `key`'s own limit at `now` (see the limiter-wide overload).
+    decision try_acquire(std::string_view key, std::int64_t permits, time_point now) {
+        return m_core.acquire(key, permits, now, m_params);
+    }
+
+    /// The in-process decision failure_mode::local uses while Redis cannot decide:
+    /// called with the key (none for the limiter-wide form), the permits and `now`.
+    using local_fallback = typename remote_limiter<Clock>::local_decider;
+
+    /// Replaces the limiter failure_mode::local asks while Redis cannot decide
+    /// (its decision's source is then set to fallback_local). With none, the
+    /// local mode admits like fail_open. Not thread-safe: call before sharing the
+    /// limiter between threads.
+    void set_local_fallback(local_fallback local) { m_core.set_local(std::move(local)); }
+
+    /// Returns true unless the breaker guarding Redis is closed (open, or half-open
+    /// while its probe runs).
+    bool breaker_open() const noexcept { return m_core.breaker_open(); }
+    /// Returns how many times the breaker guarding Redis opened.
+    std::uint64_t breaker_trips() const noexcept { return m_core.breaker_trips(); }
+    /// Returns the keel::circuit_breaker guarding Redis (for its metrics() and
+    /// on_transition() listeners); it lives as long as the limiter.
+    circuit_breaker<Clock>& breaker() noexcept { return m_core.breaker(); }
+    /// Returns the Redis key holding the limiter-wide state, or `key`'s state.
+    std::string redis_key(std::optional<std::string_view> key = std::nullopt) const {
+        return m_core.redis_key(key);
+    }
+
+protected:
+    /// `params` are the algorithm's leading script arguments, sent with every decision.
+    remote_limiter_front(pool& redis, script const& lua, std::string const& name,
+                         std::int64_t limit, failure_policy policy, std::int64_t lease,
+                         std::array<std::string, 2> params, Clock clock)
+        : m_core(redis, lua, name, limit, policy, lease, std::move(clock)),
+          m_params(std::move(params)) {}
+
+    remote_limiter<Clock> m_core;
+    std::array<std::string, 2> m_params;
+};
+
 /// Returns the instance's share of `limit`: limit / instances, at least 1, at most `max`.
 inline std::int64_t share_of(std::int64_t limit, std::int64_t instances, std::int64_t max) {
     return std::clamp<std::int64_t>(limit / instances, 1, max);
