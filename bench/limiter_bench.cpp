@@ -392,7 +392,7 @@ struct xorshift {
 template <class Algo>
 void keyed_2threads(benchmark::State& state) {
     auto& table = keyed_table<Algo>();
-    xorshift rng{0x9e3779b97f4a7c15ULL + static_cast<std::uint64_t>(state.thread_index())};
+    xorshift rng{std::uint64_t{0x9e3779b97f4a7c15} + static_cast<std::uint64_t>(state.thread_index())};
     auto const parity = static_cast<std::uint64_t>(state.thread_index());
     for (auto _ : state) {
         auto const key = (rng() % (table_keys / 2)) * 2 + parity; // distinct keys per thread
@@ -419,7 +419,7 @@ void keyed_mutex_2threads(benchmark::State& state) {
         }
         return t;
     }();
-    xorshift rng{0x9e3779b97f4a7c15ULL + static_cast<std::uint64_t>(state.thread_index())};
+    xorshift rng{std::uint64_t{0x9e3779b97f4a7c15} + static_cast<std::uint64_t>(state.thread_index())};
     auto const parity = static_cast<std::uint64_t>(state.thread_index());
     for (auto _ : state) {
         auto const key = (rng() % (table_keys / 2)) * 2 + parity;

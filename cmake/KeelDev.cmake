@@ -10,7 +10,8 @@ option(KEEL_WERROR "Treat warnings as errors in keel's own builds" ON)
 add_library(keel_dev INTERFACE)
 target_link_libraries(keel_dev INTERFACE keel::keel)
 target_compile_options(keel_dev INTERFACE
-  $<$<CXX_COMPILER_ID:GNU,Clang>:-Wall -Wextra -Wpedantic -Wshadow>
+  $<$<CXX_COMPILER_ID:GNU,Clang>:-Wall -Wextra -Wpedantic -Wshadow -Wconversion -Wsign-conversion
+                                  -Wold-style-cast>
   $<$<AND:$<CXX_COMPILER_ID:GNU,Clang>,$<BOOL:${KEEL_WERROR}>>:-Werror>)
 
 if(KEEL_SANITIZE)

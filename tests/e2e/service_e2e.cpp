@@ -57,8 +57,8 @@ public:
         if (!ready) {
             throw std::runtime_error("keel_downstream did not start");
         }
-        data_port = keel_demo::field(*ready, "data");
-        control_port = keel_demo::field(*ready, "control");
+        data_port = static_cast<int>(keel_demo::field(*ready, "data"));
+        control_port = static_cast<int>(keel_demo::field(*ready, "control"));
 
         // Defaults: a short pre-stop delay, so each scenario can end with a clean
         // drain, and a per-client limit no scenario reaches (every request comes
@@ -78,7 +78,7 @@ public:
         if (!listening) {
             throw std::runtime_error("keel_service did not start");
         }
-        port = keel_demo::field(*listening, "port");
+        port = static_cast<int>(keel_demo::field(*listening, "port"));
     }
 
     // Sends a control request to the downstream (e.g. "/down", "/control?hang=1").

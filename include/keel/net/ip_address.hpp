@@ -250,7 +250,7 @@ public:
         if (m_family != family::v6) {
             return false;
         }
-        for (int i = 0; i < 10; ++i) {
+        for (std::size_t i = 0; i < 10; ++i) {
             if (m_bytes[i] != 0) {
                 return false;
             }
@@ -295,7 +295,7 @@ public:
             return detail::write_quad(out, m_bytes.data() + 12);
         }
         unsigned groups[8] = {};
-        for (int g = 0; g < 8; ++g) {
+        for (std::size_t g = 0; g < 8; ++g) {
             groups[g] = static_cast<unsigned>(m_bytes[2 * g] << 8 | m_bytes[2 * g + 1]);
         }
         int best_start = -1;

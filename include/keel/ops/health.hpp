@@ -275,9 +275,11 @@ struct health_check_view {
 };
 
 inline std::string describe_duration(std::chrono::nanoseconds d) {
-    using namespace std::chrono;
-    if (d % seconds{1} == nanoseconds::zero()) {
-        return std::to_string(duration_cast<seconds>(d).count()) + "s";
+    // Qualified names: keel::ops::detail has a seconds() of its own (pool_sizing.hpp).
+    using std::chrono::duration_cast, std::chrono::microseconds, std::chrono::milliseconds,
+        std::chrono::nanoseconds;
+    if (d % std::chrono::seconds{1} == nanoseconds::zero()) {
+        return std::to_string(duration_cast<std::chrono::seconds>(d).count()) + "s";
     }
     if (d % milliseconds{1} == nanoseconds::zero()) {
         return std::to_string(duration_cast<milliseconds>(d).count()) + "ms";

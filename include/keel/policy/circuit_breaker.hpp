@@ -939,8 +939,8 @@ private:
                 return;
             }
             m_probe_totals.calls += 1;
-            m_probe_totals.failures += result == circuit_result::failure ? 1 : 0;
-            m_probe_totals.slow += elapsed > m_options.slow_call_duration ? 1 : 0;
+            m_probe_totals.failures += result == circuit_result::failure ? 1U : 0U;
+            m_probe_totals.slow += elapsed > m_options.slow_call_duration ? 1U : 0U;
             m_probes_recorded.store(static_cast<std::uint32_t>(m_probe_totals.calls),
                                     std::memory_order_release);
             if (m_probe_totals.calls < m_options.permitted_calls_in_half_open) {

@@ -99,7 +99,7 @@ public:
         auto& slot = m_retries[index(now)];
         std::uint64_t seen = slot.load(std::memory_order_acquire);
         for (;;) {
-            double const available = m_reserve + m_options.retry_ratio * sum(m_calls, now) -
+            double const available = m_reserve + m_options.retry_ratio * static_cast<double>(sum(m_calls, now)) -
                                      static_cast<double>(sum_except(m_retries, now)) -
                                      static_cast<double>(live_count(seen, now));
             if (available < 1.0) {

@@ -182,7 +182,7 @@ TEST_CASE("min_pool_for_* find the smallest pool meeting a target", "[pool_sizin
             auto const c = ops::min_pool_for_wait_probability(a, 1s, target);
             INFO("a = " << a << ", target = " << target);
             CHECK(ops::erlang_c(c, a) <= target);
-            CHECK((c - 1 <= a || ops::erlang_c(c - 1, a) > target));
+            CHECK((static_cast<double>(c - 1) <= a || ops::erlang_c(c - 1, a) > target));
         }
     }
     // Square-root staffing for a large pool: a = 400 needs about a + beta sqrt(a).
