@@ -17,6 +17,7 @@
 #include <keel/core/error.hpp>
 #include <keel/core/outcome.hpp>
 #include <keel/core/random.hpp>
+#include <keel/detail/integer.hpp>
 #include <keel/version.hpp>
 
 #include <algorithm>
@@ -1034,7 +1035,7 @@ private:
         switch (to) {
         case circuit_state::open: {
             std::uint32_t const k = m_consecutive_openings.load(std::memory_order_relaxed);
-            m_open_until.store(saturating_add(now_ns, open_period_locked(k)),
+            m_open_until.store(finite_deadline(now_ns, open_period_locked(k)),
                                std::memory_order_release);
             m_consecutive_openings.store(k + 1, std::memory_order_relaxed);
             break;
@@ -1044,7 +1045,7 @@ private:
             m_probes_recorded.store(0, std::memory_order_relaxed);
             m_half_open_deadline.store(
                 m_options.max_wait_in_half_open > std::chrono::nanoseconds::zero()
-                    ? saturating_add(now_ns, m_options.max_wait_in_half_open.count())
+                    ? finite_deadline(now_ns, m_options.max_wait_in_half_open.count())
                     : no_deadline,
                 std::memory_order_release);
             break;
@@ -1064,8 +1065,10 @@ private:
         }
     }
 
-    static std::int64_t saturating_add(std::int64_t a, std::int64_t b) noexcept {
-        return a > INT64_MAX - b ? INT64_MAX - 1 : a + b;
+    // now + d, kept below no_deadline (the sentinel for "no deadline set").
+    static std::int64_t finite_deadline(std::int64_t now_ns, std::int64_t d) noexcept {
+        auto const t = detail::saturating_add(now_ns, d);
+        return t < no_deadline ? t : no_deadline - 1;
     }
 
     void notify(events const& out) noexcept {
