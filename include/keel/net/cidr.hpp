@@ -5,10 +5,13 @@
 // package proxy-addr (Express's `trust proxy`) matches them.
 #pragma once
 
+#include <keel/net/detail/address.hpp>
 #include <keel/net/ip_address.hpp>
 #include <keel/version.hpp>
 
+#include <array>
 #include <compare>
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -16,31 +19,6 @@
 
 KEEL_BEGIN_NAMESPACE
 namespace net {
-
-namespace detail {
-constexpr bool prefix_equal(std::span<std::uint8_t const> a, std::span<std::uint8_t const> b,
-                            unsigned prefix) noexcept {
-    if (a.size() == 4) { // IPv4: one 32-bit comparison
-        auto const word = [](std::span<std::uint8_t const> x) {
-            return std::uint32_t{x[0]} << 24 | std::uint32_t{x[1]} << 16 |
-                   std::uint32_t{x[2]} << 8 | std::uint32_t{x[3]};
-        };
-        std::uint32_t const mask = prefix == 0 ? 0 : ~std::uint32_t{0} << (32 - prefix);
-        return ((word(a) ^ word(b)) & mask) == 0;
-    }
-    unsigned i = 0;
-    for (; i + 8 <= prefix; i += 8) {
-        if (a[i / 8] != b[i / 8]) {
-            return false;
-        }
-    }
-    if (i < prefix) {
-        auto const mask = static_cast<std::uint8_t>(0xff << (8 - (prefix - i)));
-        return (a[i / 8] & mask) == (b[i / 8] & mask);
-    }
-    return true;
-}
-} // namespace detail
 
 /// Holds an address range: a network address (host bits cleared) and a prefix length.
 ///
@@ -118,9 +96,7 @@ public:
         if (!mask || !mask->is_v4()) {
             return std::nullopt;
         }
-        auto const m = mask->bytes();
-        std::uint32_t const value = std::uint32_t{m[0]} << 24 | std::uint32_t{m[1]} << 16 |
-                                    std::uint32_t{m[2]} << 8 | std::uint32_t{m[3]};
+        std::uint32_t const value = detail::load_v4(mask->bytes());
         std::uint32_t const inverted = ~value;
         if ((inverted & (inverted + 1)) != 0) { // the zero bits must be one trailing run
             return std::nullopt;

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <keel/net/cidr.hpp>
+#include <keel/net/detail/chars.hpp>
 #include <keel/net/ip_address.hpp>
 #include <keel/version.hpp>
 
@@ -94,12 +95,7 @@ private:
     }
 
     void add(std::string_view entry) {
-        while (!entry.empty() && (entry.front() == ' ' || entry.front() == '\t')) {
-            entry.remove_prefix(1);
-        }
-        while (!entry.empty() && (entry.back() == ' ' || entry.back() == '\t')) {
-            entry.remove_suffix(1);
-        }
+        entry = detail::trim_ows(entry);
         auto const named = [&](std::initializer_list<std::string_view> ranges) {
             for (auto r : ranges) {
                 m_ranges.push_back(*cidr::parse(r));
@@ -157,22 +153,16 @@ public:
     /// Returns a policy that trusts no hop.
     static trust_policy none() { return {}; }
     /// Returns a policy that trusts every hop.
-    static trust_policy all() {
-        trust_policy p;
-        p.m_kind = kind_type::all;
-        return p;
-    }
+    static trust_policy all() { return trust_policy{kind_type::all}; }
     /// Returns a policy that trusts the nearest `count` hops (the socket peer is the first).
     static trust_policy hops(std::size_t count) {
-        trust_policy p;
-        p.m_kind = kind_type::hops;
+        trust_policy p{kind_type::hops};
         p.m_hops = count;
         return p;
     }
     /// Returns a policy that trusts addresses in `list`.
     static trust_policy ranges(cidr_list list) {
-        trust_policy p;
-        p.m_kind = kind_type::ranges;
+        trust_policy p{kind_type::ranges};
         p.m_ranges = std::move(list);
         return p;
     }
@@ -186,8 +176,7 @@ public:
         if (!f) {
             throw std::invalid_argument("keel::net::trust_policy: predicate must not be empty");
         }
-        trust_policy p;
-        p.m_kind = kind_type::predicate;
+        trust_policy p{kind_type::predicate};
         p.m_predicate = std::move(f);
         return p;
     }
@@ -211,6 +200,8 @@ public:
     }
 
 private:
+    explicit trust_policy(kind_type kind) noexcept : m_kind(kind) {}
+
     kind_type m_kind = kind_type::none;
     std::size_t m_hops = 0;
     cidr_list m_ranges;
