@@ -25,7 +25,9 @@ namespace net {
 /// parse() accepts "address/prefix" (prefix in decimal, at most 3 digits, 0 to 32 or 128),
 /// a bare address (prefix 32 or 128) and, for IPv4 only, "address/netmask" with a
 /// contiguous netmask ("10.0.0.0/255.0.0.0"; "255.0.255.0" is rejected). Host bits in the
-/// address are cleared, as proxy-addr ignores them ("127.0.0.1/8" is 127.0.0.0/8).
+/// address are cleared, as proxy-addr ignores them ("127.0.0.1/8" is 127.0.0.0/8). An
+/// IPv4-mapped address takes a prefix of 96 to 128 ("::ffff:10.0.0.0/104" is the mapped
+/// form of 10.0.0.0/8); "::ffff:10.0.0.0/8" is rejected, where proxy-addr reads it as ::/8.
 /// Equality compares network and prefix. Thread-safety: a value type.
 ///
 /// ```cpp
@@ -37,14 +39,21 @@ public:
     /// Bounds the length of to_string(): an address and "/128".
     static constexpr std::size_t max_string_length = ip_address::max_string_length + 4;
 
+    /// Gives the shortest prefix a range written with an IPv4-mapped address may have: 96,
+    /// the length of ::ffff:0:0/96, so that the range stays inside the mapped block.
+    static constexpr unsigned min_mapped_prefix = 96;
+
     /// Constructs 0.0.0.0/32, the range holding only 0.0.0.0.
     constexpr cidr() noexcept = default;
 
     /// Returns the range of `prefix` leading bits of `address` (host bits cleared), or
-    /// nullopt if `prefix` exceeds 32 (IPv4) or 128 (IPv6).
+    /// nullopt if `prefix` exceeds 32 (IPv4) or 128 (IPv6), or if `address` is IPv4-mapped
+    /// and `prefix` is below 96. Such a range is not an IPv4 range: "::ffff:10.0.0.0/8",
+    /// a plausible slip for 10.0.0.0/8, would be the native IPv6 range ::/8 (which holds
+    /// ::1), so it is refused rather than guessed (min_mapped_prefix).
     static constexpr std::optional<cidr> make(ip_address const& address, unsigned prefix) noexcept {
         unsigned const bits = address.is_v4() ? 32 : 128;
-        if (prefix > bits) {
+        if (prefix > bits || (prefix < min_mapped_prefix && address.is_v4_mapped())) {
             return std::nullopt;
         }
         std::array<std::uint8_t, 16> bytes{};
@@ -117,7 +126,11 @@ public:
     /// as its IPv4 address; an IPv4 range matches only IPv4 (and mapped) candidates; an
     /// IPv6 range inside ::ffff:0:0/96 matches IPv4 candidates by their mapped form and no
     /// native IPv6 address; any other IPv6 range matches only native IPv6 candidates.
-    /// These are proxy-addr 2.0's rules, which close cross-family bypasses.
+    /// These are proxy-addr 2.0's rules except for the last: proxy-addr compares an IPv4
+    /// candidate in its mapped form, and a mapped one as it stands, with every IPv6 range,
+    /// so a range such as ::/8 that covers ::ffff:0:0/96 also matches every IPv4 address
+    /// there. keel keeps the families apart: an IPv4 client is matched only by a rule
+    /// written for IPv4 (or its mapped form).
     constexpr bool contains(ip_address const& address) const noexcept {
         return contains_unmapped(address.unmap());
     }
