@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: MIT
 // The real client address behind proxies: keel::net::client_resolver walks from the
-// socket peer outwards through X-Forwarded-For, RFC 7239 Forwarded or CF-Connecting-IP
-// and returns the first address its trust_policy does not trust, with the chain of hops
-// it walked. Pass every line of a
-// header, as a span: a header sent twice is two lines, and the nearest hops are in the
+// socket peer outwards through X-Forwarded-For or RFC 7239 Forwarded and returns the
+// first address its trust_policy does not trust, with the chain of hops it walked; behind
+// Cloudflare it then takes CF-Connecting-IP from the Cloudflare hop. Pass every line of
+// a header, as a span: a header sent twice is two lines, and the nearest hops are in the
 // last one. Headers are attacker-controlled: parsing never throws, never allocates,
 // bounds its work, and on malformed input falls back to the nearest trusted hop.
 #pragma once
@@ -128,8 +128,9 @@ struct client_resolver_options {
     /// false): the client is always the socket peer and headers are ignored.
     trust_policy trust{};
     /// Ranges of the Cloudflare edge whose CF-Connecting-IP header is believed (copy them
-    /// from https://www.cloudflare.com/ips/). Default: empty, so the header is never
-    /// believed. Used only by from_cf_connecting_ip().
+    /// from https://www.cloudflare.com/ips/) when the walk through `trust` ends at one of
+    /// them. Default: empty, so the header is never believed. Used only by
+    /// from_cf_connecting_ip().
     cidr_list cloudflare{};
     /// Bytes of X-Forwarded-For / Forwarded read, counted from the end (the nearest hop)
     /// across all lines. Default 8192, nginx's default large_client_header_buffers size.
@@ -260,30 +261,28 @@ public:
         });
     }
 
-    /// Returns the address in a CF-Connecting-IP header value if `peer` is inside the
-    /// `cloudflare` ranges, else `peer` (stop_reason::untrusted). The trust policy is not
-    /// consulted. A missing (empty) value gives the peer with end_of_chain; a value that is
-    /// not exactly one IP address (spaces and tabs trimmed) gives the peer with
-    /// invalid_entry.
-    client_address from_cf_connecting_ip(ip_address const& peer,
-                                         std::string_view value) const noexcept {
-        return from_cf_connecting_ip(peer, std::span<std::string_view const>{&value, 1});
-    }
-
-    /// As above, for a header that may have been sent more than once: more than one
-    /// non-empty line counts as invalid.
-    client_address from_cf_connecting_ip(ip_address const& peer,
-                                         std::span<std::string_view const> lines) const noexcept {
-        client_address r;
-        r.address = peer;
-        r.chain.push_back(peer);
-        if (!m_options.cloudflare.contains(peer)) {
-            r.reason = stop_reason::untrusted;
+    /// Returns the client behind `peer` according to a CF-Connecting-IP value and the
+    /// X-Forwarded-For lines beside it. The walk through `trust` runs first, as in
+    /// from_x_forwarded_for(); if it ends at a hop inside the `cloudflare` ranges (with
+    /// stop_reason untrusted or end_of_chain: the hop that connected to the last trusted
+    /// proxy, or the peer itself when no proxy is trusted), the value is that hop's client
+    /// and is appended to the chain. Otherwise the walk's result is returned unchanged, so
+    /// a client that reaches a trusted balancer without Cloudflare cannot choose its
+    /// address. At the Cloudflare hop: an empty value (or no line) gives that hop with
+    /// end_of_chain; more than one non-empty line or a value that is not exactly one IP
+    /// address (spaces and tabs trimmed) gives that hop with invalid_entry; a chain that
+    /// is already full gives that hop with truncated.
+    client_address
+    from_cf_connecting_ip(ip_address const& peer, std::span<std::string_view const> value_lines,
+                          std::span<std::string_view const> x_forwarded_for_lines) const noexcept {
+        client_address r = from_x_forwarded_for(peer, x_forwarded_for_lines);
+        if ((r.reason != stop_reason::untrusted && r.reason != stop_reason::end_of_chain) ||
+            !m_options.cloudflare.contains(r.address)) {
             return r;
         }
         std::string_view value;
         std::size_t non_empty = 0;
-        for (auto line : lines) {
+        for (auto line : value_lines) {
             line = detail::trim_ows(line);
             if (!line.empty()) {
                 value = line;
@@ -299,10 +298,45 @@ public:
             r.reason = stop_reason::invalid_entry;
             return r;
         }
+        if (!r.chain.push_back(*address)) {
+            r.reason = stop_reason::truncated;
+            return r;
+        }
         r.address = *address;
-        r.chain.push_back(*address);
         r.reason = stop_reason::untrusted;
         return r;
+    }
+
+    /// Returns from_cf_connecting_ip() for one CF-Connecting-IP value and every
+    /// X-Forwarded-For line.
+    client_address
+    from_cf_connecting_ip(ip_address const& peer, std::string_view value,
+                          std::span<std::string_view const> x_forwarded_for_lines) const noexcept {
+        return from_cf_connecting_ip(peer, std::span<std::string_view const>{&value, 1},
+                                     x_forwarded_for_lines);
+    }
+
+    /// Returns from_cf_connecting_ip() for one CF-Connecting-IP value and one
+    /// X-Forwarded-For line.
+    client_address from_cf_connecting_ip(ip_address const& peer, std::string_view value,
+                                         std::string_view x_forwarded_for) const noexcept {
+        return from_cf_connecting_ip(peer, std::span<std::string_view const>{&value, 1},
+                                     std::span<std::string_view const>{&x_forwarded_for, 1});
+    }
+
+    /// Returns from_cf_connecting_ip() with no X-Forwarded-For: the walk ends at `peer`,
+    /// so the value is believed exactly when `peer` is inside `cloudflare` (Cloudflare
+    /// connects directly). Behind a balancer of your own, pass its X-Forwarded-For too.
+    client_address from_cf_connecting_ip(ip_address const& peer,
+                                         std::string_view value) const noexcept {
+        return from_cf_connecting_ip(peer, std::span<std::string_view const>{&value, 1},
+                                     std::span<std::string_view const>{});
+    }
+
+    /// As above, for a CF-Connecting-IP header that may have been sent more than once.
+    client_address from_cf_connecting_ip(ip_address const& peer,
+                                         std::span<std::string_view const> lines) const noexcept {
+        return from_cf_connecting_ip(peer, lines, std::span<std::string_view const>{});
     }
 
 private:

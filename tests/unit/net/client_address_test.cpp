@@ -461,6 +461,62 @@ TEST_CASE("client_resolver::from_cf_connecting_ip believes only the Cloudflare r
     CHECK(no_ranges.from_cf_connecting_ip(edge, "1.2.3.4").address == edge);
 }
 
+TEST_CASE("client_resolver::from_cf_connecting_ip behind a trusted balancer believes only a "
+          "Cloudflare hop",
+          "[net][client_address]") {
+    client_resolver const resolver{{.trust = trust_policy::ranges({"10.0.0.0/8"}),
+                                    .cloudflare = {"173.245.48.0/20", "2400:cb00::/32"}}};
+    auto const balancer = ip("10.0.0.1");
+    // A client that reaches the balancer without Cloudflare sends CF-Connecting-IP itself;
+    // the balancer appends the address it saw to X-Forwarded-For.
+    auto const spoofed = resolver.from_cf_connecting_ip(balancer, "1.2.3.4", "198.51.100.9");
+    CHECK(spoofed.address == ip("198.51.100.9"));
+    CHECK(spoofed.reason == stop_reason::untrusted);
+    CHECK(texts(spoofed) == std::vector<std::string>{"10.0.0.1", "198.51.100.9"});
+    // A Cloudflare address forged further out does not help: the balancer's entry is nearer.
+    CHECK(
+        resolver.from_cf_connecting_ip(balancer, "1.2.3.4", "173.245.48.9, 198.51.100.9").address ==
+        ip("198.51.100.9"));
+    // Through Cloudflare: the edge connected to the balancer, and its header is believed.
+    auto const real =
+        resolver.from_cf_connecting_ip(balancer, "203.0.113.7", "203.0.113.7, 173.245.48.9");
+    CHECK(real.address == ip("203.0.113.7"));
+    CHECK(real.reason == stop_reason::untrusted);
+    CHECK(texts(real) == std::vector<std::string>{"10.0.0.1", "173.245.48.9", "203.0.113.7"});
+    // Two balancers, and the header and X-Forwarded-For as lines.
+    std::vector<std::string_view> const cf{"", " 2001:db8::7 "};
+    std::vector<std::string_view> const xff{"6.6.6.6", "2400:cb00::1, 10.0.0.2"};
+    CHECK(texts(resolver.from_cf_connecting_ip(balancer, cf, xff)) ==
+          std::vector<std::string>{"10.0.0.1", "10.0.0.2", "2400:cb00::1", "2001:db8::7"});
+    CHECK(resolver.from_cf_connecting_ip(balancer, "2001:db8::8", xff).address ==
+          ip("2001:db8::8"));
+    // Without X-Forwarded-For the hop before the balancer is unknown: the header is ignored.
+    auto const bare = resolver.from_cf_connecting_ip(balancer, "1.2.3.4");
+    CHECK(bare.address == balancer);
+    CHECK(bare.reason == stop_reason::end_of_chain);
+    // At the Cloudflare hop, a missing or bad value gives that hop.
+    auto const empty = resolver.from_cf_connecting_ip(balancer, "", "173.245.48.9");
+    CHECK(empty.address == ip("173.245.48.9"));
+    CHECK(empty.reason == stop_reason::end_of_chain);
+    auto const bad = resolver.from_cf_connecting_ip(balancer, "1.2.3.4:80", "173.245.48.9");
+    CHECK(bad.address == ip("173.245.48.9"));
+    CHECK(bad.reason == stop_reason::invalid_entry);
+    // A walk stopped by an invalid entry never reaches a Cloudflare hop.
+    auto const broken = resolver.from_cf_connecting_ip(balancer, "1.2.3.4", "173.245.48.9, x");
+    CHECK(broken.address == balancer);
+    CHECK(broken.reason == stop_reason::invalid_entry);
+    // A chain already full has no room for the header's address.
+    client_resolver const all{{.trust = trust_policy::all(), .cloudflare = {"173.245.48.0/20"}}};
+    std::string long_xff = "173.245.48.9";
+    for (int i = 0; i < 14; ++i) {
+        long_xff += ", 10.0.0.2";
+    }
+    auto const full = all.from_cf_connecting_ip(balancer, "1.2.3.4", long_xff);
+    CHECK(full.chain.size() == keel::net::address_chain::capacity);
+    CHECK(full.address == ip("173.245.48.9"));
+    CHECK(full.reason == stop_reason::truncated);
+}
+
 TEST_CASE("client_resolver rejects options outside their ranges", "[net][client_address]") {
     auto const message = [](keel::net::client_resolver_options o) -> std::string {
         try {
