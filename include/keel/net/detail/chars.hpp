@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 // The character classes and small text helpers every keel::net parser shares: one
-// 256-entry table (hex digit value and the RFC 9110 classes tchar, qdtext and quoted-pair
+// 256-entry table (hex digits and the RFC 9110 classes tchar, qdtext and quoted-pair
 // octets), and the trimming and comparisons written once for addresses, header lists and
 // trust-list entries. Internal: not part of keel's API.
 #pragma once
@@ -28,57 +28,60 @@ constexpr bool is_ows(char c) noexcept {
     return c == ' ' || c == '\t';
 }
 
-// What one byte is, as one lookup: its hex digit value (-1 if none) and its classes.
-struct char_info {
-    std::int8_t hex = -1;
-    std::uint8_t classes = 0;
-};
+// The classes of every byte, one table lookup each: hex digits and the RFC 9110 classes.
+enum char_class : std::uint8_t { hex = 1, tchar = 2, qdtext = 4, quotable = 8 };
 
-enum char_class : std::uint8_t { tchar = 1, qdtext = 2, quotable = 4 };
-
-constexpr std::array<char_info, 256> make_char_table() noexcept {
-    std::array<char_info, 256> t{};
+constexpr std::array<std::uint8_t, 256> make_char_classes() noexcept {
+    std::array<std::uint8_t, 256> t{};
     for (unsigned c = 0; c < 256; ++c) {
-        char_info& info = t[c];
-        int const v = static_cast<int>(c);
-        info.hex = static_cast<std::int8_t>(v >= '0' && v <= '9'   ? v - '0'
-                                            : v >= 'a' && v <= 'f' ? v - 'a' + 10
-                                            : v >= 'A' && v <= 'F' ? v - 'A' + 10
-                                                                   : -1);
-        bool const alnum =
-            (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+        bool const digit = c >= '0' && c <= '9';
+        bool const alpha = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
         bool const tchar_punct = std::string_view{"!#$%&'*+-.^_`|~"}.find(static_cast<char>(c)) !=
                                  std::string_view::npos;
-        if (alnum || tchar_punct) {
-            info.classes |= tchar;
+        std::uint8_t v = 0;
+        if (digit || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')) {
+            v |= hex;
+        }
+        if (digit || alpha || tchar_punct) {
+            v |= tchar;
         }
         // qdtext = HTAB / SP / %x21 / %x23-5B / %x5D-7E / obs-text
         if (c == '\t' || c == ' ' || c == 0x21 || (c >= 0x23 && c <= 0x5b) ||
             (c >= 0x5d && c <= 0x7e) || c >= 0x80) {
-            info.classes |= qdtext;
+            v |= qdtext;
         }
         // quoted-pair = "\\" ( HTAB / SP / VCHAR / obs-text )
         if (c == '\t' || c == ' ' || (c >= 0x21 && c <= 0x7e) || c >= 0x80) {
-            info.classes |= quotable;
+            v |= quotable;
         }
+        t[c] = v;
     }
     return t;
 }
 
-inline constexpr std::array<char_info, 256> char_table = make_char_table();
+inline constexpr std::array<std::uint8_t, 256> char_classes = make_char_classes();
 
-// Returns the value of a hex digit, or -1.
-constexpr int hex_value(char c) noexcept {
-    return char_table[static_cast<unsigned char>(c)].hex;
+constexpr bool is_hex(char c) noexcept {
+    return (char_classes[static_cast<unsigned char>(c)] & hex) != 0;
 }
+// Returns the value of a hex digit, or -1: '0'-'9' are 0x30-0x39, 'A'-'F' and 'a'-'f'
+// 0x41-0x46 and 0x61-0x66, so the low nibble plus 9 for letters (bit 6 set) is the value.
+constexpr int hex_value(char c) noexcept {
+    auto const u = static_cast<unsigned char>(c);
+    return is_hex(c) ? static_cast<int>((u & 0xfu) + 9u * (u >> 6 & 1u)) : -1;
+}
+static_assert(hex_value('0') == 0 && hex_value('9') == 9 && hex_value('a') == 10 &&
+              hex_value('F') == 15 && hex_value('g') == -1 && hex_value('@') == -1 &&
+              hex_value('`') == -1 && hex_value('\x80') == -1);
+
 constexpr bool is_tchar(char c) noexcept {
-    return (char_table[static_cast<unsigned char>(c)].classes & tchar) != 0;
+    return (char_classes[static_cast<unsigned char>(c)] & tchar) != 0;
 }
 constexpr bool is_qdtext(char c) noexcept {
-    return (char_table[static_cast<unsigned char>(c)].classes & qdtext) != 0;
+    return (char_classes[static_cast<unsigned char>(c)] & qdtext) != 0;
 }
 constexpr bool is_quotable(char c) noexcept {
-    return (char_table[static_cast<unsigned char>(c)].classes & quotable) != 0;
+    return (char_classes[static_cast<unsigned char>(c)] & quotable) != 0;
 }
 
 // Removes spaces and tabs (OWS) from both ends.
