@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 // Finding the real client behind a load balancer: trust only our own proxies, read
-// X-Forwarded-For or Forwarded, and see what a forged header can (not) do.
+// X-Forwarded-For (every line of it), Forwarded or CF-Connecting-IP, and see what a forged
+// header can (not) do.
 #include <keel/fmt.hpp>
 #include <keel/net/client_address.hpp>
 
@@ -20,7 +21,7 @@ int main() {
     auto const balancer = *net::ip_address::parse("10.0.0.7");
 
     auto const show = [](std::string_view what, net::client_address const& c) {
-        fmt::print("{:<44} -> {} ({}, {} hops:", what, c.address, c.reason, c.chain.size());
+        fmt::print("{:<48} -> {} ({}, {} hops:", what, c.address, c.reason, c.chain.size());
         for (auto const& hop : c.chain) {
             fmt::print(" {}", hop);
         }
@@ -46,8 +47,12 @@ int main() {
     // A direct connection cannot claim anything.
     show("XFF from 198.51.100.1: 10.0.0.1",
          resolver.from_x_forwarded_for(*net::ip_address::parse("198.51.100.1"), "10.0.0.1"));
-    // Cloudflare's header counts only from Cloudflare's ranges.
-    show("CF-Connecting-IP via 173.245.48.1",
-         resolver.from_cf_connecting_ip(*net::ip_address::parse("173.245.48.1"), "192.0.2.55"));
+    // Cloudflare's header counts only from Cloudflare's ranges: here Cloudflare connects
+    // to our balancer, which appends the edge's address to X-Forwarded-For.
+    show("CF-Connecting-IP via 173.245.48.1 and 10.0.0.7",
+         resolver.from_cf_connecting_ip(balancer, "192.0.2.55", "192.0.2.55, 173.245.48.1"));
+    // A client that reaches the balancer without Cloudflare cannot choose its address.
+    show("CF-Connecting-IP from 198.51.100.3 via 10.0.0.7",
+         resolver.from_cf_connecting_ip(balancer, "1.1.1.1", "198.51.100.3"));
     return 0;
 }

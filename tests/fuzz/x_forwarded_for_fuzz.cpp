@@ -4,7 +4,7 @@
 // '\n'. Checks: never crashes; the chain starts at the peer and ends at the result; every
 // address returned is the peer or an entry of the header; the lines give the same result
 // as their comma-joined form; and an attacker's header forwarded by one trusted proxy
-// cannot change the client that proxy saw.
+// cannot change the client that proxy saw, through X-Forwarded-For or CF-Connecting-IP.
 #include <keel/net/client_address.hpp>
 
 #include <cstddef>
@@ -105,6 +105,15 @@ extern "C" int LLVMFuzzerTestOneInput(std::uint8_t const* data, std::size_t size
     forwarded.push_back("203.0.113.5");
     auto const s = one_proxy.from_x_forwarded_for(*ip_address::parse("10.0.0.1"), forwarded);
     if (s.address != client) {
+        std::abort();
+    }
+    // The same behind the proxy for CF-Connecting-IP: a client that is not a Cloudflare
+    // address cannot choose its address by sending the header (its first line as value).
+    static client_resolver const behind_proxy{
+        {.trust = trust_policy::ranges({"10.0.0.1"}), .cloudflare = {"173.245.48.0/20"}}};
+    auto const cf = behind_proxy.from_cf_connecting_ip(*ip_address::parse("10.0.0.1"),
+                                                       lines.front(), forwarded);
+    if (cf.address != client || cf.chain.back() != cf.address) {
         std::abort();
     }
     return 0;

@@ -5,10 +5,13 @@
 // package proxy-addr (Express's `trust proxy`) matches them.
 #pragma once
 
+#include <keel/net/detail/address.hpp>
 #include <keel/net/ip_address.hpp>
 #include <keel/version.hpp>
 
+#include <array>
 #include <compare>
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -17,37 +20,14 @@
 KEEL_BEGIN_NAMESPACE
 namespace net {
 
-namespace detail {
-constexpr bool prefix_equal(std::span<std::uint8_t const> a, std::span<std::uint8_t const> b,
-                            unsigned prefix) noexcept {
-    if (a.size() == 4) { // IPv4: one 32-bit comparison
-        auto const word = [](std::span<std::uint8_t const> x) {
-            return std::uint32_t{x[0]} << 24 | std::uint32_t{x[1]} << 16 |
-                   std::uint32_t{x[2]} << 8 | std::uint32_t{x[3]};
-        };
-        std::uint32_t const mask = prefix == 0 ? 0 : ~std::uint32_t{0} << (32 - prefix);
-        return ((word(a) ^ word(b)) & mask) == 0;
-    }
-    unsigned i = 0;
-    for (; i + 8 <= prefix; i += 8) {
-        if (a[i / 8] != b[i / 8]) {
-            return false;
-        }
-    }
-    if (i < prefix) {
-        auto const mask = static_cast<std::uint8_t>(0xff << (8 - (prefix - i)));
-        return (a[i / 8] & mask) == (b[i / 8] & mask);
-    }
-    return true;
-}
-} // namespace detail
-
 /// Holds an address range: a network address (host bits cleared) and a prefix length.
 ///
 /// parse() accepts "address/prefix" (prefix in decimal, at most 3 digits, 0 to 32 or 128),
 /// a bare address (prefix 32 or 128) and, for IPv4 only, "address/netmask" with a
 /// contiguous netmask ("10.0.0.0/255.0.0.0"; "255.0.255.0" is rejected). Host bits in the
-/// address are cleared, as proxy-addr ignores them ("127.0.0.1/8" is 127.0.0.0/8).
+/// address are cleared, as proxy-addr ignores them ("127.0.0.1/8" is 127.0.0.0/8). An
+/// IPv4-mapped address takes a prefix of 96 to 128 ("::ffff:10.0.0.0/104" is the mapped
+/// form of 10.0.0.0/8); "::ffff:10.0.0.0/8" is rejected, where proxy-addr reads it as ::/8.
 /// Equality compares network and prefix. Thread-safety: a value type.
 ///
 /// ```cpp
@@ -59,14 +39,21 @@ public:
     /// Bounds the length of to_string(): an address and "/128".
     static constexpr std::size_t max_string_length = ip_address::max_string_length + 4;
 
+    /// Gives the shortest prefix a range written with an IPv4-mapped address may have: 96,
+    /// the length of ::ffff:0:0/96, so that the range stays inside the mapped block.
+    static constexpr unsigned min_mapped_prefix = 96;
+
     /// Constructs 0.0.0.0/32, the range holding only 0.0.0.0.
     constexpr cidr() noexcept = default;
 
     /// Returns the range of `prefix` leading bits of `address` (host bits cleared), or
-    /// nullopt if `prefix` exceeds 32 (IPv4) or 128 (IPv6).
+    /// nullopt if `prefix` exceeds 32 (IPv4) or 128 (IPv6), or if `address` is IPv4-mapped
+    /// and `prefix` is below 96. Such a range is not an IPv4 range: "::ffff:10.0.0.0/8",
+    /// a plausible slip for 10.0.0.0/8, would be the native IPv6 range ::/8 (which holds
+    /// ::1), so it is refused rather than guessed (min_mapped_prefix).
     static constexpr std::optional<cidr> make(ip_address const& address, unsigned prefix) noexcept {
         unsigned const bits = address.is_v4() ? 32 : 128;
-        if (prefix > bits) {
+        if (prefix > bits || (prefix < min_mapped_prefix && address.is_v4_mapped())) {
             return std::nullopt;
         }
         std::array<std::uint8_t, 16> bytes{};
@@ -118,9 +105,7 @@ public:
         if (!mask || !mask->is_v4()) {
             return std::nullopt;
         }
-        auto const m = mask->bytes();
-        std::uint32_t const value = std::uint32_t{m[0]} << 24 | std::uint32_t{m[1]} << 16 |
-                                    std::uint32_t{m[2]} << 8 | std::uint32_t{m[3]};
+        std::uint32_t const value = detail::load_v4(mask->bytes());
         std::uint32_t const inverted = ~value;
         if ((inverted & (inverted + 1)) != 0) { // the zero bits must be one trailing run
             return std::nullopt;
@@ -141,7 +126,11 @@ public:
     /// as its IPv4 address; an IPv4 range matches only IPv4 (and mapped) candidates; an
     /// IPv6 range inside ::ffff:0:0/96 matches IPv4 candidates by their mapped form and no
     /// native IPv6 address; any other IPv6 range matches only native IPv6 candidates.
-    /// These are proxy-addr 2.0's rules, which close cross-family bypasses.
+    /// These are proxy-addr 2.0's rules except for the last: proxy-addr compares an IPv4
+    /// candidate in its mapped form, and a mapped one as it stands, with every IPv6 range,
+    /// so a range such as ::/8 that covers ::ffff:0:0/96 also matches every IPv4 address
+    /// there. keel keeps the families apart: an IPv4 client is matched only by a rule
+    /// written for IPv4 (or its mapped form).
     constexpr bool contains(ip_address const& address) const noexcept {
         return contains_unmapped(address.unmap());
     }

@@ -1,12 +1,16 @@
 // SPDX-License-Identifier: MIT
 // The real client address behind proxies: keel::net::client_resolver walks from the
-// socket peer outwards through X-Forwarded-For, RFC 7239 Forwarded or CF-Connecting-IP
-// and returns the first address its trust_policy does not trust, with the chain of hops
-// it walked. Headers are attacker-controlled: parsing never throws, never allocates,
+// socket peer outwards through X-Forwarded-For or RFC 7239 Forwarded and returns the
+// first address its trust_policy does not trust, with the chain of hops it walked; behind
+// Cloudflare it then takes CF-Connecting-IP from the Cloudflare hop. Pass every line of
+// a header, as a span: a header sent twice is two lines, and the nearest hops are in the
+// last one. Headers are attacker-controlled: parsing never throws, never allocates,
 // bounds its work, and on malformed input falls back to the nearest trusted hop.
 #pragma once
 
 #include <keel/net/cidr.hpp>
+#include <keel/net/detail/forwarded.hpp>
+#include <keel/net/detail/list_reader.hpp>
 #include <keel/net/ip_address.hpp>
 #include <keel/net/trust.hpp>
 #include <keel/version.hpp>
@@ -33,7 +37,6 @@ public:
     /// Bounds how many hops a chain holds (the socket peer and 15 forwarded hops).
     static constexpr std::size_t capacity = 16;
 
-    /// Appends `address`; returns false (and changes nothing) when the chain is full.
     /// Constructs an empty chain.
     constexpr address_chain() noexcept {}
 
@@ -125,8 +128,9 @@ struct client_resolver_options {
     /// false): the client is always the socket peer and headers are ignored.
     trust_policy trust{};
     /// Ranges of the Cloudflare edge whose CF-Connecting-IP header is believed (copy them
-    /// from https://www.cloudflare.com/ips/). Default: empty, so the header is never
-    /// believed. Used only by from_cf_connecting_ip().
+    /// from https://www.cloudflare.com/ips/) when the walk through `trust` ends at one of
+    /// them. Default: empty, so the header is never believed. Used only by
+    /// from_cf_connecting_ip().
     cidr_list cloudflare{};
     /// Bytes of X-Forwarded-For / Forwarded read, counted from the end (the nearest hop)
     /// across all lines. Default 8192, nginx's default large_client_header_buffers size.
@@ -138,429 +142,6 @@ struct client_resolver_options {
     /// have more than 3 proxies.
     std::size_t max_hops = address_chain::capacity - 1;
 };
-
-namespace detail {
-
-enum class node_kind : std::uint8_t { address, invalid, unknown, obfuscated, end, cut };
-
-struct node {
-    node_kind kind = node_kind::end;
-    ip_address address{};
-};
-
-constexpr bool is_ows(char c) noexcept {
-    return c == ' ' || c == '\t';
-}
-
-constexpr std::string_view trim_ows(std::string_view s) noexcept {
-    while (!s.empty() && is_ows(s.front())) {
-        s.remove_prefix(1);
-    }
-    while (!s.empty() && is_ows(s.back())) {
-        s.remove_suffix(1);
-    }
-    return s;
-}
-
-constexpr bool is_alpha(char c) noexcept {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
-}
-
-// Character classes of RFC 9110, as one table lookup each.
-enum char_class : std::uint8_t { tchar = 1, qdtext = 2, quotable = 4 };
-
-constexpr std::array<std::uint8_t, 256> make_char_classes() noexcept {
-    std::array<std::uint8_t, 256> t{};
-    for (unsigned c = 0; c < 256; ++c) {
-        bool const alnum =
-            (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
-        bool const tchar_punct = std::string_view{"!#$%&'*+-.^_`|~"}.find(static_cast<char>(c)) !=
-                                 std::string_view::npos;
-        std::uint8_t v = 0;
-        if (alnum || tchar_punct) {
-            v |= tchar;
-        }
-        // qdtext = HTAB / SP / %x21 / %x23-5B / %x5D-7E / obs-text
-        if (c == '\t' || c == ' ' || c == 0x21 || (c >= 0x23 && c <= 0x5b) ||
-            (c >= 0x5d && c <= 0x7e) || c >= 0x80) {
-            v |= qdtext;
-        }
-        // quoted-pair = "\\" ( HTAB / SP / VCHAR / obs-text )
-        if (c == '\t' || c == ' ' || (c >= 0x21 && c <= 0x7e) || c >= 0x80) {
-            v |= quotable;
-        }
-        t[c] = v;
-    }
-    return t;
-}
-
-inline constexpr std::array<std::uint8_t, 256> char_classes = make_char_classes();
-
-constexpr bool is_tchar(char c) noexcept {
-    return (char_classes[static_cast<unsigned char>(c)] & tchar) != 0;
-}
-constexpr bool is_qdtext(char c) noexcept {
-    return (char_classes[static_cast<unsigned char>(c)] & qdtext) != 0;
-}
-constexpr bool is_quotable(char c) noexcept {
-    return (char_classes[static_cast<unsigned char>(c)] & quotable) != 0;
-}
-
-constexpr bool iequals(std::string_view a, std::string_view lower) noexcept {
-    if (a.size() != lower.size()) {
-        return false;
-    }
-    for (std::size_t i = 0; i < a.size(); ++i) {
-        char c = a[i];
-        if (c >= 'A' && c <= 'Z') {
-            c = static_cast<char>(c - 'A' + 'a');
-        }
-        if (c != lower[i]) {
-            return false;
-        }
-    }
-    return true;
-}
-
-// RFC 7239 obfnode / obfport tail: "_" 1*( ALPHA / DIGIT / "." / "_" / "-" ).
-constexpr bool is_obfuscated(std::string_view s) noexcept {
-    if (s.size() < 2 || s[0] != '_') {
-        return false;
-    }
-    for (char c : s.substr(1)) {
-        if (!is_alpha(c) && !is_digit(c) && c != '.' && c != '_' && c != '-') {
-            return false;
-        }
-    }
-    return true;
-}
-
-// RFC 7239 node-port = port (1*5DIGIT) / obfport.
-constexpr bool is_node_port(std::string_view s) noexcept {
-    if (is_obfuscated(s)) {
-        return true;
-    }
-    if (s.empty() || s.size() > 5) {
-        return false;
-    }
-    for (char c : s) {
-        if (!is_digit(c)) {
-            return false;
-        }
-    }
-    return true;
-}
-
-// Returns the index of the first `c` in `s`, or s.size(). A loop, not memchr: the values
-// searched here are at most 64 bytes, where a library call costs more than the search.
-constexpr std::size_t find_byte(std::string_view s, char c) noexcept {
-    std::size_t i = 0;
-    while (i < s.size() && s[i] != c) {
-        ++i;
-    }
-    return i;
-}
-
-// RFC 7239 section 6: node = nodename [ ":" node-port ]; nodename = IPv4address /
-// "[" IPv6address "]" / "unknown" / obfnode. `value` is already unquoted.
-constexpr node parse_forwarded_node(std::string_view value) noexcept {
-    node const invalid{node_kind::invalid, {}};
-    if (value.empty()) {
-        return invalid;
-    }
-    if (value[0] == '[') {
-        auto const close = find_byte(value, ']');
-        if (close == value.size()) {
-            return invalid;
-        }
-        auto const rest = value.substr(close + 1);
-        if (!rest.empty() && (rest[0] != ':' || !is_node_port(rest.substr(1)))) {
-            return invalid;
-        }
-        auto const address = ip_address::parse(value.substr(1, close - 1));
-        if (!address || !address->is_v6()) {
-            return invalid;
-        }
-        return {node_kind::address, *address};
-    }
-    auto const colon = find_byte(value, ':');
-    auto const name = value.substr(0, colon);
-    if (name.empty() || (colon != value.size() && !is_node_port(value.substr(colon + 1)))) {
-        return invalid;
-    }
-    // The three nodename forms start differently: a digit, '_' or 'u'/'U'.
-    if (is_digit(name[0])) {
-        auto const address = ip_address::parse(name);
-        if (!address || !address->is_v4()) {
-            return invalid;
-        }
-        return {node_kind::address, *address};
-    }
-    if (is_obfuscated(name)) {
-        return {node_kind::obfuscated, {}};
-    }
-    if (iequals(name, "unknown")) {
-        return {node_kind::unknown, {}};
-    }
-    return invalid;
-}
-
-// The for= parameter of one forwarded-element, as it stands in the header (between its
-// quotes, still escaped), parsed only if the walk reaches the element. 16 bytes, so
-// keeping one costs two register stores.
-struct forwarded_for {
-    enum class kind_type : std::uint8_t { none, plain, escaped, repeated };
-    char const* data;
-    std::uint32_t size; // at most 2^32 - 1: longer values are invalid anyway
-    kind_type kind;
-};
-
-enum class scan_status : std::uint8_t { empty, element, malformed };
-
-// What a scan of one forwarded-element found.
-struct forwarded_scan {
-    std::size_t end = 0;                     // the ',' that ends the element, or the text's size
-    scan_status status = scan_status::empty; // empty: only spaces and tabs (skipped)
-    forwarded_for value{};
-};
-
-// Scans one forwarded-element of `s` from `i` with the full RFC 7239 grammar: pairs
-// separated by ';', token names compared case-insensitively, values as token or
-// quoted-string with quoted-pairs. It ends at the first ',' outside a quoted string (a
-// list comma) or at the end of `s`; after a malformed element, where it ends is unknown.
-constexpr forwarded_scan scan_forwarded_element(std::string_view s, std::size_t i) noexcept {
-    forwarded_scan r;
-    std::size_t const n = s.size();
-    while (true) {
-        while (i < n && is_ows(s[i])) {
-            ++i;
-        }
-        if (i == n || s[i] == ',') {
-            r.end = i;
-            return r;
-        }
-        r.status = scan_status::element;
-        if (s[i] == ';') {
-            ++i;
-            continue;
-        }
-        std::size_t const name_start = i;
-        while (i < n && is_tchar(s[i])) {
-            ++i;
-        }
-        if (i == name_start || i == n || s[i] != '=') {
-            r.status = scan_status::malformed;
-            return r;
-        }
-        std::string_view const name = s.substr(name_start, i - name_start);
-        ++i;
-        std::size_t value_start = i;
-        std::size_t value_end = i;
-        bool escaped = false;
-        if (i < n && s[i] == '"') {
-            value_start = ++i;
-            while (true) {
-                // qdtext excludes '"' and '\\', so plain runs need one lookup per byte.
-                while (i < n && is_qdtext(s[i])) {
-                    ++i;
-                }
-                if (i == n) {
-                    r.status = scan_status::malformed; // unterminated
-                    return r;
-                }
-                if (s[i] == '"') {
-                    break;
-                }
-                if (s[i] != '\\' || ++i == n || !is_quotable(s[i])) {
-                    r.status = scan_status::malformed;
-                    return r;
-                }
-                escaped = true;
-                ++i;
-            }
-            value_end = i++;
-        } else {
-            while (i < n && is_tchar(s[i])) {
-                ++i;
-            }
-            if (i == value_start) {
-                r.status = scan_status::malformed;
-                return r;
-            }
-            value_end = i;
-        }
-        while (i < n && is_ows(s[i])) {
-            ++i;
-        }
-        if (i < n && s[i] != ';' && s[i] != ',') {
-            r.status = scan_status::malformed;
-            return r;
-        }
-        if (iequals(name, "for")) {
-            using kind_type = forwarded_for::kind_type;
-            std::size_t const size = value_end - value_start;
-            r.value.data = s.data() + value_start;
-            r.value.size = size > UINT32_MAX ? UINT32_MAX : static_cast<std::uint32_t>(size);
-            r.value.kind = r.value.kind != kind_type::none ? kind_type::repeated
-                           : escaped                       ? kind_type::escaped
-                                                           : kind_type::plain;
-        }
-    }
-}
-
-// Returns the node an element's for= parameter names: unknown when there is none,
-// invalid when for= is repeated or its value (unescaped) is over 64 characters.
-constexpr node forwarded_node(forwarded_for const& f) noexcept {
-    using kind_type = forwarded_for::kind_type;
-    node const invalid{node_kind::invalid, {}};
-    switch (f.kind) {
-    case kind_type::none: return {node_kind::unknown, {}};
-    case kind_type::repeated: return invalid;
-    case kind_type::plain: return f.size > 64 ? invalid : parse_forwarded_node({f.data, f.size});
-    case kind_type::escaped: break;
-    }
-    char buffer[64]; // only the `length` bytes written are read
-    std::size_t length = 0;
-    for (std::size_t k = 0; k < f.size; ++k) { // remove the quoted-pair backslashes
-        k += f.data[k] == '\\' ? 1 : 0;
-        if (length == sizeof buffer) {
-            return invalid;
-        }
-        buffer[length++] = f.data[k];
-    }
-    return parse_forwarded_node({buffer, length});
-}
-
-// Parses one forwarded-element given alone (as the reverse reader cuts them): its node,
-// or invalid when it breaks the grammar or holds a list comma.
-constexpr node parse_forwarded_element(std::string_view e) noexcept {
-    forwarded_scan const scan = scan_forwarded_element(e, 0);
-    if (scan.status == scan_status::malformed || scan.end != e.size()) {
-        return {node_kind::invalid, {}};
-    }
-    return forwarded_node(scan.value);
-}
-
-// Reads Forwarded lines front to back in one pass, keeping the for= values of the last
-// `capacity` non-empty elements, which is all a walk of at most 15 hops can reach. Used
-// when the header is within the byte budget; if any element breaks the grammar, its end
-// (and so where the next element starts) is unknown, and the caller reads the header
-// from the end instead, which keeps a broken element from hiding the ones after it.
-class forward_forwarded_reader {
-public:
-    static constexpr std::size_t capacity = 16;
-
-    // Returns false if an element breaks the grammar.
-    constexpr bool read(std::span<std::string_view const> lines) noexcept {
-        for (std::string_view const line : lines) {
-            std::size_t i = 0;
-            while (true) {
-                forwarded_scan const scan = scan_forwarded_element(line, i);
-                if (scan.status == scan_status::malformed) {
-                    return false;
-                }
-                if (scan.status == scan_status::element) {
-                    m_values[m_count++ % capacity] = scan.value;
-                }
-                if (scan.end == line.size()) {
-                    break;
-                }
-                i = scan.end + 1;
-            }
-        }
-        m_next = m_count;
-        return true;
-    }
-
-    // Returns the nodes nearest first, then end.
-    constexpr node next() noexcept {
-        if (m_next == 0) {
-            return {node_kind::end, {}};
-        }
-        if (m_count - m_next == capacity) { // unreachable with max_hops <= 15
-            return {node_kind::cut, {}};
-        }
-        return forwarded_node(m_values[--m_next % capacity]);
-    }
-
-private:
-    std::array<forwarded_for, capacity> m_values; // only the slots written are read
-    std::size_t m_count = 0;
-    std::size_t m_next = 0;
-};
-
-// Splits comma-separated header lines into items, last line's last item first, reading
-// at most `budget` bytes from the end. With `quotes`, commas inside quoted strings do not
-// split (a '"' preceded by an odd run of backslashes is escaped). Empty items are skipped.
-class reverse_list_reader {
-public:
-    constexpr reverse_list_reader(std::span<std::string_view const> lines, std::size_t budget,
-                                  bool quotes) noexcept
-        : m_lines(lines), m_line(lines.size()), m_pos(lines.empty() ? 0 : lines.back().size()),
-          m_budget(budget), m_quotes(quotes) {}
-
-    // Returns end, cut (the next item crosses the byte budget) or address with `item` set.
-    constexpr node_kind next(std::string_view& item) noexcept {
-        // Locals, not members, in the loops: the header's chars may alias *this.
-        bool const quotes = m_quotes;
-        while (m_line > 0) {
-            std::string_view const s = m_lines[m_line - 1];
-            std::size_t const pos = m_pos;
-            std::size_t const lowest = pos > m_budget ? pos - m_budget : 0;
-            std::size_t j = pos;
-            if (!quotes) {
-                while (j > lowest && s[j - 1] != ',') {
-                    --j;
-                }
-            } else {
-                bool in_quote = false;
-                while (j > lowest) {
-                    char const c = s[j - 1];
-                    if (c == ',' && !in_quote) {
-                        break;
-                    }
-                    if (c == '"') {
-                        std::size_t k = j - 1;
-                        while (k > lowest && s[k - 1] == '\\') {
-                            --k;
-                        }
-                        if ((j - 1 - k) % 2 == 0) {
-                            in_quote = !in_quote;
-                        }
-                    }
-                    --j;
-                }
-            }
-            if (j > lowest) {
-                --j; // the comma
-                item = s.substr(j + 1, pos - j - 1);
-                m_budget -= pos - j;
-                m_pos = j;
-            } else if (lowest == 0) {
-                item = s.substr(0, pos);
-                m_budget -= pos;
-                --m_line;
-                m_pos = m_line > 0 ? m_lines[m_line - 1].size() : 0;
-            } else {
-                return node_kind::cut;
-            }
-            item = trim_ows(item);
-            if (!item.empty()) {
-                return node_kind::address;
-            }
-        }
-        return node_kind::end;
-    }
-
-private:
-    std::span<std::string_view const> m_lines;
-    std::size_t m_line;
-    std::size_t m_pos;
-    std::size_t m_budget;
-    bool m_quotes;
-};
-
-} // namespace detail
 
 /// Finds the real client address of a request from its socket peer and its forwarding
 /// headers, trusting only the proxies its trust_policy names (Express's `trust proxy`).
@@ -577,9 +158,13 @@ private:
 /// nearest entries, because only those were written by proxies being trusted.
 ///
 /// Every from_* function is noexcept, never allocates, and reads each byte of the header
-/// at most a few times. Repeated header lines are passed as a span, in the order received;
-/// this is the same as joining them with commas. Thread-safety: const member functions may
-/// run concurrently (a user predicate must then be thread-safe too).
+/// at most a few times. A header sent more than once must be passed whole, as a span of
+/// its lines in the order received: the hops a trusted proxy appended are at the end of
+/// the last line, so a resolver given only the first line (what an HTTP library's
+/// get_header_value returns) reads what the client wrote. For X-Forwarded-For the lines
+/// mean the same as their comma-joined text; for Forwarded, a quoted string never runs on
+/// into the next line (see from_forwarded). Thread-safety: const member functions may run
+/// concurrently (a user predicate must then be thread-safe too).
 ///
 /// ```cpp
 /// keel::net::client_resolver resolver{{.trust = keel::net::trust_policy::ranges({"loopback"})}};
@@ -615,8 +200,9 @@ public:
         return from_x_forwarded_for(peer, std::span<std::string_view const>{&header, 1});
     }
 
-    /// Returns the client behind `peer` according to repeated X-Forwarded-For lines, in
-    /// the order received (equivalent to the lines joined with ",").
+    /// Returns the client behind `peer` according to every X-Forwarded-For line of the
+    /// request, in the order received (equivalent to the lines joined with ","). This is
+    /// the form to call: a proxy appends to the last line.
     client_address from_x_forwarded_for(ip_address const& peer,
                                         std::span<std::string_view const> lines) const noexcept {
         detail::reverse_list_reader reader{lines, m_options.max_header_bytes, false};
@@ -641,8 +227,10 @@ public:
         return from_forwarded(peer, std::span<std::string_view const>{&header, 1});
     }
 
-    /// Returns the client behind `peer` according to repeated Forwarded lines, in the
-    /// order received.
+    /// Returns the client behind `peer` according to every Forwarded line of the request,
+    /// in the order received. Each line is read on its own: a quoted string ends with its
+    /// line, so an unterminated quote the client sends cannot swallow an element a proxy
+    /// wrote on a line of its own (joining the lines with "," first would let it).
     client_address from_forwarded(ip_address const& peer,
                                   std::span<std::string_view const> lines) const noexcept {
         // A header within the byte budget is read front to back in one pass; one with an
@@ -673,30 +261,28 @@ public:
         });
     }
 
-    /// Returns the address in a CF-Connecting-IP header value if `peer` is inside the
-    /// `cloudflare` ranges, else `peer` (stop_reason::untrusted). The trust policy is not
-    /// consulted. A missing (empty) value gives the peer with end_of_chain; a value that is
-    /// not exactly one IP address (spaces and tabs trimmed) gives the peer with
-    /// invalid_entry.
-    client_address from_cf_connecting_ip(ip_address const& peer,
-                                         std::string_view value) const noexcept {
-        return from_cf_connecting_ip(peer, std::span<std::string_view const>{&value, 1});
-    }
-
-    /// As above, for a header that may have been sent more than once: more than one
-    /// non-empty line counts as invalid.
-    client_address from_cf_connecting_ip(ip_address const& peer,
-                                         std::span<std::string_view const> lines) const noexcept {
-        client_address r;
-        r.address = peer;
-        r.chain.push_back(peer);
-        if (!m_options.cloudflare.contains(peer)) {
-            r.reason = stop_reason::untrusted;
+    /// Returns the client behind `peer` according to a CF-Connecting-IP value and the
+    /// X-Forwarded-For lines beside it. The walk through `trust` runs first, as in
+    /// from_x_forwarded_for(); if it ends at a hop inside the `cloudflare` ranges (with
+    /// stop_reason untrusted or end_of_chain: the hop that connected to the last trusted
+    /// proxy, or the peer itself when no proxy is trusted), the value is that hop's client
+    /// and is appended to the chain. Otherwise the walk's result is returned unchanged, so
+    /// a client that reaches a trusted balancer without Cloudflare cannot choose its
+    /// address. At the Cloudflare hop: an empty value (or no line) gives that hop with
+    /// end_of_chain; more than one non-empty line or a value that is not exactly one IP
+    /// address (spaces and tabs trimmed) gives that hop with invalid_entry; a chain that
+    /// is already full gives that hop with truncated.
+    client_address
+    from_cf_connecting_ip(ip_address const& peer, std::span<std::string_view const> value_lines,
+                          std::span<std::string_view const> x_forwarded_for_lines) const noexcept {
+        client_address r = from_x_forwarded_for(peer, x_forwarded_for_lines);
+        if ((r.reason != stop_reason::untrusted && r.reason != stop_reason::end_of_chain) ||
+            !m_options.cloudflare.contains(r.address)) {
             return r;
         }
         std::string_view value;
         std::size_t non_empty = 0;
-        for (auto line : lines) {
+        for (auto line : value_lines) {
             line = detail::trim_ows(line);
             if (!line.empty()) {
                 value = line;
@@ -712,10 +298,45 @@ public:
             r.reason = stop_reason::invalid_entry;
             return r;
         }
+        if (!r.chain.push_back(*address)) {
+            r.reason = stop_reason::truncated;
+            return r;
+        }
         r.address = *address;
-        r.chain.push_back(*address);
         r.reason = stop_reason::untrusted;
         return r;
+    }
+
+    /// Returns from_cf_connecting_ip() for one CF-Connecting-IP value and every
+    /// X-Forwarded-For line.
+    client_address
+    from_cf_connecting_ip(ip_address const& peer, std::string_view value,
+                          std::span<std::string_view const> x_forwarded_for_lines) const noexcept {
+        return from_cf_connecting_ip(peer, std::span<std::string_view const>{&value, 1},
+                                     x_forwarded_for_lines);
+    }
+
+    /// Returns from_cf_connecting_ip() for one CF-Connecting-IP value and one
+    /// X-Forwarded-For line.
+    client_address from_cf_connecting_ip(ip_address const& peer, std::string_view value,
+                                         std::string_view x_forwarded_for) const noexcept {
+        return from_cf_connecting_ip(peer, std::span<std::string_view const>{&value, 1},
+                                     std::span<std::string_view const>{&x_forwarded_for, 1});
+    }
+
+    /// Returns from_cf_connecting_ip() with no X-Forwarded-For: the walk ends at `peer`,
+    /// so the value is believed exactly when `peer` is inside `cloudflare` (Cloudflare
+    /// connects directly). Behind a balancer of your own, pass its X-Forwarded-For too.
+    client_address from_cf_connecting_ip(ip_address const& peer,
+                                         std::string_view value) const noexcept {
+        return from_cf_connecting_ip(peer, std::span<std::string_view const>{&value, 1},
+                                     std::span<std::string_view const>{});
+    }
+
+    /// As above, for a CF-Connecting-IP header that may have been sent more than once.
+    client_address from_cf_connecting_ip(ip_address const& peer,
+                                         std::span<std::string_view const> lines) const noexcept {
+        return from_cf_connecting_ip(peer, lines, std::span<std::string_view const>{});
     }
 
 private:

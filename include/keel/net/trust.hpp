@@ -7,6 +7,7 @@
 #pragma once
 
 #include <keel/net/cidr.hpp>
+#include <keel/net/detail/chars.hpp>
 #include <keel/net/ip_address.hpp>
 #include <keel/version.hpp>
 
@@ -29,7 +30,9 @@ namespace net {
 /// predefines: `loopback` (127.0.0.1/8, ::1/128), `linklocal` (169.254.0.0/16, fe80::/10)
 /// and `uniquelocal` (10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, fc00::/7). As in
 /// proxy-addr, a prefix length of 0 is rejected (trusting every address must be said
-/// with trust_policy::all()), and surrounding spaces are trimmed. contains() is safe to
+/// with trust_policy::all()). Unlike proxy-addr, which trims nothing, keel trims spaces
+/// and tabs around every entry, and it rejects an IPv4-mapped address with a prefix below
+/// 96 ("::ffff:10.0.0.0/8", which proxy-addr reads as ::/8). contains() is safe to
 /// call from many threads at once; construction allocates, contains() never does.
 ///
 /// ```cpp
@@ -94,12 +97,11 @@ private:
     }
 
     void add(std::string_view entry) {
-        while (!entry.empty() && (entry.front() == ' ' || entry.front() == '\t')) {
-            entry.remove_prefix(1);
-        }
-        while (!entry.empty() && (entry.back() == ' ' || entry.back() == '\t')) {
-            entry.remove_suffix(1);
-        }
+        entry = detail::trim_ows(entry);
+        auto const fail = [&entry](std::string_view why) {
+            throw std::invalid_argument("keel::net::cidr_list: invalid entry \"" +
+                                        std::string(entry) + "\": " + std::string(why));
+        };
         auto const named = [&](std::initializer_list<std::string_view> ranges) {
             for (auto r : ranges) {
                 m_ranges.push_back(*cidr::parse(r));
@@ -113,17 +115,18 @@ private:
             named({"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"});
         } else if (auto const range = cidr::parse(entry)) {
             if (range->prefix_length() == 0) {
-                throw std::invalid_argument(
-                    "keel::net::cidr_list: invalid entry \"" + std::string(entry) +
-                    "\": the prefix length must be at least 1 (use trust_policy::all() to "
-                    "trust every address)");
+                fail("the prefix length must be at least 1 (use trust_policy::all() to trust "
+                     "every address)");
             }
             m_ranges.push_back(*range);
+        } else if (auto const address = ip_address::parse(entry.substr(0, entry.rfind('/')));
+                   address && address->is_v4_mapped()) {
+            // Only a prefix can be wrong here: a bare mapped address is a valid range.
+            fail("an IPv4-mapped address takes a prefix length from 96 to 128 (write an IPv4 "
+                 "range as IPv4, e.g. 10.0.0.0/8, and an IPv6 range in hex, e.g. ::/8)");
         } else {
-            throw std::invalid_argument(
-                "keel::net::cidr_list: invalid entry \"" + std::string(entry) +
-                "\": expected an IP address, address/prefix, IPv4 address/netmask, or one of "
-                "loopback, linklocal, uniquelocal");
+            fail("expected an IP address, address/prefix, IPv4 address/netmask, or one of "
+                 "loopback, linklocal, uniquelocal");
         }
     }
 
@@ -157,22 +160,16 @@ public:
     /// Returns a policy that trusts no hop.
     static trust_policy none() { return {}; }
     /// Returns a policy that trusts every hop.
-    static trust_policy all() {
-        trust_policy p;
-        p.m_kind = kind_type::all;
-        return p;
-    }
+    static trust_policy all() { return trust_policy{kind_type::all}; }
     /// Returns a policy that trusts the nearest `count` hops (the socket peer is the first).
     static trust_policy hops(std::size_t count) {
-        trust_policy p;
-        p.m_kind = kind_type::hops;
+        trust_policy p{kind_type::hops};
         p.m_hops = count;
         return p;
     }
     /// Returns a policy that trusts addresses in `list`.
     static trust_policy ranges(cidr_list list) {
-        trust_policy p;
-        p.m_kind = kind_type::ranges;
+        trust_policy p{kind_type::ranges};
         p.m_ranges = std::move(list);
         return p;
     }
@@ -186,8 +183,7 @@ public:
         if (!f) {
             throw std::invalid_argument("keel::net::trust_policy: predicate must not be empty");
         }
-        trust_policy p;
-        p.m_kind = kind_type::predicate;
+        trust_policy p{kind_type::predicate};
         p.m_predicate = std::move(f);
         return p;
     }
@@ -211,6 +207,8 @@ public:
     }
 
 private:
+    explicit trust_policy(kind_type kind) noexcept : m_kind(kind) {}
+
     kind_type m_kind = kind_type::none;
     std::size_t m_hops = 0;
     cidr_list m_ranges;

@@ -111,3 +111,21 @@ TEST_CASE("cidr::make clears host bits and rejects long prefixes", "[net][cidr]"
     CHECK(cidr::make(ip("10.0.0.0"), 8)->network() == ip("10.0.0.0"));
     CHECK(cidr::make(ip("10.0.0.0"), 8)->prefix_length() == 8);
 }
+
+TEST_CASE("cidr::parse and cidr::make reject an IPv4-mapped address with a prefix below 96",
+          "[net][cidr]") {
+    // "::ffff:10.0.0.0/8" reads like 10.0.0.0/8 but, host bits cleared, is the native IPv6
+    // range ::/8, which holds ::1 (proxy-addr reads it so).
+    for (std::string_view text :
+         {"::ffff:10.0.0.0/8", "::ffff:10.0.0.0/95", "::ffff:0:0/80", "::ffff:0.0.0.0/1"}) {
+        CAPTURE(text);
+        CHECK_FALSE(cidr::parse(text));
+    }
+    CHECK_FALSE(cidr::make(ip("::ffff:10.0.0.0"), 8));
+    CHECK_FALSE(cidr::make(ip("::ffff:10.0.0.0"), 95));
+    CHECK(cidr::parse("::ffff:10.0.0.0/96")->to_string() == "::ffff:0.0.0.0/96");
+    CHECK(cidr::make(ip("::ffff:10.0.0.0"), 104)->to_string() == "::ffff:10.0.0.0/104");
+    // Written as IPv6, the IPv6 range stays available.
+    CHECK(cidr::parse("::/8")->to_string() == "::/8");
+    CHECK(cidr::make(ip("::"), 80)->to_string() == "::/80");
+}

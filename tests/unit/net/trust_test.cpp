@@ -76,6 +76,13 @@ TEST_CASE("cidr_list rejects bad entries naming them, as proxy-addr does", "[net
     rejects("::1/255.0.0.0", "\"::1/255.0.0.0\"");
     rejects("Loopback", "\"Loopback\""); // names are case-sensitive, as in proxy-addr
     rejects("", "\"\"");
+    // An IPv4-mapped address with a prefix below 96 would be the IPv6 range ::/8 and trust ::1.
+    rejects("::ffff:10.0.0.0/8", "\"::ffff:10.0.0.0/8\"");
+    rejects("::ffff:10.0.0.0/8", "an IPv4-mapped address takes a prefix length from 96 to 128");
+    rejects(" ::ffff:0:0/95\t", "\"::ffff:0:0/95\"");
+    CHECK_THROWS_AS(cidr_list::parse("loopback, ::ffff:10.0.0.0/8"), std::invalid_argument);
+    CHECK_THROWS_AS(trust_policy::ranges({"::ffff:10.0.0.0/8"}), std::invalid_argument);
+    CHECK(cidr_list{"::ffff:10.0.0.0/104"}.contains(ip("10.1.2.3")));
     CHECK_THROWS_AS(cidr_list::parse("loopback,,10.0.0.0/8"), std::invalid_argument);
     CHECK_THROWS_AS(trust_policy::ranges({"loopback", "bogus"}), std::invalid_argument);
     CHECK_THROWS_AS(trust_policy::predicate(nullptr), std::invalid_argument);
