@@ -5,7 +5,10 @@
 
 set(KEEL_SANITIZE "" CACHE STRING
   "Sanitizers for keel's own builds: empty, 'address,undefined' or 'thread'")
-option(KEEL_WERROR "Treat warnings as errors in keel's own builds" ON)
+# -Werror only when keel is the top-level project (the presets and CI set it): a
+# project that turns on keel's tests as a subproject, maybe with another compiler,
+# gets the warnings without its build breaking on them.
+option(KEEL_WERROR "Treat warnings as errors in keel's own builds" ${PROJECT_IS_TOP_LEVEL})
 
 add_library(keel_dev INTERFACE)
 target_link_libraries(keel_dev INTERFACE keel::keel)

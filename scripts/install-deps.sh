@@ -8,6 +8,7 @@ set -euo pipefail
 packages=(
   build-essential cmake ninja-build pkg-config git  # the toolchain
   clang clang-format libclang-rt-14-dev            # clang 14 leg, sanitizers, libFuzzer, format check
+  clang-tidy                                       # scripts/tidy.sh
   catch2 libfmt-dev libbenchmark-dev               # tests, formatting, benchmarks
   libhiredis-dev redis-server                      # keel::redis and its real-Redis tests
   libcpp-httplib-dev                               # the demo service

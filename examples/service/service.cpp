@@ -355,6 +355,8 @@ int main(int argc, char** argv) try {
     auto const probe = [](httplib::Response& res, keel::ops::health_report const& report) {
         auto const answer = keel::ops::to_http_response(report);
         res.status = answer.status;
+        // A cached answer would report a health the service no longer has (docs/health.md).
+        res.set_header("Cache-Control", "no-store");
         res.set_content(answer.body, answer.content_type);
     };
     server.Get("/health/live", [&](httplib::Request const&, httplib::Response& res) {

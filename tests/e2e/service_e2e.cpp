@@ -334,7 +334,15 @@ void drain_under_load(paths const& p) {
             }
         });
     }
+    // Every probe answer, 200 or 503, forbids caching (docs/health.md).
+    for (std::string const path : {"/health/live", "/health/ready", "/health/startup"}) {
+        auto const r = keel_demo::get(s.port, path, {}, 5s);
+        check(r.status == 200 && r.header("Cache-Control") == "no-store",
+              fmt::format("{} answers 200 with Cache-Control: no-store (got {}, '{}')", path,
+                          r.status, r.header("Cache-Control")));
+    }
     std::atomic<bool> ready_503{false};
+    std::atomic<bool> ready_503_cacheable{false};
     std::atomic<bool> polling{true};
     std::thread prober{[&] {
         while (polling.load()) {
@@ -342,6 +350,9 @@ void drain_under_load(paths const& p) {
             if (r.status == 503) {
                 ready_503 = true;
                 routed = false;
+                if (r.header("Cache-Control") != "no-store") {
+                    ready_503_cacheable = true;
+                }
             }
             if (r.status == 0 && r.error == "Connection") {
                 routed = false;
@@ -365,6 +376,7 @@ void drain_under_load(paths const& p) {
 
     check(before > 0, fmt::format("{} requests served before SIGTERM", before));
     check(ready_503.load(), "readiness answered 503 while draining");
+    check(!ready_503_cacheable.load(), "readiness 503 answers carry Cache-Control: no-store");
     check(dropped.load() == 0, fmt::format("{} accepted requests dropped", dropped.load()));
     check(other.load() == 0, fmt::format("{} unexpected answers", other.load()));
     check(served.load() > before,

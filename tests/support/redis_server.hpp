@@ -1,11 +1,13 @@
 // SPDX-License-Identifier: MIT
 // Test support: a private redis-server child process on a free loopback port,
 // without persistence, that a test (or a benchmark) can start, freeze, kill and
-// restart; and shared_redis_port(), the port of the server the ctest fixture
-// started (or, when run by hand without the fixture, of a private one).
+// restart; shared_redis_port(), the port of the server the ctest fixture
+// started (or, when run by hand without the fixture, of a private one); and the
+// connection and pool options the tests use against either.
 #pragma once
 
 #include <keel/redis/connection.hpp>
+#include <keel/redis/pool.hpp>
 
 #include <chrono>
 #include <csignal>
@@ -166,6 +168,26 @@ inline int shared_redis_port() {
     }
     static redis_server fallback;
     return fallback.port();
+}
+
+/// Returns connection options for the shared server, with a command timeout
+/// generous enough for a loaded machine.
+inline keel::redis::connection_options shared_connection() {
+    return {.port = shared_redis_port(), .command_timeout = std::chrono::milliseconds{2000}};
+}
+
+/// Returns options for a pool of `size` connections to the shared server.
+inline keel::redis::pool_options shared_pool(std::size_t size = 2) {
+    return {.connection = shared_connection(), .size = size};
+}
+
+/// Returns options for a pool of 2 connections to a private server on `port`,
+/// with short timeouts, so a test that kills or freezes it sees failures fast.
+inline keel::redis::pool_options private_pool(int port) {
+    return {.connection = {.port = port,
+                           .connect_timeout = std::chrono::milliseconds{200},
+                           .command_timeout = std::chrono::milliseconds{100}},
+            .size = 2};
 }
 
 /// Returns `prefix` followed by a random suffix, so runs never share Redis keys.

@@ -10,7 +10,7 @@
 using namespace std::chrono_literals;
 
 TEST_CASE("redis::connection: connects lazily and answers PING", "[redis]") {
-    keel::redis::connection c{{.port = keel_test::shared_redis_port(), .command_timeout = 2000ms}};
+    keel::redis::connection c{keel_test::shared_connection()};
     CHECK_FALSE(c.connected());
     auto r = c.command({"PING"});
     REQUIRE(r.has_value());
@@ -20,7 +20,7 @@ TEST_CASE("redis::connection: connects lazily and answers PING", "[redis]") {
 }
 
 TEST_CASE("redis::connection: arguments are binary-safe", "[redis]") {
-    keel::redis::connection c{{.port = keel_test::shared_redis_port(), .command_timeout = 2000ms}};
+    keel::redis::connection c{keel_test::shared_connection()};
     std::string const value{"a\0b\r\nc", 6};
     REQUIRE(c.command({"SET", "keel:test:{binary}", value}));
     auto r = c.command({"GET", "keel:test:{binary}"});
@@ -29,7 +29,7 @@ TEST_CASE("redis::connection: arguments are binary-safe", "[redis]") {
 }
 
 TEST_CASE("redis::connection: an error reply is a reply, not a failure", "[redis]") {
-    keel::redis::connection c{{.port = keel_test::shared_redis_port(), .command_timeout = 2000ms}};
+    keel::redis::connection c{keel_test::shared_connection()};
     auto r = c.command({"NOSUCHCOMMAND"});
     REQUIRE(r.has_value());
     CHECK(r->is_error());

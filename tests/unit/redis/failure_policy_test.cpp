@@ -21,11 +21,6 @@ using namespace std::chrono_literals;
 using keel::decision_source;
 
 namespace {
-keel::redis::pool_options private_pool(int port) {
-    return {.connection = {.port = port, .connect_timeout = 200ms, .command_timeout = 100ms},
-            .size = 2};
-}
-
 template <class F>
 std::chrono::nanoseconds timed(F&& f) {
     auto const start = std::chrono::steady_clock::now();
@@ -39,7 +34,7 @@ TEST_CASE("redis failure policy: Redis killed mid-run fails open, opens the brea
           "[redis][failure_policy]") {
     keel_test::redis_server server;
     REQUIRE(server.running());
-    keel::redis::pool redis{private_pool(server.port())};
+    keel::redis::pool redis{keel_test::private_pool(server.port())};
     keel::manual_clock clock;
     keel::redis::fixed_window<keel::manual_clock> limiter{
         redis,
@@ -84,7 +79,7 @@ TEST_CASE("redis failure policy: a failed probe opens the breaker again",
           "[redis][failure_policy]") {
     keel_test::redis_server server;
     REQUIRE(server.running());
-    keel::redis::pool redis{private_pool(server.port())};
+    keel::redis::pool redis{keel_test::private_pool(server.port())};
     keel::manual_clock clock;
     keel::redis::gcra<keel::manual_clock> limiter{
         redis,
@@ -110,7 +105,7 @@ TEST_CASE("redis failure policy: fail closed refuses until Redis is probed again
           "[redis][failure_policy]") {
     keel_test::redis_server server;
     REQUIRE(server.running());
-    keel::redis::pool redis{private_pool(server.port())};
+    keel::redis::pool redis{keel_test::private_pool(server.port())};
     keel::manual_clock clock;
     keel::redis::fixed_window<keel::manual_clock> limiter{
         redis,
@@ -139,7 +134,7 @@ TEST_CASE("redis failure policy: a hung Redis costs at most the command timeout"
           "[redis][failure_policy]") {
     keel_test::redis_server server;
     REQUIRE(server.running());
-    keel::redis::pool redis{private_pool(server.port())};
+    keel::redis::pool redis{keel_test::private_pool(server.port())};
     keel::manual_clock clock;
     keel::redis::fixed_window<keel::manual_clock> limiter{
         redis,
@@ -170,9 +165,7 @@ TEST_CASE("redis failure policy: a hung Redis costs at most the command timeout"
 
 TEST_CASE("redis failure policy: NOSCRIPT after SCRIPT FLUSH is recovered without a fallback",
           "[redis][failure_policy]") {
-    keel::redis::pool redis{
-        {.connection = {.port = keel_test::shared_redis_port(), .command_timeout = 2000ms},
-         .size = 1}};
+    keel::redis::pool redis{keel_test::shared_pool(1)};
     keel::redis::fixed_window<> limiter{
         redis, {.name = keel_test::unique_name("flush"), .limit = 10, .window = 1h}};
     CHECK(limiter.try_acquire().source == decision_source::remote);
@@ -199,7 +192,7 @@ TEST_CASE("redis failure policy: local mode asks the local fallback, per key",
           "[redis][failure_policy]") {
     keel_test::redis_server server;
     REQUIRE(server.running());
-    keel::redis::pool redis{private_pool(server.port())};
+    keel::redis::pool redis{keel_test::private_pool(server.port())};
     keel::manual_clock clock;
     keel::redis::fixed_window<keel::manual_clock> limiter{
         redis,
@@ -232,7 +225,7 @@ TEST_CASE("redis failure policy: a quick Redis restart costs no fallback decisio
           "[redis][failure_policy]") {
     keel_test::redis_server server;
     REQUIRE(server.running());
-    keel::redis::pool redis{private_pool(server.port())};
+    keel::redis::pool redis{keel_test::private_pool(server.port())};
     keel::redis::fixed_window<> limiter{redis, {.name = "restart", .limit = 5, .window = 1h}};
     {
         // Open both pooled connections.
@@ -252,7 +245,7 @@ TEST_CASE("redis failure policy: 4 threads keep deciding while Redis dies and co
           "[redis][failure_policy][concurrency]") {
     keel_test::redis_server server;
     REQUIRE(server.running());
-    keel::redis::pool redis{private_pool(server.port())};
+    keel::redis::pool redis{keel_test::private_pool(server.port())};
     keel::manual_clock clock;
     keel::redis::gcra<keel::manual_clock> limiter{
         redis,
@@ -310,7 +303,7 @@ TEST_CASE("redis failure policy: local mode falls back to the local limiter's sh
           "[redis][failure_policy]") {
     keel_test::redis_server server;
     REQUIRE(server.running());
-    keel::redis::pool redis{private_pool(server.port())};
+    keel::redis::pool redis{keel_test::private_pool(server.port())};
     keel::manual_clock clock;
     keel::redis::fixed_window<keel::manual_clock> limiter{
         redis,

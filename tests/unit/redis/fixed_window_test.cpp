@@ -20,17 +20,10 @@ using keel::decision_source;
 static_assert(keel::rate_limiter<keel::redis::fixed_window<>>);
 static_assert(keel::rate_limiter<keel::redis::fixed_window<keel::manual_clock>>);
 
-namespace {
-keel::redis::pool_options shared_pool(std::size_t size = 2) {
-    return {.connection = {.port = keel_test::shared_redis_port(), .command_timeout = 2000ms},
-            .size = size};
-}
-} // namespace
-
 TEST_CASE("redis::fixed_window: admits exactly limit per window, then refuses until the window "
           "ends",
           "[redis][fixed_window]") {
-    keel::redis::pool redis{shared_pool()};
+    keel::redis::pool redis{keel_test::shared_pool()};
     keel::redis::fixed_window<> limiter{
         redis, {.name = keel_test::unique_name("fw-seq"), .limit = 3, .window = 1h}};
     for (std::int64_t expected_remaining : {2, 1, 0}) {
@@ -56,7 +49,7 @@ TEST_CASE("redis::fixed_window: admits exactly limit per window, then refuses un
 TEST_CASE("redis::fixed_window: weighted requests take several permits and too many is "
           "unsatisfiable",
           "[redis][fixed_window]") {
-    keel::redis::pool redis{shared_pool()};
+    keel::redis::pool redis{keel_test::shared_pool()};
     keel::redis::fixed_window<> limiter{
         redis, {.name = keel_test::unique_name("fw-weight"), .limit = 5, .window = 1h}};
     CHECK(limiter.try_acquire(3).remaining == 2);
@@ -73,7 +66,7 @@ TEST_CASE("redis::fixed_window: weighted requests take several permits and too m
 
 TEST_CASE("redis::fixed_window: keys are hash-tagged and expire at the window's end",
           "[redis][fixed_window]") {
-    keel::redis::pool redis{shared_pool()};
+    keel::redis::pool redis{keel_test::shared_pool()};
     std::string const name = keel_test::unique_name("fw-ttl");
     keel::redis::fixed_window<> limiter{redis, {.name = name, .limit = 10, .window = 2s}};
     CHECK(limiter.redis_key() == "keel:{" + name + "}");
@@ -91,7 +84,7 @@ TEST_CASE("redis::fixed_window: keys are hash-tagged and expire at the window's 
 }
 
 TEST_CASE("redis::fixed_window: each key has its own count", "[redis][fixed_window]") {
-    keel::redis::pool redis{shared_pool()};
+    keel::redis::pool redis{keel_test::shared_pool()};
     keel::redis::fixed_window<> limiter{
         redis, {.name = keel_test::unique_name("fw-keys"), .limit = 2, .window = 1h}};
     CHECK(limiter.try_acquire("alice").allowed);
@@ -105,7 +98,7 @@ TEST_CASE("redis::fixed_window: each key has its own count", "[redis][fixed_wind
 
 TEST_CASE("redis::fixed_window: instances with skewed local clocks share one count",
           "[redis][fixed_window]") {
-    keel::redis::pool redis{shared_pool()};
+    keel::redis::pool redis{keel_test::shared_pool()};
     std::string const name = keel_test::unique_name("fw-skew");
     keel::manual_clock behind{};
     keel::manual_clock ahead{keel::manual_clock::time_point{240h}};
@@ -124,7 +117,7 @@ TEST_CASE("redis::fixed_window: instances with skewed local clocks share one cou
 
 TEST_CASE("redis::fixed_window: 4 threads on one limiter admit exactly the limit",
           "[redis][fixed_window][concurrency]") {
-    keel::redis::pool redis{shared_pool(4)};
+    keel::redis::pool redis{keel_test::shared_pool(4)};
     keel::redis::fixed_window<> limiter{
         redis, {.name = keel_test::unique_name("fw-threads"), .limit = 150, .window = 1h}};
     std::atomic<long> admitted{0};
@@ -181,7 +174,7 @@ TEST_CASE("redis::fixed_window: leasing never exceeds the limit and loses at mos
 
 TEST_CASE("redis::fixed_window: a lease serves several permits per round trip",
           "[redis][fixed_window]") {
-    keel::redis::pool redis{shared_pool()};
+    keel::redis::pool redis{keel_test::shared_pool()};
     keel::redis::fixed_window<> limiter{
         redis,
         {.name = keel_test::unique_name("fw-lease1"), .limit = 20, .window = 1h, .lease = 5}};
@@ -194,7 +187,7 @@ TEST_CASE("redis::fixed_window: a lease serves several permits per round trip",
 }
 
 TEST_CASE("redis::fixed_window: options out of range are rejected", "[redis][fixed_window]") {
-    keel::redis::pool redis{shared_pool()};
+    keel::redis::pool redis{keel_test::shared_pool()};
     CHECK_THROWS_WITH(keel::redis::fixed_window<>(redis, {.name = "x", .limit = 0}),
                       "keel::redis::fixed_window: limit must be in [1, 2^31), got 0");
     CHECK_THROWS_WITH(keel::redis::fixed_window<>(redis, {.limit = 1}),

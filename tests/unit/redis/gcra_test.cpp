@@ -20,16 +20,9 @@ using keel::decision_source;
 static_assert(keel::rate_limiter<keel::redis::gcra<>>);
 static_assert(keel::rate_limiter<keel::redis::gcra<keel::manual_clock>>);
 
-namespace {
-keel::redis::pool_options shared_pool(std::size_t size = 2) {
-    return {.connection = {.port = keel_test::shared_redis_port(), .command_timeout = 2000ms},
-            .size = size};
-}
-} // namespace
-
 TEST_CASE("redis::gcra: admits the burst at once, then one permit per emission interval",
           "[redis][gcra]") {
-    keel::redis::pool redis{shared_pool()};
+    keel::redis::pool redis{keel_test::shared_pool()};
     // 1 permit per 10 minutes, burst 3: the test runs far inside one interval.
     keel::redis::gcra<> limiter{
         redis, {.name = keel_test::unique_name("gcra-seq"), .rate = 6, .period = 1h, .burst = 3}};
@@ -52,7 +45,7 @@ TEST_CASE("redis::gcra: admits the burst at once, then one permit per emission i
 }
 
 TEST_CASE("redis::gcra: weighted requests and the unsatisfiable case", "[redis][gcra]") {
-    keel::redis::pool redis{shared_pool()};
+    keel::redis::pool redis{keel_test::shared_pool()};
     keel::redis::gcra<> limiter{
         redis, {.name = keel_test::unique_name("gcra-weight"), .rate = 4, .period = 1h}};
     CHECK(limiter.try_acquire(3).remaining == 1);
@@ -69,7 +62,7 @@ TEST_CASE("redis::gcra: weighted requests and the unsatisfiable case", "[redis][
 
 TEST_CASE("redis::gcra: the state key expires when the bucket would be full again",
           "[redis][gcra]") {
-    keel::redis::pool redis{shared_pool()};
+    keel::redis::pool redis{keel_test::shared_pool()};
     keel::redis::gcra<> limiter{
         redis, {.name = keel_test::unique_name("gcra-ttl"), .rate = 10, .period = 1s}};
     REQUIRE(limiter.try_acquire(2).allowed);
@@ -82,7 +75,7 @@ TEST_CASE("redis::gcra: the state key expires when the bucket would be full agai
 }
 
 TEST_CASE("redis::gcra: skewed local clocks share one bucket", "[redis][gcra]") {
-    keel::redis::pool redis{shared_pool()};
+    keel::redis::pool redis{keel_test::shared_pool()};
     std::string const name = keel_test::unique_name("gcra-skew");
     keel::manual_clock behind{};
     keel::manual_clock ahead{keel::manual_clock::time_point{1000h}};
@@ -112,7 +105,7 @@ TEST_CASE("redis::gcra: 4 processes sharing one bucket admit exactly the burst",
 
 TEST_CASE("redis::gcra: 4 threads on one limiter admit exactly the burst",
           "[redis][gcra][concurrency]") {
-    keel::redis::pool redis{shared_pool(4)};
+    keel::redis::pool redis{keel_test::shared_pool(4)};
     keel::redis::gcra<> limiter{
         redis, {.name = keel_test::unique_name("gcra-threads"), .rate = 100, .period = 1h}};
     std::atomic<long> admitted{0};
@@ -131,7 +124,7 @@ TEST_CASE("redis::gcra: 4 threads on one limiter admit exactly the burst",
 }
 
 TEST_CASE("redis::gcra: options out of range are rejected", "[redis][gcra]") {
-    keel::redis::pool redis{shared_pool()};
+    keel::redis::pool redis{keel_test::shared_pool()};
     CHECK_THROWS_WITH(keel::redis::gcra<>(redis, {.name = "x", .rate = 0}),
                       "keel::redis::gcra: rate must be in [1, 2^31), got 0");
     CHECK_THROWS_WITH(keel::redis::gcra<>(redis, {.name = "x", .rate = 1, .burst = -1}),

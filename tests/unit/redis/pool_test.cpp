@@ -49,9 +49,7 @@ TEST_CASE("redis::pool: hands out at most size connections and reuses returned o
 }
 
 TEST_CASE("redis::pool: threads share a small pool", "[redis][concurrency]") {
-    keel::redis::pool p{
-        {.connection = {.port = keel_test::shared_redis_port(), .command_timeout = 2000ms},
-         .size = 2}};
+    keel::redis::pool p{keel_test::shared_pool(2)};
     std::atomic<int> pongs{0};
     std::vector<std::thread> threads;
     for (int t = 0; t < 4; ++t) {

@@ -21,11 +21,6 @@ static_assert(keel::rate_limiter<keel::redis::sliding_counter<>>);
 static_assert(keel::rate_limiter<keel::redis::sliding_counter<keel::manual_clock>>);
 
 namespace {
-keel::redis::pool_options shared_pool(std::size_t size = 2) {
-    return {.connection = {.port = keel_test::shared_redis_port(), .command_timeout = 2000ms},
-            .size = size};
-}
-
 // Reads Redis' clock in microseconds.
 std::int64_t redis_now_us(keel::redis::pool& redis) {
     auto lease = redis.acquire();
@@ -37,7 +32,7 @@ std::int64_t redis_now_us(keel::redis::pool& redis) {
 } // namespace
 
 TEST_CASE("redis::sliding_counter: a fresh key admits exactly limit", "[redis][sliding_counter]") {
-    keel::redis::pool redis{shared_pool()};
+    keel::redis::pool redis{keel_test::shared_pool()};
     keel::redis::sliding_counter<> limiter{
         redis, {.name = keel_test::unique_name("sc-seq"), .limit = 3, .window = 1h}};
     for (std::int64_t expected_remaining : {2, 1, 0}) {
@@ -54,7 +49,7 @@ TEST_CASE("redis::sliding_counter: a fresh key admits exactly limit", "[redis][s
 
 TEST_CASE("redis::sliding_counter: the previous window counts by its remaining overlap",
           "[redis][sliding_counter]") {
-    keel::redis::pool redis{shared_pool()};
+    keel::redis::pool redis{keel_test::shared_pool()};
     std::string const name = keel_test::unique_name("sc-prev");
     constexpr std::int64_t window_us = 3'600'000'000; // 1 h
     keel::redis::sliding_counter<> limiter{redis, {.name = name, .limit = 100, .window = 1h}};
@@ -85,7 +80,7 @@ TEST_CASE("redis::sliding_counter: the previous window counts by its remaining o
 
 TEST_CASE("redis::sliding_counter: skewed local clocks share one count",
           "[redis][sliding_counter]") {
-    keel::redis::pool redis{shared_pool()};
+    keel::redis::pool redis{keel_test::shared_pool()};
     std::string const name = keel_test::unique_name("sc-skew");
     keel::manual_clock behind{};
     keel::manual_clock ahead{keel::manual_clock::time_point{500h}};
@@ -115,7 +110,7 @@ TEST_CASE("redis::sliding_counter: 4 processes sharing one limit admit exactly t
 }
 
 TEST_CASE("redis::sliding_counter: options out of range are rejected", "[redis][sliding_counter]") {
-    keel::redis::pool redis{shared_pool()};
+    keel::redis::pool redis{keel_test::shared_pool()};
     CHECK_THROWS_WITH(keel::redis::sliding_counter<>(redis, {.name = "x", .limit = 0}),
                       "keel::redis::sliding_counter: limit must be in [1, 2^31), got 0");
 }
