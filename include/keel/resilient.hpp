@@ -13,6 +13,7 @@
 
 #include <cstddef>
 #include <functional>
+#include <future>
 #include <tuple>
 #include <type_traits>
 #include <utility>
@@ -42,6 +43,41 @@ struct unwrap_outcome<outcome<T>> {
     using type = T;
 };
 
+template <class T>
+struct is_std_future : std::false_type {};
+template <class T>
+struct is_std_future<std::future<T>> : std::true_type {};
+template <class T>
+struct is_std_future<std::shared_future<T>> : std::true_type {};
+
+// (clang-format 14 splits disjunctions of requires-expressions badly.)
+// clang-format off
+/// Describes an awaitable (asio::awaitable, cppcoro and folly tasks, any coroutine
+/// type) by its shape: a member await_ready() or operator co_await, a free
+/// operator co_await found by ADL, or a nested promise_type.
+template <class T>
+concept awaitable_shape =
+    requires(T& t) { t.await_ready(); } ||
+    requires(T&& t) { static_cast<T&&>(t).operator co_await(); } ||
+    requires(T&& t) { operator co_await(static_cast<T&&>(t)); } ||
+    requires { typename T::promise_type; };
+
+/// Describes a sender by the markers P2300 (std::execution, stdexec) gives it: a
+/// nested `sender_concept`, `is_sender` (earlier stdexec) or `completion_signatures`.
+template <class T>
+concept sender_shape =
+    requires { typename T::sender_concept; } ||
+    requires { typename T::is_sender; } ||
+    requires { typename T::completion_signatures; };
+// clang-format on
+
+/// Describes a result that stands for work still running or not yet started, which a
+/// synchronous pipeline cannot guard (its policies would see only the handle):
+/// std::future and std::shared_future by type, awaitables and senders by shape, so
+/// that neither Asio nor std::execution need be included.
+template <class T>
+concept asynchronous_result = is_std_future<T>::value || awaitable_shape<T> || sender_shape<T>;
+
 /// What invoking `Call const&` with the context (if it takes one) and lvalue `Args` gives.
 template <class Call, class Context, class... Args>
 struct call_traits {
@@ -56,6 +92,11 @@ struct call_traits {
                                     std::invoke_result<Call const&, Args&...>>::type;
     /// The pipeline's R: the call's result decayed, or T when the call returns keel::outcome<T>.
     using result = typename unwrap_outcome<std::remove_cvref_t<raw>>::type;
+    static_assert(!asynchronous_result<result>,
+                  "keel::resilient: the call returns an awaitable, a std::future or a sender; "
+                  "a synchronous pipeline would guard only its creation, not the work (no "
+                  "timeout, retry or breaker outcome would see it). Use keel::asio::resilient "
+                  "for asynchronous calls, or wait for the result inside the call");
 };
 
 } // namespace detail
@@ -104,9 +145,9 @@ public:
     using result_t =
         typename detail::call_traits<Call, context_type, std::remove_reference_t<Args>...>::result;
 
-    /// Guards `call` with `policies` (outermost first).
-    explicit(false) resilient(Call call, Policies... policies)
-        : m_call(std::move(call)), m_policies(std::move(policies)...) {}
+    /// Guards `guarded` with `policies` (outermost first).
+    explicit(false) resilient(Call guarded, Policies... policies)
+        : m_call(std::move(guarded)), m_policies(std::move(policies)...) {}
 
     /// Runs the pipeline with a fresh context (attempt 1, no deadline, no stop token);
     /// returns the result or the failure. Never throws keel's errors (only what

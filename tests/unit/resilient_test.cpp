@@ -11,6 +11,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
+#include <future>
 #include <memory>
 #include <new>
 #include <stdexcept>
@@ -100,6 +101,22 @@ TEST_CASE("resilient: without policies it calls the call", "[resilient]") {
     CHECK(guarded() == 42);
     CHECK(guarded.call() == 42);
     CHECK(*guarded.try_call() == 42);
+}
+
+namespace {
+int twice(int x) {
+    return 2 * x;
+}
+} // namespace
+
+// g++ -Wshadow (an error in keel's builds) flagged the constructor's parameter
+// `call` as shadowing the member function call() when Call is a function pointer.
+TEST_CASE("resilient: guards a plain function pointer", "[resilient]") {
+    int (*const fn)(int) = &twice;
+    auto const guarded = keel::resilient{fn};
+    CHECK(guarded(21) == 42);
+    auto const retried = keel::resilient{&twice, keel::retry{{.max_attempts = 2}}};
+    CHECK(*retried.try_call(4) == 8);
 }
 
 TEST_CASE("resilient: policies apply outer to inner in argument order", "[resilient]") {
@@ -296,4 +313,29 @@ TEST_CASE("resilient: the DESIGN example compiles and runs on the real clock", "
     CHECK(r->id == 42);
     CHECK(requests == 4);
     CHECK(outcomes == 2);
+}
+
+namespace detection {
+struct awaitable_like {
+    bool await_ready() const noexcept;
+};
+struct sender_like {
+    using sender_concept = void;
+};
+struct plain {
+    int await_ready = 0; // a data member named like the protocol is not an awaitable
+};
+} // namespace detection
+
+TEST_CASE("resilient: asynchronous results are recognised without Asio or std::execution",
+          "[resilient]") {
+    STATIC_REQUIRE(keel::detail::asynchronous_result<std::future<int>>);
+    STATIC_REQUIRE(keel::detail::asynchronous_result<std::shared_future<void>>);
+    STATIC_REQUIRE(keel::detail::asynchronous_result<detection::awaitable_like>);
+    STATIC_REQUIRE(keel::detail::asynchronous_result<detection::sender_like>);
+    STATIC_REQUIRE_FALSE(keel::detail::asynchronous_result<int>);
+    STATIC_REQUIRE_FALSE(keel::detail::asynchronous_result<void>);
+    STATIC_REQUIRE_FALSE(keel::detail::asynchronous_result<std::string>);
+    STATIC_REQUIRE_FALSE(keel::detail::asynchronous_result<detection::plain>);
+    STATIC_REQUIRE_FALSE(keel::detail::asynchronous_result<std::vector<std::future<int>>>);
 }

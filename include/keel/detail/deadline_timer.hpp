@@ -1,11 +1,13 @@
 // SPDX-License-Identifier: MIT
 // The one timer behind every keel::timeout on a real clock: pending deadlines in
 // a heap, one background thread (started on first use) that sleeps until the
-// earliest and fires its stop_source. Clocks that schedule their own
+// earliest and fires its stop_source. It is never destroyed, so a call that
+// returns while the process exits still finds it. Clocks that schedule their own
 // callbacks (keel::manual_clock's call_at) use those instead, so tests run in
 // virtual time.
 #pragma once
 
+#include <keel/detail/time.hpp>
 #include <keel/version.hpp>
 
 #include <chrono>
@@ -39,8 +41,14 @@ concept real_time_point = requires {
 };
 
 /// Fires stop sources at their deadlines, on one lazily started thread per
-/// std::chrono clock. Thread-safe. Lives until static destruction; a deadline
-/// scheduled during static destruction is undefined.
+/// std::chrono clock. Thread-safe.
+///
+/// The instance and its thread are never destroyed: calls keep scheduling and
+/// cancelling deadlines on threads that outlive main (keel itself leaves abandoned
+/// health checks and drain hooks running at exit), so the timer must outlast
+/// static destruction, and exit must not wait for a thread that may be running a
+/// stop callback that never returns. The thread is detached and ends with the
+/// process; the instance stays reachable, so leak checkers do not report it.
 ///
 /// Pending deadlines are `scheduled` objects on their owners' stacks, kept in a
 /// binary min-heap of pointers: scheduling and cancelling allocate nothing once the
@@ -73,9 +81,9 @@ public:
         std::size_t m_index = not_queued; // position in the heap
     };
 
-    /// Returns the process-wide timer for this clock.
+    /// Returns the process-wide timer for this clock (never destroyed, see the class).
     static deadline_timer& instance() {
-        static deadline_timer timer;
+        static deadline_timer& timer = *new deadline_timer; // NOLINT: leaked on purpose
         return timer;
     }
 
@@ -101,8 +109,9 @@ private:
 
     void add(scheduled& s) {
         std::lock_guard lock{m_mutex};
-        if (!m_thread.joinable()) {
-            m_thread = std::jthread{[this](std::stop_token token) { run(token); }};
+        if (!m_started) {
+            std::thread{[this] { run(); }}.detach();
+            m_started = true;
         }
         m_heap.push_back(&s);
         s.m_index = m_heap.size() - 1;
@@ -171,13 +180,13 @@ private:
         }
     }
 
-    void run(std::stop_token token) {
+    [[noreturn]] void run() {
         std::vector<std::stop_source> due;
         std::unique_lock lock{m_mutex};
         auto const earlier_arrived = [this] {
             return !m_heap.empty() && m_heap.front()->m_when < m_wake_at;
         };
-        while (!token.stop_requested()) {
+        for (;;) {
             auto const now = ChronoClock::now();
             while (!m_heap.empty() && m_heap.front()->m_when <= now) {
                 // A copy of the source: its owner may return and destroy the entry as
@@ -197,19 +206,30 @@ private:
             }
             if (m_heap.empty()) {
                 m_wake_at = time_point::max();
-                m_wake.wait(lock, token, earlier_arrived);
+                m_wake.wait(lock, earlier_arrived);
+                continue;
+            }
+            m_wake_at = m_heap.front()->m_when;
+            // Wait on steady_clock for the time left on ChronoClock, saturated: a
+            // deadline at the end of time is an untimed wait, never one whose
+            // overflowed end lies in the past and wakes at once.
+            using ticks = typename time_point::duration;
+            auto const left = saturating_cast<std::chrono::nanoseconds>(ticks{saturating_sub(
+                m_wake_at.time_since_epoch().count(), now.time_since_epoch().count())});
+            auto const wake = saturating_add(std::chrono::steady_clock::now(), left);
+            if (wake == std::chrono::steady_clock::time_point::max()) {
+                m_wake.wait(lock, earlier_arrived);
             } else {
-                m_wake_at = m_heap.front()->m_when;
-                m_wake.wait_for(lock, token, m_wake_at - now, earlier_arrived);
+                m_wake.wait_until(lock, wake, earlier_arrived);
             }
         }
     }
 
     mutable std::mutex m_mutex;
-    std::condition_variable_any m_wake;
+    std::condition_variable m_wake;
     std::vector<scheduled*> m_heap;           // earliest first (see sift_up / sift_down)
     time_point m_wake_at = time_point::min(); // when the thread wakes next; min: not waiting
-    std::jthread m_thread; // last: joined before the members it uses are destroyed
+    bool m_started = false;                   // the thread runs (detached, see the class)
 };
 
 } // namespace detail

@@ -14,6 +14,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <stdexcept>
 #include <string>
 #include <variant>
@@ -62,8 +63,11 @@ using backoff = std::variant<constant, linear, exponential>;
 /// - `jitter::decorrelated` (AWS): min(cap, base + U * (3 * previous - base)), with
 ///   previous = base before the first retry; in [base, min(cap, 3 * previous)).
 ///   It grows by itself, ignoring the backoff's multiplier or step.
-/// - `jitter::proportional(x)`: c * (1 - x + 2xU), in [c(1 - x), c(1 + x)); mean c.
-///   Polly's constant/linear jitter is x = 0.25, gRPC's is x = 0.2. It may exceed the cap by x.
+/// - `jitter::proportional(x)`: min(cap, c * (1 - x + 2xU)): in [c(1 - x), c(1 + x)) and
+///   never above the cap; mean c where c(1 + x) stays below the cap. Polly's
+///   constant/linear jitter is x = 0.25, gRPC's is x = 0.2. Clamped after jitter, as
+///   Polly clamps to MaxDelay: a linear or exponential delay never exceeds its cap;
+///   keel::constant has no cap, so it spreads c +/- x.
 /// - `jitter::additive(a)`: min(raw + U * a, cap) where raw is the uncapped delay,
 ///   the article's min(base * 2^n + U(0, 1 s), max) with a = 1 s.
 struct jitter {
@@ -147,16 +151,17 @@ inline std::chrono::nanoseconds to_nanos(double nanos) noexcept {
 /// Produces the delays of one logical call's retries: next() before retry 1,
 /// then retry 2, and so on.
 ///
-/// A small value holding the backoff, the jitter, a reference to the generator
-/// and, for decorrelated jitter, the previous delay. Not thread-safe: one per
-/// call. The generator must outlive it.
+/// A small value holding a copy of the backoff and the jitter, a reference to the
+/// generator and, for decorrelated jitter, the previous delay: it may be built
+/// from a temporary backoff. Not thread-safe: one per call. The generator must
+/// outlive it.
 template <std::uniform_random_bit_generator Random>
 class backoff_sequence {
 public:
     /// Starts before the first retry; `random` is drawn once per delay when jitter applies.
     /// Precondition: `b` and `j` are valid (keel::retry validates them at construction).
     backoff_sequence(backoff const& b, jitter const& j, Random& random) noexcept
-        : m_backoff(&b), m_jitter(j), m_random(&random) {}
+        : m_backoff(b), m_jitter(j), m_random(&random) {}
 
     /// Returns the delay before the next retry and advances.
     std::chrono::nanoseconds next() {
@@ -164,16 +169,18 @@ public:
         double raw = 0;
         double base = 0;
         double cap = 0;
-        if (auto const* c = std::get_if<constant>(m_backoff)) {
+        // The user's cap, which jitter must not exceed: a constant has none.
+        double limit = std::numeric_limits<double>::infinity();
+        if (auto const* c = std::get_if<constant>(&m_backoff)) {
             raw = base = cap = static_cast<double>(c->delay.count());
-        } else if (auto const* l = std::get_if<linear>(m_backoff)) {
+        } else if (auto const* l = std::get_if<linear>(&m_backoff)) {
             base = static_cast<double>(l->base.count());
-            cap = static_cast<double>(l->cap.count());
+            cap = limit = static_cast<double>(l->cap.count());
             raw = base + static_cast<double>(l->step.count()) * (m_retry - 1);
         } else {
-            auto const& e = std::get<exponential>(*m_backoff);
+            auto const& e = std::get<exponential>(m_backoff);
             base = static_cast<double>(e.base.count());
-            cap = static_cast<double>(e.cap.count());
+            cap = limit = static_cast<double>(e.cap.count());
             raw = base * std::pow(e.multiplier, m_retry - 1);
         }
         double const capped = std::min(raw, cap);
@@ -189,8 +196,8 @@ public:
             break;
         }
         case jitter::kind::proportional:
-            delay =
-                capped * (1 - m_jitter.fraction + 2 * m_jitter.fraction * uniform_unit(*m_random));
+            delay = std::min(limit, capped * (1 - m_jitter.fraction +
+                                              2 * m_jitter.fraction * uniform_unit(*m_random)));
             break;
         case jitter::kind::additive:
             delay = std::min(
@@ -205,7 +212,7 @@ public:
     int retries() const noexcept { return m_retry; }
 
 private:
-    backoff const* m_backoff;
+    backoff m_backoff; // a copy: a sequence built from a temporary must not dangle
     jitter m_jitter;
     Random* m_random;
     int m_retry = 0;

@@ -35,7 +35,8 @@ struct bulkhead_options {
     int max_queued_calls = 0;
     /// Default 0 (resilience4j maxWaitDuration); >= 0. How long a queued call waits
     /// for a slot before errc::bulkhead_full; must be > 0 exactly when
-    /// max_queued_calls > 0.
+    /// max_queued_calls > 0. nanoseconds::max() waits until a slot is handed over
+    /// or the stop token fires (the sleeper treats it as forever).
     std::chrono::nanoseconds max_wait{};
 };
 

@@ -10,6 +10,7 @@
 #include <keel/core/error.hpp>
 #include <keel/core/outcome.hpp>
 #include <keel/core/sleeper.hpp>
+#include <keel/detail/time.hpp>
 #include <keel/limiter/decision.hpp>
 #include <keel/limiter/limiter.hpp>
 #include <keel/version.hpp>
@@ -30,7 +31,8 @@ struct rate_limit_options {
     /// The longest a call waits for permits in total. Default 0: reject at once
     /// (Polly's rate limiter default, QueueLimit = 0; resilience4j waits up to
     /// 5 s by default, which ties up the caller's thread). Must not be negative.
-    /// A wait that would end after the context's deadline is not started.
+    /// nanoseconds::max() waits as long as the limiter asks, however long. A wait
+    /// that would end after the context's deadline is not started, whatever max_wait.
     std::chrono::nanoseconds max_wait{0};
 };
 
@@ -82,7 +84,8 @@ public:
             if (ctx.stop_requested()) {
                 return failure::from(errc::cancelled);
             }
-            if (waited + d.retry_after > m_options.max_wait || past_deadline(ctx, d.retry_after)) {
+            // waited <= max_wait always, so the subtraction cannot overflow.
+            if (d.retry_after > m_options.max_wait - waited || past_deadline(ctx, d.retry_after)) {
                 return failure::from(errc::rate_limited, d.retry_after);
             }
             Sleeper sleeper = m_sleeper; // sleepers are copyable handles; execute is const
@@ -108,7 +111,7 @@ private:
                           m_limiter->clock().now();
                       }) {
             auto const deadline = ctx.deadline();
-            return deadline && m_limiter->clock().now() + wait > *deadline;
+            return deadline && detail::saturating_add(m_limiter->clock().now(), wait) > *deadline;
         } else {
             return false;
         }

@@ -12,12 +12,12 @@
 #include <keel/core/outcome.hpp>
 #include <keel/core/random.hpp>
 #include <keel/core/sleeper.hpp>
+#include <keel/detail/time.hpp>
 #include <keel/policy/backoff.hpp>
 #include <keel/policy/predicate.hpp>
 #include <keel/policy/retry_budget.hpp>
 #include <keel/version.hpp>
 
-#include <algorithm>
 #include <chrono>
 #include <concepts>
 #include <functional>
@@ -78,6 +78,7 @@ struct basic_retry_options {
     /// Default 0 (no limit); >= 0. The longest a logical call may take, attempts
     /// and waits included, measured from the first attempt: no wait is started
     /// that would end past it (like a deadline in the context, which also applies).
+    /// nanoseconds::max() (or any limit past the clock's end) is no limit either.
     std::chrono::nanoseconds max_duration{};
     /// Default exponential{500 ms, 2.0, 30 s}: resilience4j's 500 ms initial
     /// interval, Polly's factor 2, a cap of keel's choosing.
@@ -179,10 +180,11 @@ public:
         static_assert(std::is_same_v<typename Context::time_point, time_point>,
                       "keel::retry: the pipeline's context must use the retry's clock");
 
-        std::optional<time_point> limit;
+        // The end of max_duration; time_point::max() is no limit (also what a limit
+        // past the clock's end saturates to).
+        time_point limit = time_point::max();
         if (m_options.max_duration > std::chrono::nanoseconds::zero()) {
-            limit = m_clock.now() +
-                    std::chrono::duration_cast<typename Clock::duration>(m_options.max_duration);
+            limit = detail::saturating_add(m_clock.now(), m_options.max_duration);
         }
         if (m_options.budget) {
             m_options.budget->deposit();
@@ -208,9 +210,9 @@ private:
     // Runs attempts 2..max_attempts, leaving the outcome to return in `result`.
     template <class Next, class Context, class Result, class TimePoint>
     void retry_after_first(Next const& next, Context const& ctx, Result& result,
-                           std::optional<TimePoint> limit) const {
-        if (ctx.deadline() && (!limit || *ctx.deadline() < *limit)) {
-            limit = ctx.deadline();
+                           TimePoint limit) const {
+        if (auto const deadline = ctx.deadline(); deadline && *deadline < limit) {
+            limit = *deadline;
         }
         backoff_sequence<Random> delays{m_options.backoff, m_options.jitter, m_random};
         for (int attempt = 1;; ++attempt) {
@@ -220,13 +222,13 @@ private:
             auto delay = delays.next();
             if (m_options.honor_retry_after) {
                 if (auto const hint = result.retry_after(); hint && *hint > delay) {
-                    // A hint of centuries is "not soon": clamp so the sum below cannot overflow.
-                    delay = std::min(*hint, detail::to_nanos(0x1.0p62));
+                    delay = *hint;
                 }
             }
-            if (limit &&
-                m_clock.now() + std::chrono::duration_cast<typename Clock::duration>(delay) >=
-                    *limit) {
+            // A wait that would end at the end of time (a hint of centuries) passes
+            // any limit but none.
+            if (limit != TimePoint::max() &&
+                detail::saturating_add(m_clock.now(), delay) >= limit) {
                 return;
             }
             if (m_options.budget && !m_options.budget->try_withdraw()) {

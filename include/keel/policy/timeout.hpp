@@ -11,6 +11,7 @@
 #include <keel/core/error.hpp>
 #include <keel/core/outcome.hpp>
 #include <keel/detail/deadline_timer.hpp>
+#include <keel/detail/time.hpp>
 #include <keel/version.hpp>
 
 #include <chrono>
@@ -76,7 +77,8 @@ public:
                           detail::real_time_point<typename Clock::time_point>,
                       "keel::timeout: the clock must offer call_at/cancel (virtual time) or use "
                       "the time_point of a std::chrono clock");
-        // Bounded so that now + duration cannot overflow any clock keel supports.
+        // Bounded: a timeout is a deadline, not "forever" (for no deadline, leave the
+        // policy out); start + duration saturates on clocks near their end anyway.
         if (duration <= std::chrono::nanoseconds::zero() ||
             duration > std::chrono::hours{24 * 365}) {
             throw std::invalid_argument("keel::timeout: duration must be in (0, 1 year], got " +
@@ -91,7 +93,7 @@ public:
         static_assert(std::is_same_v<typename Context::time_point, time_point>,
                       "keel::timeout: the pipeline's context must use the timeout's clock");
         auto const start = m_clock.now();
-        time_point deadline = start + m_duration;
+        time_point deadline = detail::saturating_add(start, m_duration);
         if (auto const outer = ctx.deadline(); outer && *outer < deadline) {
             deadline = *outer;
         }

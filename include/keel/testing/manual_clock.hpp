@@ -6,6 +6,7 @@
 // sleeps) work in virtual time.
 #pragma once
 
+#include <keel/detail/integer.hpp>
 #include <keel/version.hpp>
 
 #include <algorithm>
@@ -49,14 +50,16 @@ public:
 
     /// Moves time forward by `d` (negative `d` is treated as zero), running due timers in time
     /// order. Concurrent advances add up: two threads advancing by 1 s move time by 2 s.
+    /// Time saturates at time_point::max() (advance(nanoseconds::max()) goes there).
     void advance(duration d) {
         rep target = 0;
         {
             std::lock_guard lock{m_state->mutex};
             // Start from the furthest time already requested, so an advance racing
             // with another one still moving through its timers is not lost.
-            target = std::max(m_state->requested, m_state->nanos.load(std::memory_order_relaxed)) +
-                     std::max(d, duration::zero()).count();
+            target = detail::saturating_add(
+                std::max(m_state->requested, m_state->nanos.load(std::memory_order_relaxed)),
+                std::max(d, duration::zero()).count());
             m_state->requested = target;
         }
         advance_to(time_point{duration{target}});

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <keel/core/sleeper.hpp>
+#include <keel/detail/time.hpp>
 #include <keel/testing/manual_clock.hpp>
 #include <keel/version.hpp>
 
@@ -29,7 +30,9 @@ public:
         : m_clock(std::move(clock)), m_record(std::make_shared<record>()) {}
 
     /// Advances the clock by `d` unless `token` fires first; records `d` as asked.
-    /// Returns true if the whole interval passed.
+    /// Returns true if the whole interval passed. A sleep past the clock's range
+    /// (nanoseconds::max()) runs every pending timer and, unless one fires `token`,
+    /// leaves the clock at time_point::max(): forever, in virtual time.
     bool sleep_for(std::chrono::nanoseconds d, std::stop_token token = {}) {
         {
             std::lock_guard lock{m_record->mutex};
@@ -41,7 +44,7 @@ public:
         if (d <= std::chrono::nanoseconds::zero()) {
             return true;
         }
-        return m_clock.advance_to(m_clock.now() + d, token);
+        return m_clock.advance_to(detail::saturating_add(m_clock.now(), d), token);
     }
 
     /// Returns every interval asked for, in order (including interrupted ones).

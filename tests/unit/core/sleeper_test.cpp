@@ -50,3 +50,30 @@ TEST_CASE("the sleeper concept describes sleep_for(duration, stop_token) -> bool
     STATIC_REQUIRE(keel::sleeper<keel::real_sleeper>);
     STATIC_REQUIRE_FALSE(keel::sleeper<int>);
 }
+
+TEST_CASE("real_sleeper: sleep_for(nanoseconds::max()) waits until the token fires",
+          "[sleeper][concurrency]") {
+    std::stop_source source;
+    keel::real_sleeper sleeper;
+    auto const start = std::chrono::steady_clock::now();
+    std::jthread stopper{[&] {
+        std::this_thread::sleep_for(5ms);
+        source.request_stop();
+    }};
+    // "Forever" must not wrap into "already over": the sleep ends only at the stop.
+    CHECK_FALSE(sleeper.sleep_for(std::chrono::nanoseconds::max(), source.get_token()));
+    CHECK(std::chrono::steady_clock::now() - start >= 5ms);
+}
+
+TEST_CASE("real_sleeper: a wait ending past steady_clock's range is forever too",
+          "[sleeper][concurrency]") {
+    std::stop_source source;
+    keel::real_sleeper sleeper;
+    auto const start = std::chrono::steady_clock::now();
+    std::jthread stopper{[&] {
+        std::this_thread::sleep_for(5ms);
+        source.request_stop();
+    }};
+    CHECK_FALSE(sleeper.sleep_for(std::chrono::nanoseconds::max() - 1ms, source.get_token()));
+    CHECK(std::chrono::steady_clock::now() - start >= 5ms);
+}

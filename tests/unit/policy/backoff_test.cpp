@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <stdexcept>
+#include <type_traits>
 #include <vector>
 
 using namespace std::chrono_literals;
@@ -189,4 +190,49 @@ TEST_CASE("validate_backoff: rejects out-of-range options naming the field", "[b
     check(keel::constant{1s}, keel::jitter::additive(-1s), "additive jitter must be >= 0");
     CHECK_NOTHROW(
         keel::detail::validate_backoff("keel::retry", keel::exponential{}, keel::jitter::full));
+}
+
+TEST_CASE("backoff_sequence: holds a copy of its backoff", "[backoff]") {
+    keel::xoshiro256ss random{1};
+    keel::backoff b = keel::constant{250ms};
+    keel::backoff_sequence seq{b, keel::jitter::none, random};
+    b = keel::constant{1h}; // a sequence pointing at `b` would now wait an hour
+    CHECK(seq.next() == 250ms);
+    // So a sequence may be built from a temporary (a dangling pointer before: ASan
+    // reported stack-use-after-scope, and in a coroutine frame the retry hung).
+    keel::backoff_sequence from_temporary{keel::backoff{keel::exponential{100ms, 2.0, 1s}},
+                                          keel::jitter::none, random};
+    CHECK(from_temporary.next() == 100ms);
+    CHECK(from_temporary.next() == 200ms);
+    STATIC_REQUIRE(std::is_constructible_v<keel::backoff_sequence<keel::xoshiro256ss>,
+                                           keel::backoff&&, keel::jitter, keel::xoshiro256ss&>);
+}
+
+TEST_CASE("backoff_sequence: proportional jitter never exceeds the cap", "[backoff]") {
+    auto random = keel::scripted_random::from_units({0.75, 0.75, 0.75});
+    keel::backoff const b = keel::exponential{500ms, 2.0, 1s};
+    keel::backoff_sequence seq{b, keel::jitter::proportional(0.2), random};
+    CHECK(seq.next() == 550ms); // 500 ms * 1.1: below the cap, unchanged
+    CHECK(seq.next() == 1s);    // 1 s * 1.1 = 1.1 s, clamped to the 1 s cap (as Polly's MaxDelay)
+    keel::backoff const l = keel::linear{1s, 1s, 1s};
+    keel::backoff_sequence linear_seq{l, keel::jitter::proportional(0.2), random};
+    CHECK(linear_seq.next() == 1s);
+}
+
+TEST_CASE("backoff_sequence: proportional jitter spreads a constant on both sides", "[backoff]") {
+    auto random = keel::scripted_random::from_units({0.75, 0.25});
+    keel::backoff const b = keel::constant{1s};
+    keel::backoff_sequence seq{b, keel::jitter::proportional(0.2), random};
+    CHECK(seq.next() == 1100ms); // a constant has no cap to clamp to
+    CHECK(seq.next() == 900ms);
+}
+
+TEST_CASE("backoff_sequence: proportional jitter at the cap stays in [c(1 - x), cap]",
+          "[backoff]") {
+    nanoseconds lo{};
+    nanoseconds hi{};
+    (void)mean_delay(keel::exponential{1s, 2.0, 1s}, keel::jitter::proportional(0.2), 3, 20000, &lo,
+                     &hi);
+    CHECK(lo >= 800ms);
+    CHECK(hi <= 1s);
 }

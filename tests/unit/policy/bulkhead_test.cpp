@@ -121,6 +121,40 @@ TEST_CASE("bulkhead: a queued call on a real sleeper wakes at its stop token",
     b.release();
 }
 
+TEST_CASE("bulkhead: max_wait of nanoseconds::max() waits until a slot is handed over",
+          "[bulkhead]") {
+    // From a non-zero time, where now + max_wait overflows unless it saturates.
+    keel::manual_clock clock{keel::manual_clock::time_point{1h}};
+    keel::virtual_sleeper sleeper{clock};
+    keel::basic_bulkhead b{{.max_concurrent_calls = 1,
+                            .max_queued_calls = 1,
+                            .max_wait = std::chrono::nanoseconds::max()},
+                           sleeper};
+    REQUIRE(b.try_acquire());
+    clock.call_at(clock.now() + 5s, [&] { b.release(); });
+    CHECK(b.acquire() == std::error_code{});
+    CHECK(clock.now().time_since_epoch() == 1h + 5s);
+    CHECK(b.snapshot().in_flight == 1);
+    b.release();
+}
+
+TEST_CASE("bulkhead: max_wait of nanoseconds::max() on a real sleeper waits for the release",
+          "[bulkhead][concurrency]") {
+    keel::bulkhead b{{.max_concurrent_calls = 1,
+                      .max_queued_calls = 1,
+                      .max_wait = std::chrono::nanoseconds::max()}};
+    REQUIRE(b.try_acquire());
+    auto waiter = std::async(std::launch::async, [&] { return b.acquire(); });
+    while (b.snapshot().queued != 1) {
+        std::this_thread::yield();
+    }
+    std::this_thread::sleep_for(2ms); // a "forever" wait that wrapped would be over by now
+    CHECK(b.snapshot().queued == 1);
+    b.release();
+    CHECK(waiter.get() == std::error_code{});
+    b.release();
+}
+
 TEST_CASE("bulkhead: never more than N calls in flight under threads", "[bulkhead][concurrency]") {
     auto const run = [](keel::bulkhead& b, bool expect_all_admitted) {
         std::atomic<int> active{0};

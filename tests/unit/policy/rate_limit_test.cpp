@@ -13,10 +13,13 @@
 #include <catch2/catch.hpp>
 
 #include <chrono>
+#include <cstddef>
+#include <cstdint>
 #include <optional>
 #include <stdexcept>
 #include <stop_token>
 #include <type_traits>
+#include <vector>
 
 using namespace std::chrono_literals;
 using keel::manual_clock;
@@ -29,6 +32,27 @@ static_assert(
     std::is_same_v<keel::policy_clock_t<keel::rate_limit<keel::gcra<manual_clock>>>, manual_clock>);
 
 namespace {
+// A limiter that refuses with scripted retry_after values, then grants.
+struct scripted_limiter {
+    using clock_type = manual_clock;
+    using time_point = manual_clock::time_point;
+    manual_clock m_clock;
+    std::vector<std::chrono::nanoseconds> refusals; // in order; then every call is granted
+    std::size_t next = 0;
+    keel::decision try_acquire(std::int64_t = 1) { return try_acquire(1, m_clock.now()); }
+    keel::decision try_acquire(std::int64_t, time_point) {
+        keel::decision d;
+        if (next < refusals.size()) {
+            d.retry_after = refusals[next++];
+        } else {
+            d.allowed = true;
+        }
+        return d;
+    }
+    manual_clock const& clock() const { return m_clock; }
+};
+static_assert(keel::rate_limiter<scripted_limiter>);
+
 struct counting_call {
     int* calls;
     keel::outcome<int> operator()(ctx_type const&) const {
@@ -143,4 +167,48 @@ TEST_CASE("rate_limit composes in keel::resilient: try_call rejects, call throws
     clock.advance(2s);
     CHECK(guarded() == 3);
     CHECK(calls == 3);
+}
+
+TEST_CASE("rate_limit never starts a wait of centuries that ends past the deadline",
+          "[rate_limit]") {
+    // From a non-zero time, where now + retry_after overflows unless it saturates.
+    manual_clock clock{manual_clock::time_point{1h}};
+    keel::virtual_sleeper sleeper{clock};
+    scripted_limiter limiter{clock, {std::chrono::nanoseconds::max()}};
+    keel::rate_limit policy{limiter, {.max_wait = std::chrono::nanoseconds::max()}, sleeper};
+    int calls = 0;
+    ctx_type const ctx{1, clock.now() + 1s, {}};
+    auto const r = policy.execute(counting_call{&calls}, ctx);
+    REQUIRE_FALSE(r.has_value());
+    CHECK(r.failure().is(keel::errc::rate_limited));
+    CHECK(calls == 0);
+    CHECK(sleeper.sleeps().empty());
+}
+
+TEST_CASE("rate_limit keeps the total wait within max_wait even when the sum would overflow",
+          "[rate_limit]") {
+    manual_clock clock;
+    keel::virtual_sleeper sleeper{clock};
+    auto const century = std::chrono::hours{24 * 365 * 100};
+    scripted_limiter limiter{clock, {2 * century, 2 * century}};
+    keel::rate_limit policy{limiter, {.max_wait = 2 * century + 1h}, sleeper};
+    int calls = 0;
+    auto const r = policy.execute(counting_call{&calls}, ctx_type{});
+    REQUIRE_FALSE(r.has_value());
+    CHECK(r.failure().is(keel::errc::rate_limited));
+    CHECK(calls == 0);
+    CHECK(sleeper.sleeps() == std::vector<std::chrono::nanoseconds>{2 * century});
+}
+
+TEST_CASE("rate_limit with max_wait of nanoseconds::max() waits as long as the limiter asks",
+          "[rate_limit]") {
+    manual_clock clock{manual_clock::time_point{1h}};
+    keel::virtual_sleeper sleeper{clock};
+    auto const decade = std::chrono::hours{24 * 365 * 10};
+    scripted_limiter limiter{clock, {decade, decade}};
+    keel::rate_limit policy{limiter, {.max_wait = std::chrono::nanoseconds::max()}, sleeper};
+    int calls = 0;
+    CHECK(policy.execute(counting_call{&calls}, ctx_type{}).has_value());
+    CHECK(calls == 1);
+    CHECK(sleeper.total() == 2 * decade);
 }

@@ -392,3 +392,38 @@ TEST_CASE("retry: an enormous retry-after hint never overflows and never waits p
     CHECK(calls == 1);
     CHECK(sleeper.sleeps().empty());
 }
+
+TEST_CASE("retry: max_duration of nanoseconds::max() is no limit", "[retry]") {
+    // From a non-zero time, where now + max_duration overflows unless it saturates.
+    keel::manual_clock clock{keel::manual_clock::time_point{1h}};
+    keel::virtual_sleeper sleeper{clock};
+    int calls = 0;
+    auto guarded = keel::resilient{[&]() -> int {
+                                       ++calls;
+                                       throw upstream_error{"x"};
+                                   },
+                                   make_retry(clock, sleeper,
+                                              {.max_attempts = 4,
+                                               .max_duration = nanoseconds::max(),
+                                               .backoff = keel::constant{1s},
+                                               .jitter = keel::jitter::none})};
+    CHECK_THROWS_AS(guarded(), upstream_error);
+    CHECK(calls == 4);
+    CHECK(sleeper.sleeps() == std::vector<nanoseconds>{1s, 1s, 1s});
+}
+
+TEST_CASE("retry: a retry-after hint of centuries on a late clock still stops at max_duration",
+          "[retry]") {
+    keel::manual_clock clock{keel::manual_clock::time_point{nanoseconds::max() - 1h}};
+    keel::virtual_sleeper sleeper{clock};
+    int calls = 0;
+    auto guarded =
+        keel::resilient{[&]() -> keel::outcome<int> {
+                            ++calls;
+                            return keel::failure::from(keel::errc::rate_limited, nanoseconds{2h});
+                        },
+                        make_retry(clock, sleeper, {.max_attempts = 3, .max_duration = 10s})};
+    CHECK(guarded.try_call().error() == keel::errc::rate_limited);
+    CHECK(calls == 1);
+    CHECK(sleeper.sleeps().empty());
+}

@@ -224,6 +224,23 @@ TEST_CASE("timeout: rejects a duration outside (0, 1 year]", "[timeout]") {
                       "keel::timeout: duration must be in (0, 1 year], got -1000000 ns");
 }
 
+TEST_CASE("timeout: on a clock near its end the deadline saturates instead of expiring",
+          "[timeout]") {
+    keel::manual_clock clock{keel::manual_clock::time_point{nanoseconds::max() - 1s}};
+    int calls = 0;
+    std::optional<context::time_point> deadline;
+    auto guarded = keel::resilient{[&](context const& ctx) {
+                                       ++calls;
+                                       deadline = ctx.deadline();
+                                       return 1;
+                                   },
+                                   keel::timeout{1h, clock}};
+    CHECK(guarded.try_call().value() == 1);
+    CHECK(calls == 1);
+    CHECK(deadline == context::time_point::max());
+    CHECK(clock.pending_timers() == 0);
+}
+
 TEST_CASE("timeout: on the real clock one timer thread fires a short deadline",
           "[timeout][concurrency]") {
     auto guarded = keel::resilient{[](keel::context const& ctx) {

@@ -127,3 +127,14 @@ TEST_CASE("manual_clock is safe to read and advance from several threads",
     CHECK(clock.now().time_since_epoch() == 4000us);
     CHECK(fired.load() == 4);
 }
+
+TEST_CASE("manual_clock::advance saturates at the end of time", "[manual_clock]") {
+    keel::manual_clock clock{keel::manual_clock::time_point{1s}};
+    int fired = 0;
+    clock.call_at(clock.now() + 1h, [&] { ++fired; });
+    clock.advance(std::chrono::nanoseconds::max());
+    CHECK(clock.now() == keel::manual_clock::time_point::max());
+    CHECK(fired == 1);
+    clock.advance(1s); // stays there
+    CHECK(clock.now() == keel::manual_clock::time_point::max());
+}

@@ -46,3 +46,21 @@ TEST_CASE("virtual_sleeper copies share the clock and the record", "[virtual_sle
     CHECK(sleeper.total() == 1s);
     CHECK(sleeper.clock().now().time_since_epoch() == 1s);
 }
+
+TEST_CASE("virtual_sleeper: sleep_for(nanoseconds::max()) runs timers until one fires the token",
+          "[virtual_sleeper]") {
+    keel::manual_clock clock{keel::manual_clock::time_point{1h}};
+    keel::virtual_sleeper sleeper{clock};
+    std::stop_source source;
+    clock.call_at(clock.now() + 5s, [&] { source.request_stop(); });
+    CHECK_FALSE(sleeper.sleep_for(std::chrono::nanoseconds::max(), source.get_token()));
+    CHECK(clock.now().time_since_epoch() == 1h + 5s);
+}
+
+TEST_CASE("virtual_sleeper: sleeping forever with nothing to stop it ends at the end of time",
+          "[virtual_sleeper]") {
+    keel::manual_clock clock{keel::manual_clock::time_point{1h}};
+    keel::virtual_sleeper sleeper{clock};
+    CHECK(sleeper.sleep_for(std::chrono::nanoseconds::max()));
+    CHECK(clock.now() == keel::manual_clock::time_point::max());
+}
