@@ -93,19 +93,24 @@ constexpr std::uint64_t mix_hash(std::uint64_t h) noexcept {
 /// time ahead with it: keys then come to rest by that time.
 ///
 /// Room: a new key that finds its shard full (at its share of max_keys, or at
-/// the 3/4 load limit) first evicts the keys at rest among the next 32 slots
-/// after the shard's cursor. If that frees no room, a full sweep (every key at
-/// rest out, the table shrunk, and the earliest time a remaining key comes to
-/// rest learnt, before which no sweep or search runs) runs at most once per
-/// slots / 8 new keys that found the shard full; failing that the shard grows
-/// (below its share) or the new key gets the `overflow` policy. So a new key
-/// costs O(1) amortized, never O(keys), at the price that a key at rest the
-/// search has not reached yet may wait for the next full sweep while new keys
-/// overflow.
+/// the 3/4 load limit) first evicts the oldest of the shard's latest arrivals
+/// (a ring of the hashes of its last slots / 2 new keys) if that key is at
+/// rest: where keys come to rest in the order they arrived (one-off clients of
+/// a token bucket, say), that is the key at rest. Failing that it evicts the
+/// keys at rest among the next 32 slots after the shard's cursor. If neither
+/// frees room, a full sweep (every key at rest out, the table shrunk, and the
+/// earliest time a remaining key comes to rest learnt, before which nothing is
+/// searched) runs at most once per slots / 8 new keys that found the shard
+/// full, and only once slots / 64 of them found no room the cheap ways;
+/// failing that the shard grows (below its share) or the new key gets the
+/// `overflow` policy. So a new key costs O(1) amortized, never O(keys), at the
+/// price that a key at rest that neither the ring nor the search has reached
+/// may wait for the next full sweep while new keys overflow.
 ///
 /// Memory: one slot per key (the key and the 8-byte word; an empty slot holds
-/// fresh_state) at a load factor kept between 3/8 and 3/4, so 21 to 43 bytes
-/// per 64-bit key; shards shrink when a sweep empties them. A lookup touches one
+/// fresh_state) at a load factor kept between 3/8 and 3/4, and the ring of 8-byte
+/// hashes of half as many arrivals as slots, so 27 to 53 bytes per 64-bit key;
+/// shards shrink when a sweep empties them. A lookup touches one
 /// cache line in the common case. Thread-safe: one mutex per shard, held for
 /// the lookup and the limiter step; `Hash` and `Key`'s operator== run under it
 /// (while the table probes, grows, searches or sweeps) and must not call back
@@ -185,13 +190,15 @@ public:
     /// Returns the most keys the table holds (max_keys rounded up to a multiple of shards).
     std::size_t max_keys() const noexcept { return m_shard_cap * m_shard_count; }
 
-    /// Returns the bytes the tables and shards occupy now (slots and shard headers).
+    /// Returns the bytes the tables and shards occupy now (slots, rings of
+    /// arrivals, shard headers).
     std::size_t memory_bytes() const {
         std::size_t bytes = sizeof(*this) + m_shard_count * sizeof(shard);
         for (std::size_t i = 0; i < m_shard_count; ++i) {
             std::lock_guard lock{m_shards[i].mutex};
             auto const slots = m_shards[i].mask == 0 ? 0 : m_shards[i].mask + 1;
-            bytes += slots * sizeof(slot);
+            auto const ring = m_shards[i].arrivals_mask == 0 ? 0 : m_shards[i].arrivals_mask + 1;
+            bytes += slots * sizeof(slot) + ring * sizeof(std::uint64_t);
         }
         return bytes;
     }
@@ -219,8 +226,18 @@ private:
         // The latest `now` at which a step wrote a word here: no word is newer.
         std::int64_t time = std::numeric_limits<std::int64_t>::min();
         std::size_t cursor = 0; // where the next search for keys at rest starts
+        // The hashes of the latest keys inserted, oldest first (a ring of slots / 2,
+        // dropping the oldest when full): where a key at rest is most likely when
+        // keys come to rest in the order they arrived. A hint only: a key it names
+        // may have left, or come back since.
+        std::unique_ptr<std::uint64_t[]> arrivals;
+        std::size_t arrivals_mask = 0; // ring size - 1, or 0 without a ring
+        std::size_t arrivals_head = 0;
+        std::size_t arrivals_size = 0;
         // New keys that found the shard full since its last full sweep (the first one is free).
         std::size_t full_since_sweep = std::numeric_limits<std::size_t>::max() / 2;
+        // Of those, the ones the ring and the search found no room for.
+        std::size_t missed_since_sweep = std::numeric_limits<std::size_t>::max() / 2;
     };
 
     // Slots a new key that finds its shard full searches for keys at rest: 512
@@ -294,11 +311,17 @@ private:
         }
         ++s.full_since_sweep;
         if (t >= s.next_sweep) {
+            if (evict_oldest_locked(s, t) && has_room(s)) {
+                return true;
+            }
             if (search_locked(s, t) > 0 && has_room(s)) {
                 return true;
             }
-            // A full sweep costs O(slots); slots / 8 new keys pay for it.
-            if (s.full_since_sweep >= slot_count(s) / 8) {
+            // A full sweep costs O(slots): slots / 8 new keys pay for it, and it
+            // waits for slots / 64 of them that the ring and the search missed.
+            ++s.missed_since_sweep;
+            if (s.full_since_sweep >= slot_count(s) / 8 &&
+                s.missed_since_sweep >= slot_count(s) / 64) {
                 sweep_locked(s, t);
                 if (has_room(s)) {
                     return true;
@@ -312,6 +335,31 @@ private:
         auto grown = slots == 0 ? std::size_t{8} : slots * 2;
         rebuild_locked(s, grown < m_max_slots ? grown : m_max_slots, t, false);
         return true;
+    }
+
+    // Evicts the oldest arrival in the ring if it is at rest at `t`. An arrival
+    // whose key has left leaves the ring; one not at rest stays at the front,
+    // since the keys behind it arrived later, until a full ring drops it. Looks
+    // at most at 2 arrivals (a probe each, as a lookup).
+    bool evict_oldest_locked(shard& s, std::int64_t t) {
+        for (int n = 0; n < 2 && s.arrivals_size > 0; ++n) {
+            auto const h = s.arrivals[s.arrivals_head];
+            auto i = static_cast<std::size_t>(h) & s.mask;
+            while (s.slots[i].word != Limiter::fresh_state && hash_of(s.slots[i].key) != h) {
+                i = (i + 1) & s.mask;
+            }
+            auto const word = s.slots[i].word;
+            if (word != Limiter::fresh_state && m_limiter.rest_after(word, t) > 0) {
+                return false;
+            }
+            s.arrivals_head = (s.arrivals_head + 1) & s.arrivals_mask;
+            --s.arrivals_size;
+            if (word != Limiter::fresh_state) {
+                erase_locked(s, i);
+                return true;
+            }
+        }
+        return false;
     }
 
     // Evicts the keys at rest at `t` among the next search_slots slots after the
@@ -366,6 +414,7 @@ private:
         target = target < 8 ? 8 : target;
         rebuild_locked(s, target < m_max_slots ? target : m_max_slots, t, true);
         s.full_since_sweep = 0;
+        s.missed_since_sweep = 0;
         return before - s.size;
     }
 
@@ -390,6 +439,23 @@ private:
             new_slots[j] = std::move(s.slots[i]);
             ++size;
         }
+        // A ring of slots / 2 arrivals (none below 16 slots), keeping the newest.
+        auto const ring_mask = slots >= 16 ? slots / 2 - 1 : 0;
+        if (ring_mask != s.arrivals_mask) {
+            std::unique_ptr<std::uint64_t[]> ring;
+            if (ring_mask != 0) {
+                ring.reset(new std::uint64_t[ring_mask + 1]);
+            }
+            auto const kept = s.arrivals_size < ring_mask + 1 ? s.arrivals_size : ring_mask + 1;
+            auto const skip = s.arrivals_size - (ring_mask == 0 ? 0 : kept);
+            for (std::size_t n = 0; ring_mask != 0 && n < kept; ++n) {
+                ring[n] = s.arrivals[(s.arrivals_head + skip + n) & s.arrivals_mask];
+            }
+            s.arrivals = std::move(ring);
+            s.arrivals_mask = ring_mask;
+            s.arrivals_head = 0;
+            s.arrivals_size = ring_mask == 0 ? 0 : kept;
+        }
         s.slots = std::move(new_slots);
         s.mask = mask;
         s.size = size;
@@ -404,6 +470,14 @@ private:
         s.slots[i].key = key;
         s.slots[i].word = word;
         ++s.size;
+        if (s.arrivals_mask != 0) {
+            if (s.arrivals_size > s.arrivals_mask) { // full: drop the oldest
+                s.arrivals_head = (s.arrivals_head + 1) & s.arrivals_mask;
+                --s.arrivals_size;
+            }
+            s.arrivals[(s.arrivals_head + s.arrivals_size) & s.arrivals_mask] = h;
+            ++s.arrivals_size;
+        }
     }
 
     Limiter m_limiter; // the configuration, and the shared overflow limiter

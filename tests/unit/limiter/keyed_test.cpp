@@ -247,7 +247,7 @@ TEST_CASE("keyed makes room for new keys in O(1) amortized as old keys come to r
     }
     auto const per_request = static_cast<double>(*hash.calls - before) / (4.0 * keys);
     CHECK(per_request < 8.0);    // one per request to find the shard, a few to move keys
-    CHECK(admitted >= 3 * keys); // most new keys got a slot
+    CHECK(admitted == 4 * keys); // every new key got a slot: the oldest arrival was at rest
     CHECK(t.size() <= t.max_keys());
 }
 
