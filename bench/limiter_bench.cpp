@@ -471,6 +471,44 @@ void register_algorithm() {
 }
 
 // ---------------------------------------------------------------------------
+// Keyed churn: one shard of state.range(0) keys, each holding a token bucket of
+// one permit refilled in 1 s, so a key comes to rest 1 s after its request. The
+// table starts full, its keys' requests spread over the last second; then a new
+// key arrives every 1 s / keys, just as the oldest key comes to rest, so every
+// new key finds the shard full (the case that once swept the whole shard per
+// request). The lookup case times requests for keys in the same full table.
+// "slot" is the share of new keys that got a slot (the rest got the overflow
+// limiter). Explicit times, so the clock is not measured.
+
+template <bool NewKeys>
+void keyed_churn(benchmark::State& state) {
+    using table_type = keel::keyed<keel::token_bucket<keel::steady_clock>, std::uint64_t>;
+    auto const keys = static_cast<std::uint64_t>(state.range(0));
+    table_type table{{.rate = 1, .period = 1s, .burst = 1},
+                     {.max_keys = static_cast<std::size_t>(keys), .shards = 1}};
+    auto const step = std::chrono::nanoseconds{1s} / static_cast<std::int64_t>(keys);
+    auto now = keel::steady_clock::time_point{} + 1h;
+    std::uint64_t next = 0;
+    for (; next < keys; ++next, now += step) {
+        (void)table.try_acquire(next, 1, now);
+    }
+    xorshift rng{0x9e3779b97f4a7c15};
+    std::int64_t admitted = 0;
+    for (auto _ : state) {
+        auto const key = NewKeys ? next++ : rng() % keys;
+        auto const d = table.try_acquire(key, 1, now);
+        admitted += d.allowed ? 1 : 0;
+        now += step;
+    }
+    if (NewKeys) {
+        state.counters["slot"] =
+            benchmark::Counter(static_cast<double>(admitted), benchmark::Counter::kAvgIterations);
+    }
+}
+BENCHMARK(keyed_churn<true>)->Name("keyed_churn/new_keys")->Arg(16384)->Arg(65536);
+BENCHMARK(keyed_churn<false>)->Name("keyed_churn/lookup")->Arg(16384)->Arg(65536);
+
+// ---------------------------------------------------------------------------
 // Collects the per-op times (the median when repetitions are on) for the summary.
 
 class collecting_reporter : public benchmark::ConsoleReporter {

@@ -4,7 +4,8 @@
 // of draft-ietf-httpapi-ratelimit-headers-10 (September 2025), e.g.
 //     RateLimit-Policy: "default";q=100;w=60
 //     RateLimit: "default";r=50;t=30
-// Values are built in a fixed buffer (keel::header_value): no heap allocation.
+// Values are built in a fixed buffer (keel::header_value) sized for the longest
+// value the builders make, so none is ever cut short: no heap allocation.
 #pragma once
 
 #include <keel/limiter/decision.hpp>
@@ -14,19 +15,25 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <string>
 #include <string_view>
 
 KEEL_BEGIN_NAMESPACE
 
-/// Holds one header field value in a fixed 160-byte buffer.
+/// Holds one header field value in a fixed 176-byte buffer.
 ///
 /// Converts to std::string_view (valid while this object lives); str() copies
 /// into a std::string. A regular value type.
 class header_value {
 public:
-    /// The most characters a value holds; longer policy names are truncated to 64.
-    static constexpr std::size_t capacity = 160;
+    /// The most characters of a policy name kept (longer names are cut to it).
+    static constexpr std::size_t max_name = 64;
+    /// The most characters a value holds: the longest value the builders below
+    /// make, a name of max_name characters that all need escaping (2 each, plus
+    /// the quotes) and two parameters of the widest int64 ("-9223372036854775808").
+    static constexpr std::size_t capacity =
+        2 * max_name + 2 + 2 * (3 + std::numeric_limits<std::int64_t>::digits10 + 2);
 
     /// Returns the value as text.
     std::string_view view() const noexcept { return {m_data, m_size}; }
@@ -39,7 +46,8 @@ public:
     /// Returns the number of characters.
     std::size_t size() const noexcept { return m_size; }
 
-    /// Appends `text`, truncated to the remaining capacity.
+    /// Appends `text`, truncated to the remaining capacity (which the builders
+    /// below never reach).
     void append(std::string_view text) noexcept {
         for (char c : text) {
             if (m_size < capacity) {
@@ -86,12 +94,12 @@ inline header_value retry_after_value(decision const& d) noexcept {
 
 namespace detail {
 // Appends `name` as a structured-field String (RFC 8941 3.3.3): printable ASCII,
-// with '"' and '\' escaped; other bytes are dropped; at most 64 characters.
+// with '"' and '\' escaped; other bytes are dropped; at most max_name characters.
 inline void append_sf_string(header_value& v, std::string_view name) noexcept {
     v.append("\"");
     std::size_t taken = 0;
     for (char c : name) {
-        if (taken == 64) {
+        if (taken == header_value::max_name) {
             break;
         }
         if (c < 0x20 || c > 0x7e) {

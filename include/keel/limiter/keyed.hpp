@@ -24,14 +24,16 @@
 
 KEEL_BEGIN_NAMESPACE
 
-/// Says what keel::keyed does with a new key when its shard is full and no key
-/// in it is at rest.
+/// Says what keel::keyed does with a new key when its shard is full and its
+/// bounded search and sweep free no room (no key in it is at rest, or none the
+/// search has reached yet: see keel::keyed).
 enum class keyed_overflow : std::uint8_t {
     /// All such keys share one limiter with the per-key configuration: together
     /// they get one key's quota. Keys already in the table are unaffected.
     shared = 0,
     /// Such keys are refused (allowed = false, retry_after = the earliest time a
-    /// key in the shard comes to rest).
+    /// key in the shard comes to rest; 0 when one already has but the bounded
+    /// search has not reached it, so a retry searches on).
     reject = 1,
 };
 
@@ -45,7 +47,7 @@ struct keyed_options {
     /// Independent shards, each with its own mutex and table, so threads on
     /// different keys rarely contend. Default 64. A power of two in [1, 4096].
     std::size_t shards = 64;
-    /// What a new key gets when its shard is full of keys not at rest. Default
+    /// What a new key gets when no room can be made in its shard. Default
     /// keyed_overflow::shared (the fallback global bucket the reference designs
     /// recommend; never an LRU eviction of active state, Envoy's bug).
     keyed_overflow overflow = keyed_overflow::shared;
@@ -72,22 +74,47 @@ constexpr std::uint64_t mix_hash(std::uint64_t h) noexcept {
 /// limiter's configuration.
 ///
 /// Eviction: a key is removed only when its word is at rest
-/// (`Limiter::rest_after(word, now) == 0`): from then on it decides every
+/// (`Limiter::rest_after(word, t) == 0`): from then on it decides every
 /// request exactly as a fresh limiter would, so dropping it and re-creating it
-/// later changes no decision. A shard that needs room sweeps out every key at
-/// rest (the idle expiry: a key at rest is one whose quota is whole again); it
-/// remembers the earliest time any remaining key comes to rest, so a flood of
-/// new keys cannot make it sweep again before that. With the shard full of keys
-/// not at rest, a new key gets the `overflow` policy. A request that would not
-/// change a fresh state (a peek, an unsatisfiable request) inserts nothing.
+/// later changes no decision. A request that would not change a fresh state (a
+/// peek, an unsatisfiable request) inserts nothing.
+///
+/// Time: try_acquire(key) reads the clock after taking the shard lock, so
+/// waiting for the lock cannot age its `now` and a shard's readings never go
+/// backwards; an explicit `now` is used as given (the limiter's step decides a
+/// `now` older than the stored state against the state's own time). Each shard
+/// keeps its time: the latest `now` at which a step wrote a word in it. A step
+/// never writes a word newer than both its `now` and the word it read, so no
+/// word is newer than its shard's time, and every rest judgement (the search,
+/// the sweeps, sweep(now)) is made at the later of the request's `now` and the
+/// shard's time. rest_after is thus only asked about a word's present or
+/// future, and a stale `now` (for any key of the shard) cannot take a limited
+/// key for one at rest. An explicit `now` ahead of the clock moves its shard's
+/// time ahead with it: keys then come to rest by that time.
+///
+/// Room: a new key that finds its shard full (at its share of max_keys, or at
+/// the 3/4 load limit) first evicts the oldest of the shard's latest arrivals
+/// (a ring of the hashes of its last slots / 2 new keys) if that key is at
+/// rest: where keys come to rest in the order they arrived (one-off clients of
+/// a token bucket, say), that is the key at rest. Failing that it evicts the
+/// keys at rest among the next 32 slots after the shard's cursor. If neither
+/// frees room, a full sweep (every key at rest out, the table shrunk, and the
+/// earliest time a remaining key comes to rest learnt, before which nothing is
+/// searched) runs at most once per slots / 8 new keys that found the shard
+/// full, and only once slots / 64 of them found no room the cheap ways;
+/// failing that the shard grows (below its share) or the new key gets the
+/// `overflow` policy. So a new key costs O(1) amortized, never O(keys), at the
+/// price that a key at rest that neither the ring nor the search has reached
+/// may wait for the next full sweep while new keys overflow.
 ///
 /// Memory: one slot per key (the key and the 8-byte word; an empty slot holds
-/// fresh_state) at a load factor kept between 3/8 and 3/4, so 21 to 43 bytes
-/// per 64-bit key; shards shrink when a sweep empties them. A lookup touches one
+/// fresh_state) at a load factor kept between 3/8 and 3/4, and the ring of 8-byte
+/// hashes of half as many arrivals as slots, so 27 to 53 bytes per 64-bit key;
+/// shards shrink when a sweep empties them. A lookup touches one
 /// cache line in the common case. Thread-safe: one mutex per shard, held for
 /// the lookup and the limiter step; `Hash` and `Key`'s operator== run under it
-/// (while the table grows or sweeps) and must not call back into the table.
-/// Example:
+/// (while the table probes, grows, searches or sweeps) and must not call back
+/// into the table. Example:
 ///
 ///     keel::keyed<keel::sliding_counter<>, std::uint64_t> per_user{
 ///         {.limit = 100, .window = 1min}, {.max_keys = 100'000}};
@@ -122,9 +149,10 @@ public:
         m_shards = std::make_unique<shard[]>(m_shard_count);
     }
 
-    /// Takes `permits` from `key`'s limiter; reads the clock once.
+    /// Takes `permits` from `key`'s limiter; reads the clock once, after taking
+    /// the shard lock.
     decision try_acquire(Key const& key, std::int64_t permits = 1) {
-        return try_acquire(key, permits, m_limiter.clock().now());
+        return acquire(key, permits, [this] { return m_limiter.clock().now(); });
     }
 
     /// Takes `permits` from `key`'s limiter at time `now`.
@@ -132,51 +160,17 @@ public:
     /// May allocate (a shard's table grows by doubling); never throws except
     /// std::bad_alloc from that growth.
     decision try_acquire(Key const& key, std::int64_t permits, time_point now) {
-        auto const h = detail::mix_hash(static_cast<std::uint64_t>(m_hash(key)));
-        auto const now_ns = detail::to_ns(now);
-        shard& s = m_shards[m_shard_count == 1 ? 0 : static_cast<std::size_t>(h >> m_shard_shift)];
-        std::unique_lock lock{s.mutex};
-        if (s.mask != 0) {
-            for (auto i = static_cast<std::size_t>(h) & s.mask;; i = (i + 1) & s.mask) {
-                if (s.slots[i].word == Limiter::fresh_state) {
-                    break; // an empty slot ends the probe
-                }
-                if (s.slots[i].key == key) {
-                    limiter_step const r = m_limiter.step(s.slots[i].word, permits, now_ns);
-                    if (r.write) {
-                        s.slots[i].word = r.next;
-                    }
-                    return r.result;
-                }
-            }
-        }
-        // A new key: what a fresh limiter would answer, stored only if it changes state.
-        limiter_step const r = m_limiter.step(Limiter::fresh_state, permits, now_ns);
-        if (!r.write) {
-            return r.result;
-        }
-        if (!make_room_locked(s, now_ns)) {
-            lock.unlock();
-            if (m_overflow == keyed_overflow::shared) {
-                return m_limiter.try_acquire(permits, now);
-            }
-            decision d;
-            d.limit = r.result.limit;
-            d.retry_after = detail::non_negative(s.next_sweep - now_ns);
-            return d;
-        }
-        insert_locked(s, key, h, r.next);
-        auto const rest = now_ns + m_limiter.rest_after(r.next, now_ns);
-        s.next_sweep = rest < s.next_sweep ? rest : s.next_sweep;
-        return r.result;
+        return acquire(key, permits, [now] { return now; });
     }
 
-    /// Removes every key at rest at `now`; returns how many were removed.
+    /// Removes every key at rest at `now` (or at its shard's time, if later);
+    /// returns how many were removed.
     std::size_t sweep(time_point now) {
         std::size_t removed = 0;
         for (std::size_t i = 0; i < m_shard_count; ++i) {
-            std::lock_guard lock{m_shards[i].mutex};
-            removed += sweep_locked(m_shards[i], detail::to_ns(now));
+            shard& s = m_shards[i];
+            std::lock_guard lock{s.mutex};
+            removed += sweep_locked(s, judge_time(s, detail::to_ns(now)));
         }
         return removed;
     }
@@ -196,13 +190,15 @@ public:
     /// Returns the most keys the table holds (max_keys rounded up to a multiple of shards).
     std::size_t max_keys() const noexcept { return m_shard_cap * m_shard_count; }
 
-    /// Returns the bytes the tables and shards occupy now (slots and shard headers).
+    /// Returns the bytes the tables and shards occupy now (slots, rings of
+    /// arrivals, shard headers).
     std::size_t memory_bytes() const {
         std::size_t bytes = sizeof(*this) + m_shard_count * sizeof(shard);
         for (std::size_t i = 0; i < m_shard_count; ++i) {
             std::lock_guard lock{m_shards[i].mutex};
             auto const slots = m_shards[i].mask == 0 ? 0 : m_shards[i].mask + 1;
-            bytes += slots * sizeof(slot);
+            auto const ring = m_shards[i].arrivals_mask == 0 ? 0 : m_shards[i].arrivals_mask + 1;
+            bytes += slots * sizeof(slot) + ring * sizeof(std::uint64_t);
         }
         return bytes;
     }
@@ -225,50 +221,204 @@ private:
         std::unique_ptr<slot[]> slots;
         std::size_t mask = 0; // slots - 1, or 0 before the first key
         std::size_t size = 0;
-        // No key can come to rest before this time, so no sweep can free room earlier.
+        // No key can come to rest before this time, so no search or sweep can free room earlier.
         std::int64_t next_sweep = std::numeric_limits<std::int64_t>::max();
+        // The latest `now` at which a step wrote a word here: no word is newer.
+        std::int64_t time = std::numeric_limits<std::int64_t>::min();
+        std::size_t cursor = 0; // where the next search for keys at rest starts
+        // The hashes of the latest keys inserted, oldest first (a ring of slots / 2,
+        // dropping the oldest when full): where a key at rest is most likely when
+        // keys come to rest in the order they arrived. A hint only: a key it names
+        // may have left, or come back since.
+        std::unique_ptr<std::uint64_t[]> arrivals;
+        std::size_t arrivals_mask = 0; // ring size - 1, or 0 without a ring
+        std::size_t arrivals_head = 0;
+        std::size_t arrivals_size = 0;
+        // New keys that found the shard full since its last full sweep (the first one is free).
+        std::size_t full_since_sweep = std::numeric_limits<std::size_t>::max() / 2;
+        // Of those, the ones the ring and the search found no room for.
+        std::size_t missed_since_sweep = std::numeric_limits<std::size_t>::max() / 2;
     };
+
+    // Slots a new key that finds its shard full searches for keys at rest: 512
+    // bytes of 16-byte slots, a few hundred ns at worst.
+    static constexpr std::size_t search_slots = 32;
+
+    static std::int64_t judge_time(shard const& s, std::int64_t now_ns) noexcept {
+        return now_ns > s.time ? now_ns : s.time;
+    }
+
+    std::uint64_t hash_of(Key const& key) const {
+        return detail::mix_hash(static_cast<std::uint64_t>(m_hash(key)));
+    }
+
+    template <class Now>
+    decision acquire(Key const& key, std::int64_t permits, Now read_now) {
+        auto const h = hash_of(key);
+        shard& s = m_shards[m_shard_count == 1 ? 0 : static_cast<std::size_t>(h >> m_shard_shift)];
+        std::unique_lock lock{s.mutex};
+        time_point const now = read_now();
+        auto const now_ns = detail::to_ns(now);
+        if (s.mask != 0) {
+            for (auto i = static_cast<std::size_t>(h) & s.mask;; i = (i + 1) & s.mask) {
+                if (s.slots[i].word == Limiter::fresh_state) {
+                    break; // an empty slot ends the probe
+                }
+                if (s.slots[i].key == key) {
+                    limiter_step const r = m_limiter.step(s.slots[i].word, permits, now_ns);
+                    if (r.write) {
+                        s.slots[i].word = r.next;
+                        s.time = judge_time(s, now_ns);
+                    }
+                    return r.result;
+                }
+            }
+        }
+        // A new key: what a fresh limiter would answer, stored only if it changes state.
+        limiter_step const r = m_limiter.step(Limiter::fresh_state, permits, now_ns);
+        if (!r.write) {
+            return r.result;
+        }
+        if (!make_room_locked(s, judge_time(s, now_ns))) {
+            auto const retry = s.next_sweep - now_ns;
+            lock.unlock();
+            if (m_overflow == keyed_overflow::shared) {
+                return m_limiter.try_acquire(permits, now);
+            }
+            decision d;
+            d.limit = r.result.limit;
+            d.retry_after = detail::non_negative(retry);
+            return d;
+        }
+        insert_locked(s, key, h, r.next);
+        s.time = judge_time(s, now_ns);
+        auto const rest = now_ns + m_limiter.rest_after(r.next, now_ns);
+        s.next_sweep = rest < s.next_sweep ? rest : s.next_sweep;
+        return r.result;
+    }
 
     std::size_t slot_count(shard const& s) const noexcept { return s.mask == 0 ? 0 : s.mask + 1; }
 
-    // Ensures room for one more key; false when the shard is full of keys not at rest.
-    bool make_room_locked(shard& s, std::int64_t now_ns) {
-        auto const slots = slot_count(s);
-        if (s.size + 1 <= slots * 3 / 4 && s.size < m_shard_cap) {
+    bool has_room(shard const& s) const noexcept {
+        return s.size + 1 <= slot_count(s) * 3 / 4 && s.size < m_shard_cap;
+    }
+
+    // Ensures room for one more key, judging rest at `t`; false when none can be
+    // made at O(1) amortized cost (see the class comment).
+    bool make_room_locked(shard& s, std::int64_t t) {
+        if (has_room(s)) {
             return true;
         }
-        if (now_ns >= s.next_sweep) {
-            sweep_locked(s, now_ns);
-            if (s.size + 1 <= slot_count(s) * 3 / 4 && s.size < m_shard_cap) {
+        ++s.full_since_sweep;
+        if (t >= s.next_sweep) {
+            if (evict_oldest_locked(s, t) && has_room(s)) {
                 return true;
+            }
+            if (search_locked(s, t) > 0 && has_room(s)) {
+                return true;
+            }
+            // A full sweep costs O(slots): slots / 8 new keys pay for it, and it
+            // waits for slots / 64 of them that the ring and the search missed.
+            ++s.missed_since_sweep;
+            if (s.full_since_sweep >= slot_count(s) / 8 &&
+                s.missed_since_sweep >= slot_count(s) / 64) {
+                sweep_locked(s, t);
+                if (has_room(s)) {
+                    return true;
+                }
             }
         }
         if (s.size >= m_shard_cap) {
             return false;
         }
+        auto const slots = slot_count(s);
         auto grown = slots == 0 ? std::size_t{8} : slots * 2;
-        rebuild_locked(s, grown < m_max_slots ? grown : m_max_slots, now_ns, false);
+        rebuild_locked(s, grown < m_max_slots ? grown : m_max_slots, t, false);
         return true;
     }
 
-    // Removes the keys at rest and resizes the shard to fit the rest.
-    std::size_t sweep_locked(shard& s, std::int64_t now_ns) {
+    // Evicts the oldest arrival in the ring if it is at rest at `t`. An arrival
+    // whose key has left leaves the ring; one not at rest stays at the front,
+    // since the keys behind it arrived later, until a full ring drops it. Looks
+    // at most at 2 arrivals (a probe each, as a lookup).
+    bool evict_oldest_locked(shard& s, std::int64_t t) {
+        for (int n = 0; n < 2 && s.arrivals_size > 0; ++n) {
+            auto const h = s.arrivals[s.arrivals_head];
+            auto i = static_cast<std::size_t>(h) & s.mask;
+            while (s.slots[i].word != Limiter::fresh_state && hash_of(s.slots[i].key) != h) {
+                i = (i + 1) & s.mask;
+            }
+            auto const word = s.slots[i].word;
+            if (word != Limiter::fresh_state && m_limiter.rest_after(word, t) > 0) {
+                return false;
+            }
+            s.arrivals_head = (s.arrivals_head + 1) & s.arrivals_mask;
+            --s.arrivals_size;
+            if (word != Limiter::fresh_state) {
+                erase_locked(s, i);
+                return true;
+            }
+        }
+        return false;
+    }
+
+    // Evicts the keys at rest at `t` among the next search_slots slots after the
+    // cursor; returns how many. Each step either evicts at the cursor (which
+    // then holds the next key of its probe run, looked at again) or moves on.
+    std::size_t search_locked(shard& s, std::int64_t t) {
+        auto const slots = slot_count(s);
+        auto const steps = slots < search_slots ? slots : search_slots;
+        std::size_t removed = 0;
+        auto i = s.cursor & s.mask;
+        for (std::size_t n = 0; n < steps; ++n) {
+            auto const word = s.slots[i].word;
+            if (word != Limiter::fresh_state && m_limiter.rest_after(word, t) == 0) {
+                erase_locked(s, i);
+                ++removed;
+            } else {
+                i = (i + 1) & s.mask;
+            }
+        }
+        s.cursor = i;
+        return removed;
+    }
+
+    // Empties slot i and shifts the later keys of its probe run back (no
+    // tombstones), so every key stays reachable from its home slot.
+    void erase_locked(shard& s, std::size_t i) {
+        for (auto j = (i + 1) & s.mask; s.slots[j].word != Limiter::fresh_state;
+             j = (j + 1) & s.mask) {
+            auto const home = static_cast<std::size_t>(hash_of(s.slots[j].key)) & s.mask;
+            // The key at j may fill the hole at i unless its home lies in (i, j].
+            if (((j - home) & s.mask) >= ((j - i) & s.mask)) {
+                s.slots[i] = std::move(s.slots[j]);
+                i = j;
+            }
+        }
+        s.slots[i] = slot{};
+        --s.size;
+    }
+
+    // Removes the keys at rest at `t` and resizes the shard to fit the rest.
+    std::size_t sweep_locked(shard& s, std::int64_t t) {
         auto const before = s.size;
         // Size for the survivors with room to grow; rebuild_locked drops keys at rest.
         std::size_t survivors = 0;
         for (std::size_t i = 0; i < slot_count(s); ++i) {
             if (s.slots[i].word != Limiter::fresh_state &&
-                m_limiter.rest_after(s.slots[i].word, now_ns) > 0) {
+                m_limiter.rest_after(s.slots[i].word, t) > 0) {
                 ++survivors;
             }
         }
         auto target = std::bit_ceil(survivors + survivors / 2 + 2); // load in (3/8, 2/3]
         target = target < 8 ? 8 : target;
-        rebuild_locked(s, target < m_max_slots ? target : m_max_slots, now_ns, true);
+        rebuild_locked(s, target < m_max_slots ? target : m_max_slots, t, true);
+        s.full_since_sweep = 0;
+        s.missed_since_sweep = 0;
         return before - s.size;
     }
 
-    void rebuild_locked(shard& s, std::size_t slots, std::int64_t now_ns, bool drop_at_rest) {
+    void rebuild_locked(shard& s, std::size_t slots, std::int64_t t, bool drop_at_rest) {
         auto new_slots = std::make_unique<slot[]>(slots); // all empty
         auto const mask = slots - 1;
         std::size_t size = 0;
@@ -277,18 +427,34 @@ private:
             if (s.slots[i].word == Limiter::fresh_state) {
                 continue;
             }
-            auto const rest = m_limiter.rest_after(s.slots[i].word, now_ns);
+            auto const rest = m_limiter.rest_after(s.slots[i].word, t);
             if (drop_at_rest && rest == 0) {
                 continue;
             }
-            next_sweep = now_ns + rest < next_sweep ? now_ns + rest : next_sweep;
-            auto const h = detail::mix_hash(static_cast<std::uint64_t>(m_hash(s.slots[i].key)));
-            auto j = static_cast<std::size_t>(h) & mask;
+            next_sweep = t + rest < next_sweep ? t + rest : next_sweep;
+            auto j = static_cast<std::size_t>(hash_of(s.slots[i].key)) & mask;
             while (new_slots[j].word != Limiter::fresh_state) {
                 j = (j + 1) & mask;
             }
             new_slots[j] = std::move(s.slots[i]);
             ++size;
+        }
+        // A ring of slots / 2 arrivals (none below 16 slots), keeping the newest.
+        auto const ring_mask = slots >= 16 ? slots / 2 - 1 : 0;
+        if (ring_mask != s.arrivals_mask) {
+            std::unique_ptr<std::uint64_t[]> ring;
+            if (ring_mask != 0) {
+                ring.reset(new std::uint64_t[ring_mask + 1]);
+            }
+            auto const kept = s.arrivals_size < ring_mask + 1 ? s.arrivals_size : ring_mask + 1;
+            auto const skip = s.arrivals_size - (ring_mask == 0 ? 0 : kept);
+            for (std::size_t n = 0; ring_mask != 0 && n < kept; ++n) {
+                ring[n] = s.arrivals[(s.arrivals_head + skip + n) & s.arrivals_mask];
+            }
+            s.arrivals = std::move(ring);
+            s.arrivals_mask = ring_mask;
+            s.arrivals_head = 0;
+            s.arrivals_size = ring_mask == 0 ? 0 : kept;
         }
         s.slots = std::move(new_slots);
         s.mask = mask;
@@ -304,6 +470,14 @@ private:
         s.slots[i].key = key;
         s.slots[i].word = word;
         ++s.size;
+        if (s.arrivals_mask != 0) {
+            if (s.arrivals_size > s.arrivals_mask) { // full: drop the oldest
+                s.arrivals_head = (s.arrivals_head + 1) & s.arrivals_mask;
+                --s.arrivals_size;
+            }
+            s.arrivals[(s.arrivals_head + s.arrivals_size) & s.arrivals_mask] = h;
+            ++s.arrivals_size;
+        }
     }
 
     Limiter m_limiter; // the configuration, and the shared overflow limiter

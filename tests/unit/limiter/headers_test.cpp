@@ -7,6 +7,8 @@
 #include <catch2/catch.hpp>
 
 #include <chrono>
+#include <cstdint>
+#include <limits>
 #include <string>
 #include <type_traits>
 
@@ -56,4 +58,29 @@ TEST_CASE("policy names are escaped, filtered and bounded", "[headers]") {
     keel::decision d;
     d.remaining = -3;
     CHECK(keel::ratelimit_value("", d) == "\"\";r=0;t=0");
+}
+
+TEST_CASE("header values never truncate: the longest escaped name and the widest integers fit",
+          "[headers]") {
+    auto repeat = [](std::string_view piece, int n) {
+        std::string out;
+        for (int i = 0; i < n; ++i) {
+            out += piece;
+        }
+        return out;
+    };
+    // 64 characters that all need escaping (more are cut to 64), then int64 extremes.
+    auto const quotes = "\"" + repeat("\\\"", 64) + "\"";
+    auto const policy = keel::ratelimit_policy_value(std::string(100, '"'),
+                                                     std::numeric_limits<std::int64_t>::min(),
+                                                     std::chrono::nanoseconds::max());
+    CHECK(policy.view() == quotes + ";q=-9223372036854775808;w=9223372037");
+    keel::decision d;
+    d.remaining = std::numeric_limits<std::int64_t>::max();
+    d.reset = std::chrono::seconds{9'000'000'000};
+    d.retry_after = std::chrono::nanoseconds::max();
+    auto const backslashes = "\"" + repeat("\\\\", 64) + "\"";
+    CHECK(keel::ratelimit_value(std::string(64, '\\'), d).view() ==
+          backslashes + ";r=9223372036854775807;t=9000000000");
+    CHECK(keel::retry_after_value(d) == "9223372037");
 }
