@@ -406,7 +406,7 @@ public:
         KEEL_ALWAYS_INLINE void record(circuit_result result) noexcept {
             if (m_breaker != nullptr) {
                 std::exchange(m_breaker, nullptr)
-                    ->complete_timed(m_generation, m_admitted_in, result, m_timed ? m_start : -1);
+                    ->complete_timed(m_generation, m_admitted_in, result, m_start, m_timed);
             }
         }
         /// Records the call's result with the duration the caller measured (the slow-call
@@ -540,17 +540,18 @@ private:
         return permit{retry_after};
     }
 
-    // Completes a permit the breaker times from `start_ns` (-1: the caller chose to
-    // time it and gave no duration, so it counts as not slow).
+    // Completes a permit without a duration: measured from `start_ns` when the
+    // breaker timed the admission; otherwise (call_timing::by_caller) not slow.
     KEEL_ALWAYS_INLINE void complete_timed(std::uint64_t generation, circuit_state admitted_in,
-                                           circuit_result result, std::int64_t start_ns) noexcept {
-        if (start_ns < 0 && !m_window.time_based()) {
+                                           circuit_result result, std::int64_t start_ns,
+                                           bool timed) noexcept {
+        if (!timed && !m_window.time_based()) {
             complete(generation, admitted_in, result, std::chrono::nanoseconds{0}, 0);
             return;
         }
         std::int64_t const end_ns = detail::to_ns(m_clock.now());
         complete(generation, admitted_in, result,
-                 std::chrono::nanoseconds{start_ns < 0 ? 0 : end_ns - start_ns}, end_ns);
+                 std::chrono::nanoseconds{timed ? end_ns - start_ns : 0}, end_ns);
     }
 
     // Completes a permit with the duration its caller measured: only a time-based

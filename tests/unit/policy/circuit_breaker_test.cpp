@@ -331,6 +331,15 @@ TEST_CASE("circuit_breaker closed admission reads no clock when the caller times
     }
 }
 
+TEST_CASE("circuit_breaker times calls on a clock reading before its epoch", "[circuit_breaker]") {
+    keel::manual_clock clock{keel::manual_clock::time_point{-100s}};
+    breaker_t b{small_options(), clock, keel::scripted_random{0}};
+    auto p = b.try_acquire();
+    clock.advance(2s);
+    p.success();
+    CHECK(b.metrics().slow_calls == 1);
+}
+
 TEST_CASE("circuit_breaker rejects while open with the time until half-open", "[circuit_breaker]") {
     fixture f;
     f.calls(10, circuit_result::failure);
