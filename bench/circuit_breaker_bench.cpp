@@ -5,6 +5,8 @@
 // them must do) and a plain mutex-based breaker with the same semantics (a ring
 // of the last N outcomes, failure and slow counts, thresholds with a minimum,
 // generation check), written the straightforward way. Also the rejection path.
+// Built twice, at -O3 (keel_circuit_breaker_bench) and at -O2
+// (keel_circuit_breaker_bench_o2): the hot paths must inline at both.
 #include <keel/core/clock.hpp>
 #include <keel/policy/circuit_breaker.hpp>
 
@@ -157,6 +159,15 @@ BENCHMARK_TEMPLATE(baseline_floor_clock_and_rmw, coarse_clock)
     ->Threads(2)
     ->UseRealTime();
 
+// The floor of a path that reads no clock: one atomic read-modify-write.
+void baseline_floor_rmw(benchmark::State& state) {
+    auto& counter = floor_counter();
+    for (auto _ : state) {
+        benchmark::DoNotOptimize(counter.fetch_add(1, std::memory_order_acq_rel));
+    }
+}
+BENCHMARK(baseline_floor_rmw)->Threads(1)->Threads(2)->UseRealTime();
+
 void baseline_floor_two_clocks_and_rmw(benchmark::State& state) {
     auto& counter = floor_counter();
     for (auto _ : state) {
@@ -203,7 +214,8 @@ BENCHMARK(baseline_mutex_breaker_10pct_failures)->Threads(1)->Threads(2)->UseRea
 // ---------------------------------------------------------------------------
 // keel::circuit_breaker, CLOSED: acquire + record a success.
 
-// The caller passes the duration it measured: one clock read (in try_acquire).
+// The caller passes the duration it measured, but admission was asked to time the
+// call (try_acquire()): one clock read.
 template <class Clock>
 void keel_breaker_count_window(benchmark::State& state) {
     auto& b = count_breaker<Clock>();
@@ -215,6 +227,21 @@ void keel_breaker_count_window(benchmark::State& state) {
 }
 BENCHMARK_TEMPLATE(keel_breaker_count_window, steady_clock)->Threads(1)->Threads(2)->UseRealTime();
 BENCHMARK_TEMPLATE(keel_breaker_count_window, coarse_clock)->Threads(1)->Threads(2)->UseRealTime();
+
+// The caller times the call and says so at admission: no clock read at all.
+template <class Clock>
+void keel_breaker_count_window_caller_timed(benchmark::State& state) {
+    auto& b = count_breaker<Clock>();
+    for (auto _ : state) {
+        auto p = b.try_acquire(keel::call_timing::by_caller);
+        benchmark::DoNotOptimize(p.admitted());
+        p.success(1us);
+    }
+}
+BENCHMARK_TEMPLATE(keel_breaker_count_window_caller_timed, steady_clock)
+    ->Threads(1)
+    ->Threads(2)
+    ->UseRealTime();
 
 // The breaker times the call: two clock reads.
 void keel_breaker_count_window_timed(benchmark::State& state) {

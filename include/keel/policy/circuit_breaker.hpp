@@ -17,20 +17,19 @@
 #include <keel/core/error.hpp>
 #include <keel/core/outcome.hpp>
 #include <keel/core/random.hpp>
-#include <keel/detail/integer.hpp>
+#include <keel/detail/config.hpp>
+#include <keel/detail/time.hpp>
+#include <keel/policy/detail/circuit_breaker.hpp>
 #include <keel/version.hpp>
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
-#include <stdexcept>
-#include <string>
 #include <string_view>
 #include <type_traits>
 #include <utility>
@@ -70,6 +69,17 @@ enum class circuit_result : std::uint8_t {
 enum class circuit_window : std::uint8_t {
     count_based = 0, ///< The last `window_size` recorded calls.
     time_based = 1,  ///< The calls recorded in the last `window_size` seconds, in 1 s buckets.
+};
+
+/// Enumerates who measures a call's duration for the slow-call check.
+enum class call_timing : std::uint8_t {
+    /// The breaker reads its clock at admission and again when the outcome is
+    /// recorded without a duration. What try_acquire() does.
+    by_breaker = 0,
+    /// The caller passes the duration it measured (success(elapsed) and the other
+    /// overloads), so admission while closed reads no clock. An outcome recorded
+    /// without a duration then counts as not slow.
+    by_caller = 1,
 };
 
 /// Enumerates why a circuit breaker changed state.
@@ -185,301 +195,6 @@ struct circuit_metrics {
     std::uint32_t consecutive_openings = 0; ///< Openings since the last close (the backoff's k).
 };
 
-namespace detail {
-
-inline constexpr std::size_t circuit_cache_line = 64;
-
-// The closed path is lock-free only if these are.
-static_assert(std::atomic<std::uint64_t>::is_always_lock_free);
-static_assert(std::atomic<std::uint32_t>::is_always_lock_free);
-static_assert(std::atomic<std::int64_t>::is_always_lock_free);
-
-// A transition waiting to be reported to listeners once the lock is released.
-template <class TimePoint>
-struct circuit_event {
-    circuit_state from;
-    circuit_state to;
-    TimePoint when;
-    circuit_reason why;
-};
-
-// A few events collected under the lock; no allocation on any path.
-template <class TimePoint>
-struct circuit_events {
-    static constexpr std::size_t capacity = 4;
-    circuit_event<TimePoint> items[capacity];
-    std::size_t size = 0;
-    void push(circuit_event<TimePoint> const& e) noexcept {
-        if (size < capacity) {
-            items[size++] = e;
-        }
-    }
-};
-
-// The count-based window: a ring of the last N outcomes plus one aggregate word.
-//
-// Aggregate word (64 bits): window tag (16) | wrapped (1) | position (15) |
-// failures (16) | slow (16). The tag is the low 16 bits of the breaker generation
-// the window belongs to; every recording CASes the word only while the tag matches,
-// so a late recorder of an earlier generation never touches a newer window.
-// Calls in the window = wrapped ? N : position.
-//
-// Slot (32 bits): window tag (16) | failed (1) | slow (1). A slot whose tag is older
-// than the window's counts as an empty slot (a success, contributing nothing).
-//
-// Recording: (1) CAS the aggregate: advance the position, add the new outcome's
-// failure/slow bits, learn the slot index; (2) CAS the slot from its old outcome
-// to the new one (skipped when both contribute nothing, the common success case),
-// (3) if the old outcome contributed, CAS the aggregate to subtract it.
-// Guarantees: at quiescence the aggregate equals the sum of the ring's slots of
-// its window exactly (each slot change adds new - old once); a slot's
-// contribution is added before any recorder can subtract it, so the counters
-// never go negative; while recordings are in flight a reading may include up to
-// one not-yet-evicted outcome per in-flight recorder. When no recorder is
-// overtaken by N others between steps (1) and (2), the ring holds exactly the
-// last N outcomes in position order.
-class count_window {
-public:
-    static constexpr std::uint32_t max_size = 32768;
-
-    explicit count_window(std::uint32_t size)
-        : m_size(size), m_slots(std::make_unique<std::atomic<std::uint32_t>[]>(size)) {
-        for (std::uint32_t i = 0; i < size; ++i) {
-            m_slots[i].store(0, std::memory_order_relaxed);
-        }
-    }
-
-    struct totals {
-        std::uint64_t calls = 0;
-        std::uint64_t failures = 0;
-        std::uint64_t slow = 0;
-    };
-
-    // Empties the window and gives it the tag of `generation`. Call with the
-    // breaker's lock held, before publishing the generation.
-    void reset_locked(std::uint64_t generation) noexcept {
-        auto const tag = static_cast<std::uint16_t>(generation);
-        // Older than the new tag, so late recorders of earlier windows see it as
-        // theirs or older and never as newer.
-        std::uint32_t const cleared = std::uint32_t{static_cast<std::uint16_t>(tag - 1)} << 16;
-        for (std::uint32_t i = 0; i < m_size; ++i) {
-            m_slots[i].store(cleared, std::memory_order_relaxed);
-        }
-        m_aggregate.store(std::uint64_t{tag} << 48, std::memory_order_release);
-    }
-
-    // Records one outcome for the window of `generation`; returns the totals right
-    // after it, or nothing if the window belongs to another generation.
-    std::optional<totals> record(std::uint64_t generation, bool failed, bool slow) noexcept {
-        auto const tag = static_cast<std::uint16_t>(generation);
-        std::uint64_t const add = (failed ? std::uint64_t{1} << 16 : 0) | (slow ? 1U : 0U);
-        std::uint64_t word = m_aggregate.load(std::memory_order_relaxed);
-        std::uint64_t next = 0;
-        std::uint32_t index = 0;
-        do {
-            if (tag_of(word) != tag) {
-                return std::nullopt;
-            }
-            index = position_of(word);
-            std::uint64_t const advanced = index + 1 == m_size ? 0 : index + 1;
-            bool const wrapped = wrapped_of(word) || index + 1 == m_size;
-            next = (word & ~(position_mask | wrapped_bit)) | (advanced << 32) |
-                   (wrapped ? wrapped_bit : 0);
-            next += add;
-        } while (!m_aggregate.compare_exchange_weak(word, next, std::memory_order_acq_rel,
-                                                    std::memory_order_relaxed));
-        std::uint64_t after = next;
-
-        std::uint32_t const outcome = (failed ? 2U : 0U) | (slow ? 1U : 0U);
-        std::uint32_t const desired = (std::uint32_t{tag} << 16) | outcome;
-        auto& slot = m_slots[index];
-        std::uint32_t current = slot.load(std::memory_order_acquire);
-        std::uint32_t old = 0;
-        for (;;) {
-            auto const distance = static_cast<std::int16_t>(
-                static_cast<std::uint16_t>(tag - static_cast<std::uint16_t>(current >> 16)));
-            if (distance < 0) {
-                // The slot already belongs to a newer window: this recorder is late
-                // and its aggregate update went to a window nobody reads any more.
-                return totals_of(after);
-            }
-            old = distance == 0 ? (current & 3U) : 0U;
-            if (outcome == 0 && old == 0) {
-                return totals_of(after); // nothing to change
-            }
-            if (slot.compare_exchange_weak(current, desired, std::memory_order_acq_rel,
-                                           std::memory_order_acquire)) {
-                break;
-            }
-        }
-        if (old != 0) {
-            std::uint64_t const sub = ((old & 2U) ? std::uint64_t{1} << 16 : 0) | (old & 1U);
-            word = m_aggregate.load(std::memory_order_relaxed);
-            do {
-                if (tag_of(word) != tag) {
-                    return totals_of(after);
-                }
-                next = word - sub;
-            } while (!m_aggregate.compare_exchange_weak(word, next, std::memory_order_acq_rel,
-                                                        std::memory_order_relaxed));
-            after = next;
-        }
-        return totals_of(after);
-    }
-
-    // Returns the current totals (whatever window the aggregate holds).
-    totals read() const noexcept { return totals_of(m_aggregate.load(std::memory_order_acquire)); }
-
-    std::uint32_t size() const noexcept { return m_size; }
-
-private:
-    static constexpr std::uint64_t position_mask = std::uint64_t{0x7FFF} << 32;
-    static constexpr std::uint64_t wrapped_bit = std::uint64_t{1} << 47;
-
-    static std::uint16_t tag_of(std::uint64_t word) noexcept {
-        return static_cast<std::uint16_t>(word >> 48);
-    }
-    static std::uint32_t position_of(std::uint64_t word) noexcept {
-        return static_cast<std::uint32_t>((word & position_mask) >> 32);
-    }
-    static bool wrapped_of(std::uint64_t word) noexcept { return (word & wrapped_bit) != 0; }
-
-    totals totals_of(std::uint64_t word) const noexcept {
-        return totals{wrapped_of(word) ? m_size : position_of(word), (word >> 16) & 0xFFFF,
-                      word & 0xFFFF};
-    }
-
-    alignas(circuit_cache_line) std::atomic<std::uint64_t> m_aggregate{0};
-    std::uint32_t m_size;
-    std::unique_ptr<std::atomic<std::uint32_t>[]> m_slots;
-};
-
-// The time-based window: N one-second buckets, bucket s % N holding second s.
-//
-// Bucket word (64 bits): stamp (22) | calls (14) | failures (14) | slow (14). The
-// stamp is the second's number modulo 2^22 (48 days). Recording CASes one bucket:
-// adds to it when it holds the same second, replaces it when it holds an older one
-// (that second has left the window), and drops the outcome when it holds a newer
-// one (the outcome is at least a window late). m_latest is the latest second ever
-// recorded, raised before the bucket is written; a bucket claiming to be newer
-// than it is an alias of an ancient second and is replaced.
-// Guarantees: within a second, counts are exact and conserved (one CAS per
-// outcome); outcomes of a second older than the window are dropped; a bucket
-// samples the first 16383 outcomes of its second (beyond that rate the window's
-// rates are those of the sample, and `calls` saturates); a bucket left untouched
-// for exactly a multiple of 2^22 s may be misread as current.
-class time_window {
-public:
-    static constexpr std::uint32_t max_size = 3600;
-
-    explicit time_window(std::uint32_t seconds)
-        : m_size(seconds), m_buckets(std::make_unique<std::atomic<std::uint64_t>[]>(seconds)) {
-        for (std::uint32_t i = 0; i < seconds; ++i) {
-            m_buckets[i].store(0, std::memory_order_relaxed);
-        }
-    }
-
-    using totals = count_window::totals;
-
-    // Empties every bucket. Call with the breaker's lock held.
-    void reset_locked() noexcept {
-        for (std::uint32_t i = 0; i < m_size; ++i) {
-            m_buckets[i].store(0, std::memory_order_release);
-        }
-    }
-
-    // Records one outcome in the bucket of `second` (>= 0).
-    void record(std::int64_t second, bool failed, bool slow) noexcept {
-        std::int64_t latest = m_latest.load(std::memory_order_acquire);
-        if (second <= latest - static_cast<std::int64_t>(m_size)) {
-            return; // already out of the window
-        }
-        while (second > latest &&
-               !m_latest.compare_exchange_weak(latest, second, std::memory_order_acq_rel,
-                                               std::memory_order_acquire)) {
-        }
-        auto& bucket = m_buckets[static_cast<std::size_t>(second % m_size)];
-        std::uint64_t const stamp = stamp_of_second(second);
-        std::uint64_t const add = (std::uint64_t{1} << calls_shift) |
-                                  (failed ? std::uint64_t{1} << failures_shift : 0) |
-                                  (slow ? std::uint64_t{1} : 0);
-        std::uint64_t word = bucket.load(std::memory_order_acquire);
-        for (;;) {
-            std::uint64_t next = 0;
-            if (calls_of(word) != 0 && stamp_of(word) == stamp) {
-                if (calls_of(word) == count_mask) {
-                    return; // sampled out: the bucket is full for this second
-                }
-                next = word + add;
-            } else {
-                if (calls_of(word) != 0 && serial_distance(stamp, stamp_of(word)) < 0) {
-                    // The bucket claims a newer second. It is one unless it also claims
-                    // to be newer than the latest second ever recorded (an alias).
-                    auto const newest = stamp_of_second(m_latest.load(std::memory_order_acquire));
-                    if (serial_distance(newest, stamp_of(word)) >= 0) {
-                        return; // this outcome is a window late
-                    }
-                }
-                next = (stamp << stamp_shift) | add;
-            }
-            if (bucket.compare_exchange_weak(word, next, std::memory_order_acq_rel,
-                                             std::memory_order_acquire)) {
-                return;
-            }
-        }
-    }
-
-    // Returns the totals of the window ending with second `now_second`.
-    totals read(std::int64_t now_second) const noexcept {
-        totals t;
-        auto const n = static_cast<std::int64_t>(m_size);
-        for (std::int64_t i = 0; i < n; ++i) {
-            std::int64_t const second = now_second - i;
-            if (second < 0) {
-                break;
-            }
-            std::uint64_t const word =
-                m_buckets[static_cast<std::size_t>(second % n)].load(std::memory_order_acquire);
-            if (calls_of(word) != 0 && stamp_of(word) == stamp_of_second(second)) {
-                t.calls += calls_of(word);
-                t.failures += (word >> failures_shift) & count_mask;
-                t.slow += word & count_mask;
-            }
-        }
-        return t;
-    }
-
-    std::uint32_t size() const noexcept { return m_size; }
-
-private:
-    static constexpr unsigned stamp_shift = 42;
-    static constexpr unsigned calls_shift = 28;
-    static constexpr unsigned failures_shift = 14;
-    static constexpr std::uint64_t count_mask = 0x3FFF;
-    static constexpr std::uint64_t stamp_mask = 0x3FFFFF;
-
-    static std::uint64_t stamp_of_second(std::int64_t second) noexcept {
-        return static_cast<std::uint64_t>(second) & stamp_mask;
-    }
-    static std::uint64_t stamp_of(std::uint64_t word) noexcept { return word >> stamp_shift; }
-    static std::uint64_t calls_of(std::uint64_t word) noexcept {
-        return (word >> calls_shift) & count_mask;
-    }
-    // a - b as a signed 22-bit serial number distance.
-    static std::int64_t serial_distance(std::uint64_t a, std::uint64_t b) noexcept {
-        std::uint64_t const d = (a - b) & stamp_mask;
-        return d >= (stamp_mask + 1) / 2
-                   ? static_cast<std::int64_t>(d) - static_cast<std::int64_t>(stamp_mask + 1)
-                   : static_cast<std::int64_t>(d);
-    }
-
-    alignas(circuit_cache_line) std::atomic<std::int64_t> m_latest{-1};
-    std::uint32_t m_size;
-    std::unique_ptr<std::atomic<std::uint64_t>[]> m_buckets;
-};
-
-} // namespace detail
-
 /// Stops calls to a failing or slow dependency: rejects them while OPEN, then lets
 /// a few probes through to decide whether to close again.
 ///
@@ -534,11 +249,11 @@ public:
     /// drawn from under the breaker's lock, so a plain keel::xoshiro256ss is fine.
     explicit circuit_breaker(circuit_breaker_options options = {}, Clock clock = Clock{},
                              Random random = Random{})
-        : m_options(validate(options)), m_clock(std::move(clock)), m_random(std::move(random)),
-          m_count_window(options.window == circuit_window::count_based ? options.window_size : 1),
-          m_time_window(options.window == circuit_window::time_based ? options.window_size : 1) {
+        : m_options(detail::validate_breaker_options(options)), m_clock(std::move(clock)),
+          m_random(std::move(random)),
+          m_window(options.window == circuit_window::time_based, options.window_size) {
         std::lock_guard lock{m_mutex};
-        reset_window_locked(0);
+        m_window.reset_locked(0);
     }
 
     circuit_breaker(circuit_breaker const&) = delete;
@@ -547,50 +262,26 @@ public:
     /// Asks to make one call. Returns an admitted permit, which the caller completes
     /// with success(), failure() or ignore() (a permit destroyed without an outcome counts
     /// as ignored), or a rejected one whose retry_after() is the time until the breaker
-    /// half-opens (empty when HALF_OPEN is out of probes or the breaker is forced open).
-    /// Never throws; may run listeners (an OPEN breaker half-opening, a half-open one
-    /// re-opening) on the calling thread.
-    permit try_acquire() noexcept {
-        time_point const now = m_clock.now();
-        std::int64_t const now_ns = nanos(now);
-        for (;;) {
-            std::uint64_t word = m_word.load(std::memory_order_acquire);
-            switch (state_of(word)) {
-            case circuit_state::closed:
-            case circuit_state::disabled:
-                return permit{this, generation_of(word), now_ns, state_of(word)};
-            case circuit_state::forced_open: return reject(-1);
-            case circuit_state::open: {
-                // Written only on entering OPEN, so a racing transition can make it newer
-                // (the breaker re-opened since) but never another state's deadline.
-                std::int64_t const until = m_open_until.load(std::memory_order_acquire);
-                if (now_ns < until) {
-                    // `until` may be of an opening made after `now` was read; the
-                    // period itself never exceeds the cap.
-                    return reject(std::min(until - now_ns, m_options.max_reset_timeout.count()));
-                }
-                half_open_if_due(generation_of(word), now);
-                continue;
-            }
-            case circuit_state::half_open: {
-                std::int64_t const deadline = m_half_open_deadline.load(std::memory_order_acquire);
-                if (deadline != no_deadline && now_ns >= deadline &&
-                    probes_of(word) > m_probes_recorded.load(std::memory_order_acquire)) {
-                    if (reopen_if_stuck(generation_of(word), now)) {
-                        continue;
-                    }
-                }
-                if (probes_of(word) >= m_options.permitted_calls_in_half_open) {
-                    return reject(-1);
-                }
-                if (m_word.compare_exchange_weak(word, word + probe_unit, std::memory_order_acq_rel,
-                                                 std::memory_order_acquire)) {
-                    return permit{this, generation_of(word), now_ns, circuit_state::half_open};
-                }
-                continue;
-            }
-            }
+    /// half-opens: while OPEN, what is left of the open period; while HALF_OPEN and out
+    /// of probes, the open period that would follow if the probes failed now (empty
+    /// when forced open). Never throws; may run listeners (an OPEN breaker half-opening,
+    /// a half-open one re-opening) on the calling thread. The breaker times the call.
+    KEEL_ALWAYS_INLINE permit try_acquire() noexcept {
+        return try_acquire(call_timing::by_breaker);
+    }
+
+    /// Asks to make one call, as try_acquire(), with `timing` saying who measures its
+    /// duration: with call_timing::by_caller, admission while CLOSED or DISABLED reads
+    /// no clock (only OPEN and HALF_OPEN, whose decisions depend on the time, do).
+    KEEL_ALWAYS_INLINE permit try_acquire(call_timing timing) noexcept {
+        std::uint64_t const word = m_word.load(std::memory_order_acquire);
+        circuit_state const state = state_of(word);
+        if (state == circuit_state::closed || state == circuit_state::disabled) [[likely]] {
+            bool const timed = timing == call_timing::by_breaker;
+            return permit{this, generation_of(word), timed ? detail::to_ns(m_clock.now()) : 0,
+                          state, timed};
         }
+        return try_acquire_slow(timing);
     }
 
     /// Returns the state as last changed (a breaker whose reset timeout has expired
@@ -604,12 +295,10 @@ public:
     /// CLOSED or DISABLED period filled (time-based windows are read at now).
     circuit_metrics metrics() const {
         circuit_metrics m;
-        std::int64_t const now_ns = nanos(m_clock.now());
+        std::int64_t const now_ns = detail::to_ns(m_clock.now());
         std::uint64_t const word = m_word.load(std::memory_order_acquire);
         m.state = state_of(word);
-        auto const totals = m_options.window == circuit_window::count_based
-                                ? m_count_window.read()
-                                : m_time_window.read(second_of(now_ns));
+        auto const totals = m_window.read(second_of(now_ns));
         m.calls = totals.calls;
         m.failed_calls = totals.failures;
         m.slow_calls = totals.slow;
@@ -664,8 +353,9 @@ public:
     /// Allows one call, or says why not. Move-only; complete it at most once with
     /// success(), failure(), ignore() or record(). A permit destroyed without an outcome
     /// counts as ignored, so a HALF_OPEN probe slot is never lost. Without a duration
-    /// argument the breaker times the call with its clock from try_acquire() on. A permit
-    /// must not outlive its breaker; completing it is thread-safe like the breaker.
+    /// argument the breaker times the call with its clock from try_acquire() on (with
+    /// call_timing::by_caller, such a call counts as not slow). A permit must not outlive
+    /// its breaker; completing it is thread-safe like the breaker.
     class permit {
     public:
         /// Makes a rejected permit with no retry hint.
@@ -674,7 +364,8 @@ public:
         permit(permit&& other) noexcept
             : m_breaker(std::exchange(other.m_breaker, nullptr)), m_generation(other.m_generation),
               m_start(other.m_start), m_admitted_in(other.m_admitted_in),
-              m_retry_after(other.m_retry_after), m_admitted(other.m_admitted) {}
+              m_retry_after(other.m_retry_after), m_admitted(other.m_admitted),
+              m_timed(other.m_timed) {}
         /// Ignores this permit's pending call, then takes over `other`'s.
         permit& operator=(permit&& other) noexcept {
             if (this != &other) {
@@ -685,13 +376,14 @@ public:
                 m_admitted_in = other.m_admitted_in;
                 m_retry_after = other.m_retry_after;
                 m_admitted = other.m_admitted;
+                m_timed = other.m_timed;
             }
             return *this;
         }
         permit(permit const&) = delete;
         permit& operator=(permit const&) = delete;
         /// Ignores the call if no outcome was recorded (frees a half-open probe slot).
-        ~permit() { ignore(); }
+        KEEL_ALWAYS_INLINE ~permit() { ignore(); }
 
         /// Returns true if the call was admitted.
         bool admitted() const noexcept { return m_admitted; }
@@ -699,7 +391,8 @@ public:
         explicit operator bool() const noexcept { return m_admitted; }
         /// Returns true until an outcome is recorded (false for rejected permits).
         bool pending() const noexcept { return m_breaker != nullptr; }
-        /// Returns, for a rejected permit, the time until the breaker half-opens if known.
+        /// Returns, for a rejected permit, the time until the breaker half-opens if known
+        /// (see circuit_breaker::try_acquire()).
         std::optional<std::chrono::nanoseconds> retry_after() const noexcept {
             return m_retry_after >= 0
                        ? std::optional<std::chrono::nanoseconds>{std::chrono::nanoseconds{
@@ -710,54 +403,48 @@ public:
         circuit_state admitted_in() const noexcept { return m_admitted_in; }
 
         /// Records the call's result, timed by the breaker's clock.
-        void record(circuit_result result) noexcept {
+        KEEL_ALWAYS_INLINE void record(circuit_result result) noexcept {
             if (m_breaker != nullptr) {
-                auto* const b = std::exchange(m_breaker, nullptr);
-                std::int64_t const end = nanos(b->m_clock.now());
-                b->complete(m_generation, m_admitted_in, result,
-                            std::chrono::nanoseconds{end - m_start}, end);
+                std::exchange(m_breaker, nullptr)
+                    ->complete_timed(m_generation, m_admitted_in, result, m_start, m_timed);
             }
         }
         /// Records the call's result with the duration the caller measured (the slow-call
         /// check uses it; a time-based window still places the outcome at the current time).
-        void record(circuit_result result, std::chrono::nanoseconds elapsed) noexcept {
+        KEEL_ALWAYS_INLINE void record(circuit_result result,
+                                       std::chrono::nanoseconds elapsed) noexcept {
             if (m_breaker != nullptr) {
-                auto* const b = std::exchange(m_breaker, nullptr);
-                // A time-based window places the outcome when it is recorded; a
-                // count-based one needs no time, so it costs no clock read.
-                std::int64_t const end = b->m_options.window == circuit_window::time_based
-                                             ? nanos(b->m_clock.now())
-                                             : m_start + elapsed.count();
-                b->complete(m_generation, m_admitted_in, result, elapsed, end);
+                std::exchange(m_breaker, nullptr)
+                    ->complete_measured(m_generation, m_admitted_in, result, elapsed);
             }
         }
         /// Records a success, timed by the breaker.
-        void success() noexcept { record(circuit_result::success); }
+        KEEL_ALWAYS_INLINE void success() noexcept { record(circuit_result::success); }
         /// Records a success that took `elapsed`.
-        void success(std::chrono::nanoseconds elapsed) noexcept {
+        KEEL_ALWAYS_INLINE void success(std::chrono::nanoseconds elapsed) noexcept {
             record(circuit_result::success, elapsed);
         }
         /// Records a failure, timed by the breaker.
-        void failure() noexcept { record(circuit_result::failure); }
+        KEEL_ALWAYS_INLINE void failure() noexcept { record(circuit_result::failure); }
         /// Records a failure that took `elapsed`.
-        void failure(std::chrono::nanoseconds elapsed) noexcept {
+        KEEL_ALWAYS_INLINE void failure(std::chrono::nanoseconds elapsed) noexcept {
             record(circuit_result::failure, elapsed);
         }
         /// Records nothing and frees a half-open probe slot; what the destructor does.
-        void ignore() noexcept {
+        KEEL_ALWAYS_INLINE void ignore() noexcept {
             if (m_breaker != nullptr) {
-                auto* const b = std::exchange(m_breaker, nullptr);
-                b->complete(m_generation, m_admitted_in, circuit_result::ignored,
-                            std::chrono::nanoseconds{0}, m_start);
+                std::exchange(m_breaker, nullptr)
+                    ->complete(m_generation, m_admitted_in, circuit_result::ignored,
+                               std::chrono::nanoseconds{0}, 0);
             }
         }
 
     private:
         friend class circuit_breaker;
         permit(circuit_breaker* breaker, std::uint64_t generation, std::int64_t start,
-               circuit_state admitted_in) noexcept
+               circuit_state admitted_in, bool timed) noexcept
             : m_breaker(breaker), m_generation(generation), m_start(start),
-              m_admitted_in(admitted_in), m_admitted(true) {}
+              m_admitted_in(admitted_in), m_admitted(true), m_timed(timed) {}
         // `retry_after` in ns, or -1 when unknown. Kept as a plain integer: copying an
         // std::optional through a permit costs store-forwarding stalls on the
         // rejection path.
@@ -769,10 +456,11 @@ public:
         circuit_state m_admitted_in = circuit_state::closed;
         std::int64_t m_retry_after = -1;
         bool m_admitted = false;
+        bool m_timed = false; // m_start was read from the clock
     };
 
 private:
-    using events = detail::circuit_events<time_point>;
+    using events = detail::pending_transitions<transition>;
 
     // State word: generation (48 bits) | probes admitted in HALF_OPEN (13) | state (3).
     static constexpr std::uint64_t state_mask = 0x7;
@@ -790,65 +478,61 @@ private:
     static std::uint64_t generation_of(std::uint64_t word) noexcept {
         return word >> generation_shift;
     }
-    static std::int64_t nanos(time_point t) noexcept {
-        return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
-    }
+    // The second a time-based window places `ns` in (times before the epoch in second 0).
     static std::int64_t second_of(std::int64_t ns) noexcept {
-        std::int64_t s = ns / 1'000'000'000;
-        return ns < 0 && s * 1'000'000'000 != ns ? s - 1 : s;
+        return ns > 0 ? ns / 1'000'000'000 : 0;
     }
 
-    static circuit_breaker_options const& validate(circuit_breaker_options const& o) {
-        auto fail = [](std::string const& what) {
-            throw std::invalid_argument("keel::circuit_breaker: " + what);
-        };
-        auto count = [](auto ns) { return std::to_string(ns.count()) + " ns"; };
-        if (!(o.failure_rate_threshold > 0.0 && o.failure_rate_threshold <= 100.0)) {
-            fail("failure_rate_threshold must be in (0, 100], got " +
-                 std::to_string(o.failure_rate_threshold));
-        }
-        if (!(o.slow_call_rate_threshold > 0.0 && o.slow_call_rate_threshold <= 100.0)) {
-            fail("slow_call_rate_threshold must be in (0, 100], got " +
-                 std::to_string(o.slow_call_rate_threshold));
-        }
-        if (o.slow_call_duration <= std::chrono::nanoseconds::zero()) {
-            fail("slow_call_duration must be > 0, got " + count(o.slow_call_duration));
-        }
-        if (o.window == circuit_window::count_based) {
-            if (o.window_size < 1 || o.window_size > detail::count_window::max_size) {
-                fail("window_size must be in [1, 32768] calls for a count_based window, got " +
-                     std::to_string(o.window_size));
+    // Admission in OPEN, HALF_OPEN and FORCED_OPEN: the states whose decisions
+    // read the clock. Out of line, so that the closed path inlines.
+    [[gnu::noinline]] permit try_acquire_slow(call_timing timing) noexcept {
+        time_point const now = m_clock.now();
+        std::int64_t const now_ns = detail::to_ns(now);
+        bool const timed = timing == call_timing::by_breaker;
+        for (;;) {
+            std::uint64_t word = m_word.load(std::memory_order_acquire);
+            switch (state_of(word)) {
+            case circuit_state::closed:
+            case circuit_state::disabled:
+                return permit{this, generation_of(word), now_ns, state_of(word), timed};
+            case circuit_state::forced_open: return reject(-1);
+            case circuit_state::open: {
+                // Written only on entering OPEN, so a racing transition can make it newer
+                // (the breaker re-opened since) but never another state's deadline.
+                std::int64_t const until = m_open_until.load(std::memory_order_acquire);
+                if (now_ns < until) {
+                    // `until` may be of an opening made after `now` was read; the
+                    // period itself never exceeds the cap.
+                    return reject(std::min(until - now_ns, m_options.max_reset_timeout.count()));
+                }
+                half_open_if_due(generation_of(word), now);
+                continue;
             }
-        } else if (o.window == circuit_window::time_based) {
-            if (o.window_size < 1 || o.window_size > detail::time_window::max_size) {
-                fail("window_size must be in [1, 3600] seconds for a time_based window, got " +
-                     std::to_string(o.window_size));
+            case circuit_state::half_open: {
+                std::int64_t const deadline = m_half_open_deadline.load(std::memory_order_acquire);
+                if (deadline != no_deadline && now_ns >= deadline &&
+                    probes_of(word) > m_probes_recorded.load(std::memory_order_acquire)) {
+                    if (reopen_if_stuck(generation_of(word), now)) {
+                        continue;
+                    }
+                }
+                if (probes_of(word) >= m_options.permitted_calls_in_half_open) {
+                    // When the probes decide is not known; if they fail, the breaker
+                    // opens for this long, and a caller that waits it out finds the
+                    // breaker closed or probing again (Polly reports one break
+                    // duration from half-opening; resilience4j reports nothing).
+                    return reject(
+                        base_open_period(m_consecutive_openings.load(std::memory_order_relaxed)));
+                }
+                if (m_word.compare_exchange_weak(word, word + probe_unit, std::memory_order_acq_rel,
+                                                 std::memory_order_acquire)) {
+                    return permit{this, generation_of(word), now_ns, circuit_state::half_open,
+                                  timed};
+                }
+                continue;
             }
-        } else {
-            fail("window must be count_based or time_based");
+            }
         }
-        if (o.minimum_calls < 1) {
-            fail("minimum_calls must be >= 1, got 0");
-        }
-        if (o.reset_timeout <= std::chrono::nanoseconds::zero()) {
-            fail("reset_timeout must be > 0, got " + count(o.reset_timeout));
-        }
-        if (o.max_reset_timeout < o.reset_timeout) {
-            fail("max_reset_timeout must be >= reset_timeout (" + count(o.reset_timeout) +
-                 "), got " + count(o.max_reset_timeout));
-        }
-        if (o.reset_jitter < std::chrono::nanoseconds::zero()) {
-            fail("reset_jitter must be >= 0, got " + count(o.reset_jitter));
-        }
-        if (o.permitted_calls_in_half_open < 1 || o.permitted_calls_in_half_open > 1000) {
-            fail("permitted_calls_in_half_open must be in [1, 1000], got " +
-                 std::to_string(o.permitted_calls_in_half_open));
-        }
-        if (o.max_wait_in_half_open < std::chrono::nanoseconds::zero()) {
-            fail("max_wait_in_half_open must be >= 0 (0: wait forever), got " +
-                 count(o.max_wait_in_half_open));
-        }
-        return o;
     }
 
     permit reject(std::int64_t retry_after) noexcept {
@@ -856,9 +540,34 @@ private:
         return permit{retry_after};
     }
 
-    // Records the outcome of a permit admitted in `admitted_in` during `generation`.
-    void complete(std::uint64_t generation, circuit_state admitted_in, circuit_result result,
-                  std::chrono::nanoseconds elapsed, std::int64_t end_ns) noexcept {
+    // Completes a permit without a duration: measured from `start_ns` when the
+    // breaker timed the admission; otherwise (call_timing::by_caller) not slow.
+    KEEL_ALWAYS_INLINE void complete_timed(std::uint64_t generation, circuit_state admitted_in,
+                                           circuit_result result, std::int64_t start_ns,
+                                           bool timed) noexcept {
+        if (!timed && !m_window.time_based()) {
+            complete(generation, admitted_in, result, std::chrono::nanoseconds{0}, 0);
+            return;
+        }
+        std::int64_t const end_ns = detail::to_ns(m_clock.now());
+        complete(generation, admitted_in, result,
+                 std::chrono::nanoseconds{timed ? end_ns - start_ns : 0}, end_ns);
+    }
+
+    // Completes a permit with the duration its caller measured: only a time-based
+    // window needs the time, to place the outcome.
+    KEEL_ALWAYS_INLINE void complete_measured(std::uint64_t generation, circuit_state admitted_in,
+                                              circuit_result result,
+                                              std::chrono::nanoseconds elapsed) noexcept {
+        std::int64_t const end_ns = m_window.time_based() ? detail::to_ns(m_clock.now()) : 0;
+        complete(generation, admitted_in, result, elapsed, end_ns);
+    }
+
+    // Records the outcome of a permit admitted in `admitted_in` during `generation`,
+    // which ended at `end_ns` (read only by a time-based window).
+    KEEL_ALWAYS_INLINE void complete(std::uint64_t generation, circuit_state admitted_in,
+                                     circuit_result result, std::chrono::nanoseconds elapsed,
+                                     std::int64_t end_ns) noexcept {
         if (admitted_in == circuit_state::half_open) {
             complete_probe(generation, result, elapsed);
             return;
@@ -871,18 +580,11 @@ private:
         }
         bool const failed = result == circuit_result::failure;
         bool const slow = elapsed > m_options.slow_call_duration;
-        if (m_options.window == circuit_window::count_based) {
-            auto const totals = m_count_window.record(generation, failed, slow);
-            if (totals && admitted_in == circuit_state::closed && (failed || slow)) {
-                evaluate(generation, *totals,
-                         std::min(m_options.minimum_calls, m_count_window.size()));
-            }
-        } else {
-            std::int64_t const second = std::max<std::int64_t>(0, second_of(end_ns));
-            m_time_window.record(second, failed, slow);
-            if (admitted_in == circuit_state::closed && (failed || slow)) {
-                evaluate(generation, m_time_window.read(second), m_options.minimum_calls);
-            }
+        // Only a failure or a slow call in CLOSED can trip the breaker (see the class comment).
+        bool const decides = admitted_in == circuit_state::closed && (failed || slow);
+        auto const totals = m_window.record(generation, second_of(end_ns), failed, slow, decides);
+        if (totals) {
+            evaluate(generation, *totals, m_window.minimum(m_options.minimum_calls));
         }
     }
 
@@ -902,8 +604,8 @@ private:
         return std::nullopt;
     }
 
-    void evaluate(std::uint64_t generation, detail::count_window::totals const& t,
-                  std::uint64_t minimum) noexcept {
+    [[gnu::noinline]] void evaluate(std::uint64_t generation, detail::count_window::totals const& t,
+                                    std::uint64_t minimum) noexcept {
         auto const why = exceeded(t, minimum);
         if (!why) {
             return;
@@ -920,8 +622,8 @@ private:
         notify(out);
     }
 
-    void complete_probe(std::uint64_t generation, circuit_result result,
-                        std::chrono::nanoseconds elapsed) noexcept {
+    [[gnu::noinline]] void complete_probe(std::uint64_t generation, circuit_result result,
+                                          std::chrono::nanoseconds elapsed) noexcept {
         if (result == circuit_result::ignored) {
             // Give the slot back, if the half-open period it was taken in still runs.
             std::uint64_t word = m_word.load(std::memory_order_acquire);
@@ -962,7 +664,7 @@ private:
             std::lock_guard lock{m_mutex};
             std::uint64_t const word = m_word.load(std::memory_order_acquire);
             if (generation_of(word) != generation || state_of(word) != circuit_state::open ||
-                nanos(now) < m_open_until.load(std::memory_order_relaxed)) {
+                detail::to_ns(now) < m_open_until.load(std::memory_order_relaxed)) {
                 return;
             }
             transition_locked(circuit_state::half_open, circuit_reason::reset_timeout_elapsed, now,
@@ -981,7 +683,7 @@ private:
             if (generation_of(word) != generation || state_of(word) != circuit_state::half_open) {
                 return true;
             }
-            if (nanos(now) < m_half_open_deadline.load(std::memory_order_relaxed) ||
+            if (detail::to_ns(now) < m_half_open_deadline.load(std::memory_order_relaxed) ||
                 probes_of(word) <= m_probe_totals.calls) {
                 return false;
             }
@@ -1000,14 +702,16 @@ private:
         notify(out);
     }
 
+    // The open period of the k-th consecutive opening without its jitter.
+    std::int64_t base_open_period(std::uint32_t k) const noexcept {
+        return detail::doubled_period(m_options.reset_timeout.count(), k,
+                                      m_options.max_reset_timeout.count());
+    }
+
     // The open period of the k-th consecutive opening: min(base * 2^k + jitter, max).
     std::int64_t open_period_locked(std::uint32_t k) {
-        std::int64_t const base = m_options.reset_timeout.count();
         std::int64_t const cap = m_options.max_reset_timeout.count();
-        std::int64_t period = cap;
-        if (k < 62 && base <= (cap >> k)) {
-            period = base << k;
-        }
+        std::int64_t period = base_open_period(k);
         if (m_options.reset_jitter > std::chrono::nanoseconds::zero()) {
             double const unit = uniform_unit(m_random);
             auto const jitter = static_cast<std::int64_t>(
@@ -1017,25 +721,17 @@ private:
         return std::min(period, cap);
     }
 
-    void reset_window_locked(std::uint64_t generation) noexcept {
-        if (m_options.window == circuit_window::count_based) {
-            m_count_window.reset_locked(generation);
-        } else {
-            m_time_window.reset_locked();
-        }
-    }
-
     // Moves to `to` as of `now`: a new generation, the state's timer, a fresh window
     // when entering CLOSED or DISABLED. Records the event for notify().
     void transition_locked(circuit_state to, circuit_reason why, time_point now, events& out) {
         std::uint64_t const word = m_word.load(std::memory_order_acquire);
         circuit_state const from = state_of(word);
         std::uint64_t const generation = generation_of(word) + 1;
-        std::int64_t const now_ns = nanos(now);
+        std::int64_t const now_ns = detail::to_ns(now);
         switch (to) {
         case circuit_state::open: {
             std::uint32_t const k = m_consecutive_openings.load(std::memory_order_relaxed);
-            m_open_until.store(finite_deadline(now_ns, open_period_locked(k)),
+            m_open_until.store(detail::finite_deadline(now_ns, open_period_locked(k)),
                                std::memory_order_release);
             m_consecutive_openings.store(k + 1, std::memory_order_relaxed);
             break;
@@ -1045,15 +741,15 @@ private:
             m_probes_recorded.store(0, std::memory_order_relaxed);
             m_half_open_deadline.store(
                 m_options.max_wait_in_half_open > std::chrono::nanoseconds::zero()
-                    ? finite_deadline(now_ns, m_options.max_wait_in_half_open.count())
+                    ? detail::finite_deadline(now_ns, m_options.max_wait_in_half_open.count())
                     : no_deadline,
                 std::memory_order_release);
             break;
         case circuit_state::closed:
             m_consecutive_openings.store(0, std::memory_order_relaxed);
-            reset_window_locked(generation);
+            m_window.reset_locked(generation);
             break;
-        case circuit_state::disabled: reset_window_locked(generation); break;
+        case circuit_state::disabled: m_window.reset_locked(generation); break;
         case circuit_state::forced_open: break;
         }
         // A half-open admission racing this store belongs to the old generation, so
@@ -1061,38 +757,19 @@ private:
         m_word.store((generation << generation_shift) | static_cast<std::uint64_t>(to),
                      std::memory_order_release);
         if (from != to) {
-            out.push({from, to, now, why});
+            out.push(transition{from, to, now, why});
         }
-    }
-
-    // now + d, kept below no_deadline (the sentinel for "no deadline set").
-    static std::int64_t finite_deadline(std::int64_t now_ns, std::int64_t d) noexcept {
-        auto const t = detail::saturating_add(now_ns, d);
-        return t < no_deadline ? t : no_deadline - 1;
     }
 
     void notify(events const& out) noexcept {
-        if (out.size == 0) {
-            return;
+        if (out.size != 0) {
+            detail::notify_listeners(shared_listeners(), out);
         }
-        std::shared_ptr<std::vector<listener> const> listeners;
-        {
-            std::lock_guard lock{m_mutex};
-            listeners = m_listeners;
-        }
-        if (!listeners) {
-            return;
-        }
-        for (std::size_t i = 0; i < out.size; ++i) {
-            transition const t{out.items[i].from, out.items[i].to, out.items[i].when,
-                               out.items[i].why};
-            for (auto const& callback : *listeners) {
-                try {
-                    callback(t);
-                } catch (...) { // NOLINT(bugprone-empty-catch): a listener cannot break a call
-                }
-            }
-        }
+    }
+
+    std::shared_ptr<std::vector<listener> const> shared_listeners() const {
+        std::lock_guard lock{m_mutex};
+        return m_listeners;
     }
 
     circuit_breaker_options m_options;
@@ -1100,7 +777,7 @@ private:
     [[no_unique_address]] Random m_random;
 
     // Read on every admission; written only by transitions and half-open admissions.
-    alignas(detail::circuit_cache_line) std::atomic<std::uint64_t> m_word{0};
+    alignas(64) std::atomic<std::uint64_t> m_word{0};
     // When the current (or last) OPEN period ends; written only on entering OPEN.
     std::atomic<std::int64_t> m_open_until{no_deadline};
     // When outstanding probes of the current HALF_OPEN period count as stuck.
@@ -1108,10 +785,9 @@ private:
     std::atomic<std::uint32_t> m_probes_recorded{0};
     std::atomic<std::uint32_t> m_consecutive_openings{0};
 
-    alignas(detail::circuit_cache_line) std::atomic<std::uint64_t> m_rejected{0};
+    alignas(64) std::atomic<std::uint64_t> m_rejected{0};
 
-    detail::count_window m_count_window;
-    detail::time_window m_time_window;
+    detail::breaker_window m_window;
 
     mutable std::mutex m_mutex;
     detail::count_window::totals m_probe_totals{};

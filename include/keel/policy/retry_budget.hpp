@@ -7,14 +7,17 @@
 #pragma once
 
 #include <keel/core/clock.hpp>
+#include <keel/detail/epoch_ring.hpp>
+#include <keel/detail/time.hpp>
 #include <keel/version.hpp>
 
-#include <array>
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
 #include <concepts>
 #include <cstdint>
+#include <optional>
 #include <stdexcept>
 #include <string>
 
@@ -45,12 +48,15 @@ struct retry_budget_snapshot {
 /// Limits retries to a fraction of calls plus a floor, over a sliding window.
 ///
 /// Every logical call deposits once (deposit()); every retry withdraws one
-/// (try_withdraw(), which refuses when the balance is below one). Over any ttl,
-/// retries <= retry_ratio * calls + min_retries_per_second * ttl. One budget is
-/// shared by reference by every keel::retry guarding the same dependency.
-/// Thread-safe and lock-free: each of ten buckets is one 64-bit atomic counter
-/// tagged with its window (a compare-and-swap, no reset race). Non-copyable;
-/// must outlive the policies referring to it.
+/// (try_withdraw(), which refuses when the balance is below one). Over the last
+/// ttl (ten buckets of ttl / 10), retries <= retry_ratio * calls +
+/// min_retries_per_second * ttl. One budget is shared by reference by every
+/// keel::retry guarding the same dependency. Thread-safe and lock-free: calls and
+/// retries are counted in two keel::detail::epoch_ring windows, so a withdrawal
+/// that read the clock late is counted at the latest bucket instead of erasing
+/// it, and a withdrawal is decided by a compare-and-swap on the bucket it is
+/// counted in (one racing the start of a new bucket is taken back and decided
+/// again in that bucket). Non-copyable; must outlive the policies referring to it.
 ///
 ///     keel::retry_budget budget{{.retry_ratio = 0.1}};
 ///     auto guarded = keel::resilient{call, keel::retry{{.budget = &budget}}};
@@ -90,32 +96,46 @@ public:
     basic_retry_budget& operator=(basic_retry_budget const&) = delete;
 
     /// Records one logical call (keel::retry does it once per call, before the first attempt).
-    void deposit() noexcept { increment(m_calls, epoch()); }
+    void deposit() noexcept {
+        m_calls.update(epoch(),
+                       [](std::uint64_t calls, std::int64_t) -> std::optional<std::uint64_t> {
+                           return std::min(calls + 1, ring::payload_max);
+                       });
+    }
 
     /// Takes one retry from the budget; returns false (and counts a refusal) when
     /// fewer than one retry is available.
     bool try_withdraw() noexcept {
-        auto const now = epoch();
-        auto& slot = m_retries[index(now)];
-        std::uint64_t seen = slot.load(std::memory_order_acquire);
+        std::int64_t at = epoch();
         for (;;) {
-            double const available = m_reserve + m_options.retry_ratio * static_cast<double>(sum(m_calls, now)) -
-                                     static_cast<double>(sum_except(m_retries, now)) -
-                                     static_cast<double>(live_count(seen, now));
-            if (available < 1.0) {
+            auto const granted = m_retries.update(
+                at, [this](std::uint64_t here, std::int64_t e) -> std::optional<std::uint64_t> {
+                    if (available(e, here) < 1.0 || here == ring::payload_max) {
+                        return std::nullopt;
+                    }
+                    return here + 1;
+                });
+            if (!granted) {
                 m_refused.fetch_add(1, std::memory_order_relaxed);
                 return false;
             }
-            if (slot.compare_exchange_weak(seen, bumped(seen, now), std::memory_order_acq_rel,
-                                           std::memory_order_acquire)) {
+            // A withdrawal that moved the ring to a later bucket may have read this
+            // bucket before the retry above landed in it (the ring's ordering makes
+            // one of the two see the other): take it back and decide in that bucket.
+            std::int64_t const latest = m_retries.latest();
+            if (latest <= *granted) {
                 return true;
             }
+            m_retries.amend(*granted, [](std::uint64_t here, std::int64_t) {
+                return std::optional<std::uint64_t>{here - 1};
+            });
+            at = latest;
         }
     }
 
     /// Returns the counts within the last ttl and the balance.
     retry_budget_snapshot snapshot() const noexcept {
-        auto const now = epoch();
+        std::int64_t const now = epoch();
         retry_budget_snapshot s;
         s.calls = sum(m_calls, now);
         s.retries = sum(m_retries, now);
@@ -129,59 +149,41 @@ public:
     retry_budget_options const& options() const noexcept { return m_options; }
 
 private:
-    static constexpr int buckets = 10;
-    static constexpr int count_bits = 40;
-    static constexpr std::uint64_t count_mask = (std::uint64_t{1} << count_bits) - 1;
-    static constexpr std::uint64_t tag_mask = (std::uint64_t{1} << (64 - count_bits)) - 1;
-    using counters = std::array<std::atomic<std::uint64_t>, buckets>;
+    static constexpr std::uint32_t buckets = 10;
+    // 24-bit stamps, 40-bit counts: a stamp repeats after 2^24 buckets (4.6 h at the
+    // smallest ttl, 19 years at the default).
+    using ring = detail::epoch_ring<24>;
 
-    std::uint64_t epoch() const noexcept {
-        auto const since =
-            std::chrono::duration_cast<std::chrono::nanoseconds>(m_clock.now().time_since_epoch())
-                .count();
-        return static_cast<std::uint64_t>(since < 0 ? 0 : since) /
-               static_cast<std::uint64_t>(m_width);
+    std::int64_t epoch() const noexcept {
+        return std::max<std::int64_t>(0, detail::to_ns(m_clock.now())) / m_width;
     }
-    static std::size_t index(std::uint64_t epoch) noexcept { return epoch % buckets; }
-    static std::uint64_t tag(std::uint64_t epoch) noexcept { return epoch & tag_mask; }
-    static std::uint64_t bumped(std::uint64_t value, std::uint64_t epoch) noexcept {
-        return (value >> count_bits) == tag(epoch) ? value + 1 : (tag(epoch) << count_bits) | 1;
-    }
-    // The count a slot holds if its window is among the last `buckets` ones, else 0.
-    static std::int64_t live_count(std::uint64_t value, std::uint64_t epoch) noexcept {
-        auto const age = (tag(epoch) - (value >> count_bits)) & tag_mask;
-        return age < buckets ? static_cast<std::int64_t>(value & count_mask) : 0;
-    }
-    static void increment(counters& slots, std::uint64_t epoch) noexcept {
-        auto& slot = slots[index(epoch)];
-        std::uint64_t seen = slot.load(std::memory_order_relaxed);
-        while (!slot.compare_exchange_weak(seen, bumped(seen, epoch), std::memory_order_acq_rel,
-                                           std::memory_order_relaxed)) {
-        }
-    }
-    static std::int64_t sum(counters const& slots, std::uint64_t epoch) noexcept {
+
+    static std::int64_t sum(ring const& r, std::int64_t now) noexcept {
         std::int64_t total = 0;
-        for (auto const& slot : slots) {
-            total += live_count(slot.load(std::memory_order_acquire), epoch);
-        }
+        r.read(now, [&total](std::uint64_t count, std::int64_t) {
+            total += static_cast<std::int64_t>(count);
+        });
         return total;
     }
-    static std::int64_t sum_except(counters const& slots, std::uint64_t epoch) noexcept {
-        std::int64_t total = 0;
-        for (std::size_t i = 0; i < buckets; ++i) {
-            if (i != index(epoch)) {
-                total += live_count(slots[i].load(std::memory_order_acquire), epoch);
+
+    // Retries available to a withdrawal counted in bucket `at`, which holds `here`.
+    double available(std::int64_t at, std::uint64_t here) const noexcept {
+        std::int64_t others = 0;
+        m_retries.read(at, [&others, at](std::uint64_t count, std::int64_t e) {
+            if (e != at) {
+                others += static_cast<std::int64_t>(count);
             }
-        }
-        return total;
+        });
+        return m_reserve + m_options.retry_ratio * static_cast<double>(sum(m_calls, at)) -
+               static_cast<double>(others) - static_cast<double>(here);
     }
 
     retry_budget_options m_options;
     [[no_unique_address]] Clock m_clock;
     std::int64_t m_width = 1;
     double m_reserve = 0;
-    counters m_calls{};
-    counters m_retries{};
+    ring m_calls{buckets};
+    ring m_retries{buckets};
     std::atomic<std::int64_t> m_refused{0};
 };
 

@@ -15,6 +15,7 @@
 #include <chrono>
 #include <deque>
 #include <map>
+#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -265,6 +266,80 @@ TEST_CASE("circuit_breaker takes a caller-measured duration for the slow-call ch
     CHECK(f.breaker.state() == circuit_state::closed);
 }
 
+namespace {
+// A manual clock that counts its readings.
+struct counting_clock {
+    using duration = keel::manual_clock::duration;
+    using time_point = keel::manual_clock::time_point;
+    keel::manual_clock clock;
+    std::shared_ptr<std::atomic<int>> reads = std::make_shared<std::atomic<int>>(0);
+    time_point now() const noexcept {
+        reads->fetch_add(1);
+        return clock.now();
+    }
+};
+} // namespace
+
+TEST_CASE("circuit_breaker closed admission reads no clock when the caller times the call",
+          "[circuit_breaker]") {
+    auto o = small_options();
+    o.slow_call_rate_threshold = 50;
+    o.minimum_calls = 2;
+    counting_clock clock;
+    SECTION("count window") {
+        keel::circuit_breaker<counting_clock, keel::scripted_random> b{o, clock,
+                                                                       keel::scripted_random{0}};
+        b.try_acquire(keel::call_timing::by_caller).success(2s);
+        CHECK(clock.reads->load() == 0);
+        CHECK(b.metrics().slow_calls == 1);
+        *clock.reads = 0;
+        b.try_acquire().success(1ms); // timed by the breaker: the admission reads it
+        CHECK(clock.reads->load() == 1);
+        *clock.reads = 0;
+        auto timed = b.try_acquire();
+        clock.clock.advance(3s);
+        timed.success(); // measured from admission: slow, 2 of 3, which opens the breaker
+        CHECK(b.state() == circuit_state::open);
+        CHECK(clock.reads->load() == 3); // admission, completion, and the opening's timer
+    }
+    SECTION("time window: only the placement reads the clock") {
+        o.window = keel::circuit_window::time_based;
+        o.window_size = 5;
+        keel::circuit_breaker<counting_clock, keel::scripted_random> b{o, clock,
+                                                                       keel::scripted_random{0}};
+        auto p = b.try_acquire(keel::call_timing::by_caller);
+        CHECK(clock.reads->load() == 0);
+        clock.clock.advance(3s);
+        p.success(); // no duration given: counts as not slow
+        CHECK(clock.reads->load() == 1);
+        auto const m = b.metrics();
+        CHECK(m.calls == 1);
+        CHECK(m.slow_calls == 0);
+    }
+    SECTION("open and half-open read the clock to decide") {
+        keel::circuit_breaker<counting_clock, keel::scripted_random> b{o, clock,
+                                                                       keel::scripted_random{0}};
+        b.try_acquire(keel::call_timing::by_caller).failure(1ms);
+        b.try_acquire(keel::call_timing::by_caller).failure(1ms);
+        REQUIRE(b.state() == circuit_state::open);
+        *clock.reads = 0;
+        CHECK_FALSE(b.try_acquire(keel::call_timing::by_caller));
+        CHECK(clock.reads->load() == 1);
+        clock.clock.advance(10s);
+        auto probe = b.try_acquire(keel::call_timing::by_caller);
+        CHECK(probe.admitted_in() == circuit_state::half_open);
+    }
+}
+
+TEST_CASE("circuit_breaker times calls on a clock reading before its epoch", "[circuit_breaker]") {
+    keel::manual_clock clock{keel::manual_clock::time_point{-100s}};
+    breaker_t b{small_options(), clock, keel::scripted_random{0}};
+    auto p = b.try_acquire();
+    clock.advance(2s);
+    p.success();
+    CHECK(b.metrics().slow_calls == 1);
+}
+
 TEST_CASE("circuit_breaker rejects while open with the time until half-open", "[circuit_breaker]") {
     fixture f;
     f.calls(10, circuit_result::failure);
@@ -305,7 +380,8 @@ TEST_CASE("circuit_breaker half-open admits the permitted probes and closes on t
     REQUIRE(p1);
     REQUIRE(p2);
     CHECK_FALSE(p3);
-    CHECK_FALSE(p3.retry_after().has_value());
+    REQUIRE(p3.retry_after().has_value());
+    CHECK(*p3.retry_after() == 20s); // the second opening's period, should the probes fail
     p1.success();
     CHECK(f.breaker.state() == circuit_state::half_open);
     CHECK_FALSE(f.breaker.try_acquire()); // the slot stays used: p1 reported
@@ -316,6 +392,45 @@ TEST_CASE("circuit_breaker half-open admits the permitted probes and closes on t
     auto m = f.breaker.metrics();
     CHECK(m.calls == 0); // a fresh window
     CHECK(m.consecutive_openings == 0);
+}
+
+TEST_CASE("circuit_breaker rejects in half-open with the open period the probes failing would "
+          "start",
+          "[circuit_breaker]") {
+    fixture f;
+    f.calls(10, circuit_result::failure); // first opening: 10 s
+    f.clock.advance(10s);
+    auto p1 = f.breaker.try_acquire();
+    auto p2 = f.breaker.try_acquire();
+    REQUIRE(p1);
+    REQUIRE(p2);
+    auto rejected = f.breaker.try_acquire();
+    REQUIRE_FALSE(rejected);
+    REQUIRE(rejected.retry_after().has_value());
+    CHECK(*rejected.retry_after() == 20s); // the second opening would last 10 s * 2
+    p1.failure();
+    p2.failure();
+    REQUIRE(f.breaker.state() == circuit_state::open);
+    f.clock.advance(20s);
+    auto p3 = f.breaker.try_acquire();
+    auto p4 = f.breaker.try_acquire();
+    REQUIRE(p3);
+    REQUIRE(p4);
+    CHECK(*f.breaker.try_acquire().retry_after() == 40s);
+    p3.failure();
+    p4.failure();
+    f.clock.advance(40s);
+    auto p5 = f.breaker.try_acquire();
+    auto p6 = f.breaker.try_acquire();
+    CHECK(*f.breaker.try_acquire().retry_after() == 80s);
+    p5.failure();
+    p6.failure();
+    f.clock.advance(80s);
+    auto p7 = f.breaker.try_acquire();
+    auto p8 = f.breaker.try_acquire();
+    CHECK(*f.breaker.try_acquire().retry_after() == 100s); // max_reset_timeout caps it
+    f.breaker.force_open();
+    CHECK_FALSE(f.breaker.try_acquire().retry_after().has_value()); // manual: unknown
 }
 
 TEST_CASE("circuit_breaker half-open re-opens when the probes reach the threshold",
@@ -509,6 +624,27 @@ TEST_CASE("circuit_breaker time window counts the last N seconds and rolls bucke
     CHECK(f.breaker.state() == circuit_state::open);
     CHECK(f.breaker.metrics().calls == 4);
     f.clock.advance(10s); // long idle: every bucket is stale
+    CHECK(f.breaker.metrics().calls == 0);
+}
+
+TEST_CASE("circuit_breaker time window still trips after its clock moves back by more than "
+          "the window, and follows the clock again after reset",
+          "[circuit_breaker]") {
+    auto o = small_options();
+    o.window = keel::circuit_window::time_based;
+    o.window_size = 3;
+    o.minimum_calls = 4;
+    fixture f{o};
+    f.clock.set(keel::manual_clock::time_point{100s});
+    f.calls(1, circuit_result::success);
+    f.clock.set(keel::manual_clock::time_point{10s}); // 90 s back: more than the window
+    f.calls(3, circuit_result::failure);              // counted at second 100
+    CHECK(f.breaker.metrics().calls == 4);
+    CHECK(f.breaker.state() == circuit_state::open);
+    f.breaker.reset();
+    f.calls(1, circuit_result::failure); // second 10: the fresh window follows the clock
+    CHECK(f.breaker.metrics().calls == 1);
+    f.clock.advance(3s);
     CHECK(f.breaker.metrics().calls == 0);
 }
 
@@ -844,7 +980,7 @@ public:
                 }
                 if (m_admitted >= m_o.permitted_calls_in_half_open) {
                     ++rejected;
-                    return std::optional<std::int64_t>{};
+                    return std::optional<std::int64_t>{base_period()};
                 }
                 ++m_admitted;
                 return ticket{m_generation, m_state, now};
@@ -943,6 +1079,16 @@ private:
             return circuit_reason::slow_call_rate_exceeded;
         }
         return std::nullopt;
+    }
+
+    // The open period of the next opening, before jitter.
+    std::int64_t base_period() const {
+        std::int64_t const cap = m_o.max_reset_timeout.count();
+        std::int64_t period = m_o.reset_timeout.count();
+        for (std::uint32_t i = 0; i < m_openings; ++i) {
+            period = std::min(period * 2, cap);
+        }
+        return period;
     }
 
     void move(circuit_state to, circuit_reason why, std::int64_t now) {
@@ -1385,14 +1531,16 @@ TEST_CASE("circuit_breaker survives concurrent outcomes, time steps and manual c
 // ---------------------------------------------------------------------------------
 // The time window's edge paths, which only races reach through the breaker.
 
-TEST_CASE("circuit_breaker time window drops outcomes a window late", "[circuit_breaker]") {
+TEST_CASE("circuit_breaker time window counts an outcome a window late at the latest second",
+          "[circuit_breaker]") {
     keel::detail::time_window w{3};
     w.record(10, true, false);
-    w.record(7, true, false); // 7 <= 10 - 3: out of the window already
-    w.record(8, false, false);
+    CHECK(w.record(7, true, false) == 10); // 7 <= 10 - 3: the epoch ring's late-writer rule
+    CHECK(w.record(8, false, false) == 10);
     auto const t = w.read(10);
-    CHECK(t.calls == 2);
-    CHECK(t.failures == 1);
+    CHECK(t.calls == 3);
+    CHECK(t.failures == 2);
+    CHECK(w.read(7).calls == 3); // a reader behind the latest second reads at it too
     CHECK(w.read(13).calls == 0);
 }
 

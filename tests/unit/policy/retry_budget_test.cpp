@@ -152,3 +152,71 @@ TEST_CASE("retry_budget: rejects invalid options with the documented range", "[r
     CHECK_THROWS_WITH(keel::retry_budget({.ttl = 1ms}),
                       Catch::StartsWith("keel::retry_budget: ttl must be in [10 ms, 1 h]"));
 }
+
+TEST_CASE("retry_budget: a withdrawal whose clock reading is a whole window old counts in the "
+          "current bucket instead of erasing it",
+          "[retry_budget]") {
+    // ttl 10 ms in ten 1 ms buckets; a floor of 1000/s holds 10 retries per ttl.
+    keel::manual_clock clock;
+    budget_type budget{{.retry_ratio = 0, .min_retries_per_second = 1000, .ttl = 10ms}, clock};
+    int granted = 0;
+    clock.set(keel::manual_clock::time_point{10ms}); // bucket 10, slot 0
+    for (int i = 0; i < 11; ++i) {
+        granted += budget.try_withdraw() ? 1 : 0;
+    }
+    // A thread that read the clock at 0 ms and ran only now: its bucket shares slot 0.
+    clock.set(keel::manual_clock::time_point{0ms});
+    granted += budget.try_withdraw() ? 1 : 0;
+    clock.set(keel::manual_clock::time_point{10ms});
+    for (int i = 0; i < 11; ++i) {
+        granted += budget.try_withdraw() ? 1 : 0;
+    }
+    CHECK(granted == 10);
+    CHECK(budget.snapshot().retries == 10);
+}
+
+TEST_CASE("retry_budget: late deposits count at the latest bucket", "[retry_budget]") {
+    keel::manual_clock clock;
+    budget_type budget{{.retry_ratio = 1.0, .min_retries_per_second = 0, .ttl = 10ms}, clock};
+    clock.set(keel::manual_clock::time_point{25ms});
+    budget.deposit();
+    clock.set(keel::manual_clock::time_point{5ms}); // two windows back
+    budget.deposit();
+    CHECK(budget.snapshot().calls == 2);
+    clock.set(keel::manual_clock::time_point{34ms});
+    CHECK(budget.snapshot().calls == 2);
+    clock.set(keel::manual_clock::time_point{35ms});
+    CHECK(budget.snapshot().calls == 0);
+}
+
+TEST_CASE("retry_budget: threads withdrawing while the clock moves never exceed the bound",
+          "[retry_budget][concurrency]") {
+    // The clock jumps a whole ttl at a time, so each bucket is its own window and
+    // holds at most the floor's 10 retries. More threads than cores get preempted
+    // between reading the clock and counting, so some withdrawals arrive a window
+    // late, on the slot of the bucket filling now.
+    keel::manual_clock clock;
+    budget_type budget{{.retry_ratio = 0, .min_retries_per_second = 1000, .ttl = 10ms}, clock};
+    int const steps = 200;
+    std::atomic<int> granted{0};
+    std::atomic<bool> done{false};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 8; ++t) {
+        threads.emplace_back([&] {
+            while (!done.load()) {
+                if (budget.try_withdraw()) {
+                    granted.fetch_add(1);
+                }
+            }
+        });
+    }
+    for (int i = 0; i < steps; ++i) {
+        std::this_thread::yield();
+        clock.advance(10ms);
+    }
+    done.store(true);
+    for (auto& t : threads) {
+        t.join();
+    }
+    CHECK(granted.load() <= 10 * (steps + 1));
+}
