@@ -28,8 +28,15 @@ constexpr bool is_ows(char c) noexcept {
     return c == ' ' || c == '\t';
 }
 
-// The classes of every byte, one table lookup each: hex digits and the RFC 9110 classes.
-enum char_class : std::uint8_t { hex = 1, tchar = 2, qdtext = 4, quotable = 8 };
+// The classes of every byte, one table lookup each: the low four bits hold a hex digit's
+// value, the others say whether it is a hex digit and which RFC 9110 classes it is in.
+enum char_class : std::uint8_t {
+    hex_bits = 0x0f,
+    hex = 0x10,
+    tchar = 0x20,
+    qdtext = 0x40,
+    quotable = 0x80
+};
 
 constexpr std::array<std::uint8_t, 256> make_char_classes() noexcept {
     std::array<std::uint8_t, 256> t{};
@@ -39,8 +46,10 @@ constexpr std::array<std::uint8_t, 256> make_char_classes() noexcept {
         bool const tchar_punct = std::string_view{"!#$%&'*+-.^_`|~"}.find(static_cast<char>(c)) !=
                                  std::string_view::npos;
         std::uint8_t v = 0;
-        if (digit || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')) {
-            v |= hex;
+        if (digit) {
+            v |= static_cast<std::uint8_t>(hex | (c - '0'));
+        } else if ((c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')) {
+            v |= static_cast<std::uint8_t>(hex | ((c | 0x20u) - 'a' + 10));
         }
         if (digit || alpha || tchar_punct) {
             v |= tchar;
@@ -61,14 +70,10 @@ constexpr std::array<std::uint8_t, 256> make_char_classes() noexcept {
 
 inline constexpr std::array<std::uint8_t, 256> char_classes = make_char_classes();
 
-constexpr bool is_hex(char c) noexcept {
-    return (char_classes[static_cast<unsigned char>(c)] & hex) != 0;
-}
-// Returns the value of a hex digit, or -1: '0'-'9' are 0x30-0x39, 'A'-'F' and 'a'-'f'
-// 0x41-0x46 and 0x61-0x66, so the low nibble plus 9 for letters (bit 6 set) is the value.
+// Returns the value of a hex digit, or -1.
 constexpr int hex_value(char c) noexcept {
-    auto const u = static_cast<unsigned char>(c);
-    return is_hex(c) ? static_cast<int>((u & 0xfu) + 9u * (u >> 6 & 1u)) : -1;
+    unsigned const v = char_classes[static_cast<unsigned char>(c)];
+    return (v & hex) != 0 ? static_cast<int>(v & hex_bits) : -1;
 }
 static_assert(hex_value('0') == 0 && hex_value('9') == 9 && hex_value('a') == 10 &&
               hex_value('F') == 15 && hex_value('g') == -1 && hex_value('@') == -1 &&
