@@ -5,6 +5,7 @@
 // instead, so tests of backoff run in microseconds.
 #pragma once
 
+#include <keel/detail/time.hpp>
 #include <keel/version.hpp>
 
 #include <chrono>
@@ -42,8 +43,10 @@ struct real_sleeper {
         std::mutex mutex;
         std::condition_variable_any wake;
         std::unique_lock lock{mutex};
-        // The predicate is never true: only the timeout or the token ends the wait.
-        wake.wait_for(lock, token, d, [] { return false; });
+        // The predicate is never true: only the timeout or the token ends the wait. An
+        // absolute, saturated deadline: wait_for(nanoseconds::max()) adds to now() and wraps.
+        wake.wait_until(lock, token, detail::saturating_add(std::chrono::steady_clock::now(), d),
+                        [] { return false; });
         return !token.stop_requested();
     }
 };

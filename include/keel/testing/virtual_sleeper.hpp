@@ -5,6 +5,7 @@
 #pragma once
 
 #include <keel/core/sleeper.hpp>
+#include <keel/detail/time.hpp>
 #include <keel/testing/manual_clock.hpp>
 #include <keel/version.hpp>
 
@@ -41,7 +42,8 @@ public:
         if (d <= std::chrono::nanoseconds::zero()) {
             return true;
         }
-        return m_clock.advance_to(m_clock.now() + d, token);
+        // Saturating: a sleep of nanoseconds::max() must not wrap the target into the past.
+        return m_clock.advance_to(detail::saturating_add(m_clock.now(), d), token);
     }
 
     /// Returns every interval asked for, in order (including interrupted ones).

@@ -50,3 +50,17 @@ TEST_CASE("the sleeper concept describes sleep_for(duration, stop_token) -> bool
     STATIC_REQUIRE(keel::sleeper<keel::real_sleeper>);
     STATIC_REQUIRE_FALSE(keel::sleeper<int>);
 }
+
+TEST_CASE("real_sleeper::sleep_for(nanoseconds::max()) waits until the token fires",
+          "[sleeper][concurrency]") {
+    std::stop_source source;
+    keel::real_sleeper sleeper;
+    auto const start = std::chrono::steady_clock::now();
+    std::jthread stopper{[&] {
+        std::this_thread::sleep_for(2ms);
+        source.request_stop();
+    }};
+    // "Forever" saturates: now() + max() must not wrap into the past and return at once.
+    CHECK_FALSE(sleeper.sleep_for(std::chrono::nanoseconds::max(), source.get_token()));
+    CHECK(std::chrono::steady_clock::now() - start >= 2ms);
+}

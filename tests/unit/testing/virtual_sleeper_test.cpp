@@ -46,3 +46,14 @@ TEST_CASE("virtual_sleeper copies share the clock and the record", "[virtual_sle
     CHECK(sleeper.total() == 1s);
     CHECK(sleeper.clock().now().time_since_epoch() == 1s);
 }
+
+TEST_CASE("virtual_sleeper::sleep_for(nanoseconds::max()) saturates at the clock's end",
+          "[virtual_sleeper]") {
+    keel::manual_clock clock{keel::manual_clock::time_point{10s}};
+    keel::virtual_sleeper sleeper{clock};
+    bool ran = false;
+    clock.call_at(clock.now() + 24h, [&] { ran = true; });
+    CHECK(sleeper.sleep_for(std::chrono::nanoseconds::max()));
+    CHECK(ran); // the timer a day ahead fell due during "forever"
+    CHECK(clock.now() == keel::manual_clock::time_point::max());
+}
