@@ -93,8 +93,8 @@ struct drain_options {
 /// Describes what drain_coordinator::attach() can fail readiness through: anything with
 /// `set_not_ready(reason)`, such as keel::ops::health_registry (or a service's own flag).
 template <class T>
-concept readiness_control = requires(T& target, std::string reason) {
-    target.set_not_ready(std::move(reason));
+concept readiness_control = requires(T& target, std::string const& reason) {
+    target.set_not_ready(reason);
 };
 
 /// Describes how one phase of a shutdown went.
