@@ -60,14 +60,14 @@ enum class task_end : unsigned char {
 // A bounded task: a body run on a thread of its own, settled exactly once, either by the
 // body returning (finished) or by a waiter giving up at its deadline (expired).
 //
-// Settling is one compare-exchange on m_end, from running to finished (the thread) or to
-// expired (expire()), so exactly one side wins. The thread stores the body's result before
-// its compare-exchange and result() reads it only after seeing finished (acquire on release),
-// so the result never races: a waiter that lost the race to the body reads the body's result,
-// and a result arriving after expiry is written where nobody reads it. `done` fires once the
-// body has returned, in time or not, so a caller can tell whether the thread still runs;
-// `cancel` is the body's stop token, fired by a waiter after expiring the task (outside any
-// lock: stop callbacks the body registered run right there).
+// Settling is one compare-exchange on the state's `end`, from running to finished (the thread) or
+// to expired (expire()), so exactly one side wins. The thread stores the body's result before its
+// compare-exchange and result() reads it only after seeing finished (acquire on release), so the
+// result never races: a waiter that lost the race to the body reads the body's result, and a result
+// arriving after expiry is written where nobody reads it. `done` fires once the body has returned,
+// in time or not, so a caller can tell whether the thread still runs; `cancel` is the body's stop
+// token, fired by a waiter after expiring the task (outside any lock: stop callbacks the body
+// registered run right there).
 //
 // Lifetime: the state is shared by the handle and the thread; the thread owns the state and
 // its body (with whatever the body captured) and never the handle. So a hung task can be
