@@ -11,7 +11,7 @@
 #include <keel/net/client_address.hpp>
 #include <keel/net/ip_address.hpp>
 #include <keel/ops/drain.hpp>
-#include <keel/ops/health.hpp>
+#include <keel/ops/health_report.hpp>
 #include <keel/policy/bulkhead.hpp>
 #include <keel/policy/circuit_breaker.hpp>
 #include <keel/policy/retry_budget.hpp>

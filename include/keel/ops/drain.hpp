@@ -10,27 +10,24 @@
 
 #include <keel/core/clock.hpp>
 #include <keel/core/sleeper.hpp>
-#include <keel/ops/health.hpp>
+#include <keel/detail/time.hpp>
+#include <keel/ops/detail/bounded_task.hpp>
+#include <keel/ops/detail/in_flight_counter.hpp>
 #include <keel/version.hpp>
 
 #include <algorithm>
 #include <array>
-#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
-#include <exception>
 #include <functional>
-#include <memory>
 #include <mutex>
-#include <optional>
 #include <stdexcept>
 #include <stop_token>
 #include <string>
 #include <string_view>
 #include <system_error>
-#include <thread>
 #include <utility>
 #include <vector>
 
@@ -61,6 +58,8 @@ constexpr std::string_view to_string(drain_phase phase) noexcept {
 /// Configures a drain_coordinator. Every budget is a std::chrono::nanoseconds >= 0; a phase
 /// runs for at most the smaller of its own budget and what remains of `total_budget`, so a
 /// phase late in the order gets less (possibly nothing) when earlier phases overran.
+/// nanoseconds::max() means no bound: as `total_budget`, a shutdown bounded only by its
+/// phases; as a phase's budget, a phase bounded only by what remains of the total.
 ///
 /// The defaults sum to 28 s, the budget rule of operations practice: pre-stop delay +
 /// drain + close + flush must fit inside Kubernetes' terminationGracePeriodSeconds (30 s by
@@ -89,6 +88,13 @@ struct drain_options {
     /// Bounds the flush hooks, which run concurrently. Default 2 s (the article flushes with
     /// Sentry.close(2000)).
     std::chrono::nanoseconds flush_budget = std::chrono::seconds{2};
+};
+
+/// Describes what drain_coordinator::attach() can fail readiness through: anything with
+/// `set_not_ready(reason)`, such as keel::ops::health_registry (or a service's own flag).
+template <class T>
+concept readiness_control = requires(T& target, std::string const& reason) {
+    target.set_not_ready(reason);
 };
 
 /// Describes how one phase of a shutdown went.
@@ -147,72 +153,6 @@ struct drain_report {
     int exit_code() const noexcept { return clean() ? 0 : 1; }
 };
 
-namespace detail {
-
-// The in-flight state in one 64-bit word, so that "draining begun" and "how many are in
-// flight" change together: bit 0 is the draining flag, bits 1..23 count tickets in flight,
-// bits 24..63 count tickets ever granted (modulo 2^40, the carry out of bit 63 is dropped).
-// Entering adds one to both counts with a single fetch_add; if the flag was already set the
-// add is undone and the ticket refused. Beginning to drain is a single fetch_or whose result
-// says exactly how many tickets were in flight: a ticket either entered before it (and is
-// counted, so waited for) or after it (and is refused). No window lets one slip through.
-class in_flight_counter {
-public:
-    static constexpr std::uint64_t draining_bit = 1;
-    static constexpr std::uint64_t in_flight_one = 2;
-    static constexpr int in_flight_bits = 23;
-    static constexpr std::uint64_t in_flight_mask = ((std::uint64_t{1} << in_flight_bits) - 1) << 1;
-    static constexpr std::uint64_t admitted_one = std::uint64_t{1} << (in_flight_bits + 1);
-
-    bool try_enter() noexcept {
-        auto const prev = m_word.fetch_add(admitted_one + in_flight_one, std::memory_order_acq_rel);
-        if ((prev & draining_bit) == 0) {
-            return true;
-        }
-        leave_word(admitted_one + in_flight_one);
-        return false;
-    }
-
-    void leave() noexcept { leave_word(in_flight_one); }
-
-    // Sets the draining flag; returns the word as it was just before.
-    std::uint64_t begin_draining() noexcept {
-        auto const prev = m_word.fetch_or(draining_bit, std::memory_order_acq_rel);
-        if (in_flight(prev) == 0) {
-            m_drained.request_stop();
-        }
-        return prev;
-    }
-
-    std::uint64_t load() const noexcept { return m_word.load(std::memory_order_acquire); }
-    std::stop_token drained_token() const noexcept { return m_drained.get_token(); }
-
-    static constexpr std::uint64_t in_flight(std::uint64_t word) noexcept {
-        return (word & in_flight_mask) >> 1;
-    }
-    static constexpr std::uint64_t admitted(std::uint64_t word) noexcept {
-        return word >> (in_flight_bits + 1);
-    }
-    static constexpr bool draining(std::uint64_t word) noexcept {
-        return (word & draining_bit) != 0;
-    }
-
-private:
-    void leave_word(std::uint64_t amount) noexcept {
-        auto const prev = m_word.fetch_sub(amount, std::memory_order_acq_rel);
-        // The last ticket out after draining began wakes the shutdown. A refused entry's undo
-        // may also land here when nothing is in flight; request_stop is idempotent.
-        if (draining(prev) && in_flight(prev) == 1) {
-            m_drained.request_stop();
-        }
-    }
-
-    std::atomic<std::uint64_t> m_word{0};
-    std::stop_source m_drained;
-};
-
-} // namespace detail
-
 /// Marks one unit of in-flight work (a request, a job); the shutdown waits for it.
 ///
 /// Obtained from drain_coordinator::try_enter(); empty (false) when new work is refused.
@@ -265,7 +205,8 @@ private:
 /// shutdown() runs these phases in order, each bounded by its budget and all by
 /// options.total_budget:
 ///  0. mark_not_ready: the readiness hooks run at once (inline, so they must not block:
-///     flip a flag; attach() adds one for a keel::ops::health_registry); then the
+///     flip a flag; attach() adds one for a keel::ops::health_registry or any other
+///     readiness_control); then the
 ///     pre-stop delay.
 ///     Tickets are still granted during the delay: traffic still routed here is served.
 ///  1. stop_accepting: new tickets are refused from here on; the stop-accepting hooks run
@@ -339,12 +280,11 @@ public:
         m_not_ready.push_back(std::move(hook_fn));
     }
     /// Makes `health`'s readiness fail at the start of phase 0: adds a not-ready hook calling
-    /// `health.set_not_ready(reason)`, so readiness answers 503 with `reason` as its output
-    /// for the rest of the process's life (liveness is not affected). `health` must outlive
-    /// the shutdown.
-    template <clock HealthClock, sleeper HealthSleeper>
-    void attach(health_registry<HealthClock, HealthSleeper>& health,
-                std::string reason = "draining") {
+    /// `health.set_not_ready(reason)`; for a keel::ops::health_registry, readiness then
+    /// answers 503 with `reason` as its output for the rest of the process's life (liveness
+    /// is not affected). `health` must outlive the shutdown.
+    template <readiness_control Health>
+    void attach(Health& health, std::string reason = "draining") {
         on_not_ready([&health, reason = std::move(reason)] { health.set_not_ready(reason); });
     }
 
@@ -403,7 +343,6 @@ public:
 
 private:
     enum class state { idle, running, done };
-    using duration = typename Clock::duration;
     using time_point = typename Clock::time_point;
 
     struct named_hook {
@@ -444,15 +383,7 @@ private:
 
     // Waits until `done` fires or `deadline` passes; returns true if `done` fired.
     bool wait_until(time_point deadline, std::stop_token const& done) {
-        while (!done.stop_requested()) {
-            auto const now = m_clock.now();
-            if (now >= deadline) {
-                return false;
-            }
-            m_sleeper.sleep_for(
-                std::chrono::duration_cast<std::chrono::nanoseconds>(deadline - now), done);
-        }
-        return true;
+        return detail::wait_until(m_clock, m_sleeper, deadline, done);
     }
 
     drain_report run() {
@@ -466,7 +397,8 @@ private:
 
         drain_report report;
         time_point const start = m_clock.now();
-        time_point const end = start + std::chrono::duration_cast<duration>(m_options.total_budget);
+        // Saturating: a budget of nanoseconds::max() is "no bound", never a wrap into the past.
+        time_point const end = keel::detail::saturating_add(start, m_options.total_budget);
         // Begins a phase: records its start and its budget clipped to the total; returns its
         // deadline.
         auto const begin = [&](drain_phase phase, std::chrono::nanoseconds budget) {
@@ -475,10 +407,9 @@ private:
             auto const now = m_clock.now();
             p.started = std::chrono::duration_cast<std::chrono::nanoseconds>(now - start);
             auto const left =
-                std::max(std::chrono::nanoseconds::zero(),
-                         std::chrono::duration_cast<std::chrono::nanoseconds>(end - now));
+                std::max(std::chrono::nanoseconds::zero(), detail::time_left(end, now));
             p.budget = std::min(budget, left);
-            return now + std::chrono::duration_cast<duration>(p.budget);
+            return keel::detail::saturating_add(now, p.budget);
         };
         auto const finish = [&](drain_phase phase, bool timed_out) {
             auto& p = report.phases[static_cast<std::size_t>(phase)];
@@ -528,19 +459,12 @@ private:
         return report;
     }
 
-    // Runs the hooks of `phase` concurrently, one thread each, until all return or `deadline`
-    // passes. Hooks still running are told to stop and abandoned (detached). Returns true if
-    // every hook returned in time.
+    // Runs the hooks of `phase` concurrently, one bounded task each, until all return or
+    // `deadline` passes. Hooks still running then expire, are told to stop and are abandoned
+    // (their threads detached, see detail::bounded_task). Returns true if every hook returned
+    // in time.
     bool run_hooks(drain_phase phase, std::vector<named_hook> const& hooks, time_point deadline,
                    drain_report& report) {
-        struct shared {
-            std::mutex mutex;
-            std::vector<char> done;
-            std::vector<char> threw;
-            std::size_t remaining = 0;
-            std::stop_source all_done;
-            std::stop_source cancel;
-        };
         std::vector<named_hook const*> mine;
         for (auto const& h : hooks) {
             if (h.phase == phase) {
@@ -550,67 +474,38 @@ private:
         if (mine.empty()) {
             return true;
         }
-        auto shared_state = std::make_shared<shared>();
-        shared_state->done.assign(mine.size(), 0);
-        shared_state->threw.assign(mine.size(), 0);
-        shared_state->remaining = mine.size();
-        std::vector<std::thread> threads;
-        threads.reserve(mine.size());
+        // Each task's result says whether its hook threw.
+        std::vector<detail::bounded_task<bool>> tasks(mine.size());
         for (std::size_t i = 0; i < mine.size(); ++i) {
-            auto body = [shared_state, i, fn = mine[i]->fn] {
-                bool threw = false;
+            auto body = [fn = mine[i]->fn](std::stop_token token) noexcept {
                 try {
-                    fn(shared_state->cancel.get_token());
+                    fn(std::move(token));
+                    return false;
                 } catch (...) {
-                    threw = true;
-                }
-                std::lock_guard lock{shared_state->mutex};
-                shared_state->done[i] = 1;
-                shared_state->threw[i] = threw ? 1 : 0;
-                if (--shared_state->remaining == 0) {
-                    shared_state->all_done.request_stop();
+                    return true;
                 }
             };
             try {
-                threads.emplace_back(body);
+                tasks[i].start(body);
             } catch (std::system_error const&) {
                 // No thread to be had: run the hook here, without a timeout.
-                body();
-                threads.emplace_back();
+                tasks[i].run_here(std::move(body));
             }
         }
-        if (!wait_until(deadline, shared_state->all_done.get_token())) {
-            shared_state->cancel.request_stop();
+        for (auto const& task : tasks) {
+            task.wait_until(m_clock, m_sleeper, deadline);
         }
-        std::vector<char> finished;
-        {
-            std::lock_guard lock{shared_state->mutex};
-            finished = shared_state->done;
-            for (std::size_t i = 0; i < mine.size(); ++i) {
-                auto result = hook_report::result::completed;
-                if (finished[i] == 0) {
-                    result = hook_report::result::timed_out;
-                } else if (shared_state->threw[i] != 0) {
-                    result = hook_report::result::threw;
-                }
-                report.hooks.push_back(hook_report{phase, mine[i]->name, result});
-            }
-        }
-        // Finished threads may still be leaving their lambda: join them. The others keep
-        // the shared state alive on their own and end whenever their hook returns.
         bool all = true;
-        for (std::size_t i = 0; i < threads.size(); ++i) {
-            if (finished[i] == 0) {
+        for (std::size_t i = 0; i < tasks.size(); ++i) {
+            auto result = hook_report::result::completed;
+            if (tasks[i].expire()) {
+                result = hook_report::result::timed_out;
                 all = false;
+                tasks[i].cancel();
+            } else if (*tasks[i].result()) {
+                result = hook_report::result::threw;
             }
-            if (!threads[i].joinable()) {
-                continue;
-            }
-            if (finished[i] != 0) {
-                threads[i].join();
-            } else {
-                threads[i].detach();
-            }
+            report.hooks.push_back(hook_report{phase, mine[i]->name, result});
         }
         return all;
     }

@@ -1,20 +1,21 @@
 // SPDX-License-Identifier: MIT
 // keel::ops::health_registry: the health state of a process, asked as three
 // separate questions (liveness, readiness, startup), with cached, time-bounded
-// dependency checks behind readiness. Reports are plain values; rendering them
-// as application/health+json and mapping them to HTTP lives in
-// keel/ops/health_json.hpp. keel has no HTTP server: wire the reports to
-// /health/live, /health/ready and /health/startup yourself.
+// dependency checks behind readiness. Reports are plain values
+// (keel/ops/health_report.hpp); rendering them as application/health+json and
+// mapping them to HTTP lives in keel/ops/health_json.hpp. keel has no HTTP server: wire the reports
+// to /health/live, /health/ready and /health/startup yourself.
 #pragma once
 
 #include <keel/core/clock.hpp>
 #include <keel/core/sleeper.hpp>
+#include <keel/detail/time.hpp>
+#include <keel/ops/detail/health_check.hpp>
+#include <keel/ops/health_report.hpp>
 #include <keel/version.hpp>
 
 #include <chrono>
-#include <concepts>
-#include <cstdint>
-#include <exception>
+#include <cstddef>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -24,54 +25,12 @@
 #include <string>
 #include <string_view>
 #include <system_error>
-#include <thread>
-#include <type_traits>
 #include <utility>
 #include <vector>
 
 KEEL_BEGIN_NAMESPACE
 
 namespace ops {
-
-/// Enumerates the states of the health+json draft (draft-inadarei-api-health-check),
-/// ordered from best to worst so that an aggregate is the worst of its parts.
-enum class health_status {
-    pass, ///< Healthy; HTTP 200.
-    warn, ///< Healthy with concerns (a non-critical check fails); still HTTP 200.
-    fail, ///< Unhealthy; HTTP 503.
-};
-
-/// Returns "pass", "warn" or "fail", the draft's spelling.
-constexpr std::string_view to_string(health_status status) noexcept {
-    switch (status) {
-    case health_status::pass: return "pass";
-    case health_status::warn: return "warn";
-    case health_status::fail: return "fail";
-    }
-    return "fail";
-}
-
-/// Returns the worse of two statuses (fail > warn > pass).
-constexpr health_status worst(health_status a, health_status b) noexcept {
-    return static_cast<int>(a) >= static_cast<int>(b) ? a : b;
-}
-
-/// Names which of the three probe questions a report answers.
-enum class probe_kind {
-    liveness,  ///< Can the process make progress? No dependencies are consulted.
-    readiness, ///< Can it serve its contract now? Dependency checks plus the manual flag.
-    startup,   ///< Has initialisation finished?
-};
-
-/// Returns "liveness", "readiness" or "startup".
-constexpr std::string_view to_string(probe_kind kind) noexcept {
-    switch (kind) {
-    case probe_kind::liveness: return "liveness";
-    case probe_kind::readiness: return "readiness";
-    case probe_kind::startup: return "startup";
-    }
-    return "readiness";
-}
 
 /// Enumerates what a check looks at; it selects the `componentType` of the report.
 enum class check_kind {
@@ -98,32 +57,6 @@ constexpr std::string_view component_type(check_kind kind) noexcept {
     return "component";
 }
 
-/// Holds what one run of a check found: a status, optionally an observed value with
-/// its unit (health+json `observedValue` / `observedUnit`), and a free-text output
-/// (health+json `output`, the error text; not rendered for pass).
-///
-/// A regular value type. Build it with the designated initialisers or with pass(),
-/// warn() and fail().
-struct check_result {
-    health_status status = health_status::pass; ///< The check's verdict.
-    std::optional<double> observed_value{};     ///< E.g. 12.5 for 12.5 ms; NaN renders as null.
-    std::string observed_unit{};                ///< E.g. "ms"; empty omits it.
-    std::string output{};                       ///< Why it warns or fails; empty omits it.
-
-    /// Returns a passing result, optionally with an observed value and unit.
-    static check_result pass(std::optional<double> value = std::nullopt, std::string unit = {}) {
-        return check_result{health_status::pass, value, std::move(unit), {}};
-    }
-    /// Returns a warning result with the explanation `output`.
-    static check_result warn(std::string output) {
-        return check_result{health_status::warn, std::nullopt, {}, std::move(output)};
-    }
-    /// Returns a failing result with the explanation `output`.
-    static check_result fail(std::string output) {
-        return check_result{health_status::fail, std::nullopt, {}, std::move(output)};
-    }
-};
-
 /// Configures one dependency check registered with health_registry::add_check.
 ///
 /// Validated by add_check (std::invalid_argument names the field and its range).
@@ -143,67 +76,28 @@ struct check_options {
     /// How long a run may take before it counts as failed. Default 800 ms: below the
     /// Kubernetes probe timeoutSeconds default of 1 s, leaving room for the rest of
     /// the probe (operations notes: "per-check timeout about 1 s, below the probe's
-    /// timeoutSeconds"). Must be > 0. Also bounded by the registry's `budget`.
+    /// timeoutSeconds"). Must be > 0; nanoseconds::max() means no timeout of its own.
+    /// Also bounded by the registry's `budget`.
     std::chrono::nanoseconds timeout = std::chrono::milliseconds{800};
     /// How long a result is reused before the check runs again, so a burst of probes
     /// (several load balancers, kubelet, a human with curl) does not hammer the
     /// dependency. Default 1 s, as ClickHouse's mcp-clickhouse health cache (users ask
     /// for 1-5 s). 0 disables caching (every probe runs the check, still
-    /// single-flight). Must be >= 0. Failures and timeouts are cached like successes.
+    /// single-flight); nanoseconds::max() keeps the first result forever. Must be >= 0.
+    /// Failures and timeouts are cached like successes.
     std::chrono::nanoseconds ttl = std::chrono::seconds{1};
     /// Whether a failing result fails readiness (true, the default, as .NET's
     /// failureStatus Unhealthy) or only makes it warn (false: degraded, still 200).
     bool critical = true;
 };
 
-/// Reports one check inside a health_report: the latest result plus its history.
-///
-/// Times are wall-clock times, mapped from the registry's clock (see
-/// health_registry_options::wall_time). A regular value type.
-struct check_report {
-    std::string key{};            ///< "name:measurement", or "name" when there is no measurement.
-    std::string name{};           ///< The component name.
-    std::string measurement{};    ///< The measurement name, possibly empty.
-    std::string component_type{}; ///< "datastore", "component", "system" or the override.
-    bool critical = true;         ///< Whether failing fails readiness.
-    health_status status = health_status::pass;          ///< The latest result's status.
-    std::optional<double> observed_value{};              ///< The latest observed value.
-    std::string observed_unit{};                         ///< Its unit.
-    std::string output{};                                ///< The latest output (error text).
-    std::chrono::system_clock::time_point time{};        ///< When the latest result was read.
-    std::chrono::system_clock::time_point last_change{}; ///< When the status last changed.
-    std::uint64_t consecutive_failures = 0; ///< Failed results in a row (warn does not count).
-    bool cached = false; ///< True if this probe reused a cached result without running the check.
-};
-
-/// Reports the answer to one probe question: an overall status, why it is not
-/// pass, the checks consulted (readiness only) and the service's identity.
-///
-/// A regular value type; keel/ops/health_json.hpp renders it.
-struct health_report {
-    probe_kind probe = probe_kind::readiness;   ///< The question answered.
-    health_status status = health_status::pass; ///< The overall status.
-    std::string output{}; ///< Reasons for warn or fail, "; "-separated; empty for pass.
-    std::vector<check_report> checks{}; ///< The checks, in registration order (readiness only).
-    std::string service_id{};           ///< health+json serviceId; empty omits it.
-    std::string version{};              ///< health+json version; empty omits it.
-    std::string release_id{};           ///< health+json releaseId; empty omits it.
-    std::string description{};          ///< health+json description; empty omits it.
-
-    /// Returns the HTTP status code for this report: 200 for pass and warn, 503 for
-    /// fail (503 Service Unavailable tells a load balancer to try another backend:
-    /// the service exists but cannot serve now; .NET's default mapping too).
-    int http_status() const noexcept { return status == health_status::fail ? 503 : 200; }
-    /// Returns true unless the status is fail (what a probe treats as success).
-    bool ok() const noexcept { return status != health_status::fail; }
-};
-
 /// Configures a health_registry. Validated once, at construction.
 template <clock Clock = steady_clock>
 struct health_registry_options {
     /// The most a readiness probe waits for its checks, in total. Default 900 ms:
-    /// within the Kubernetes probe timeoutSeconds default of 1 s. Must be > 0. A check
-    /// still running when the budget ends counts as failed for that run.
+    /// within the Kubernetes probe timeoutSeconds default of 1 s. Must be > 0;
+    /// nanoseconds::max() leaves each check to its own timeout. A check still running
+    /// when the budget ends counts as failed for that run.
     std::chrono::nanoseconds budget = std::chrono::milliseconds{900};
     /// Maps a time of the registry's clock to wall-clock time for the reports' `time`
     /// fields. Default empty: the clock time plus the offset between the two clocks
@@ -217,121 +111,6 @@ struct health_registry_options {
     std::string release_id{};  ///< health+json releaseId; default empty (omitted).
     std::string description{}; ///< health+json description; default empty (omitted).
 };
-
-namespace detail {
-
-/// One execution of a check; shared by the worker thread and every probe waiting on it.
-template <class TimePoint>
-struct health_check_run {
-    TimePoint started{};
-    std::stop_source done;   // fired by the worker when the check returns
-    std::stop_source cancel; // handed to the check; fired at its timeout
-    // Set once, under the check's mutex: by the worker (it finished first) or by the
-    // first probe that saw the timeout. A late result after a timeout is discarded.
-    std::optional<check_result> outcome;
-};
-
-/// What the registry knows about one check; shared with its running worker thread, so
-/// a detached worker never outlives the state it writes to.
-template <class Clock>
-struct health_check_state {
-    using time_point = typename Clock::time_point;
-    using run_type = health_check_run<time_point>;
-
-    check_options options;
-    std::string key;
-    std::string component_type;
-    std::function<check_result(std::stop_token)> function;
-
-    std::mutex mutex;
-    std::shared_ptr<run_type> running; // the run in progress (possibly past its timeout)
-    bool has_result = false;
-    check_result last;
-    time_point read_at{};
-    time_point last_change{};
-    std::uint64_t consecutive_failures = 0;
-
-    bool fresh_locked(time_point now) const { return has_result && now - read_at < options.ttl; }
-
-    void record_locked(check_result result, time_point now) {
-        if (!has_result || result.status != last.status) {
-            last_change = now;
-        }
-        consecutive_failures = result.status == health_status::fail ? consecutive_failures + 1 : 0;
-        last = std::move(result);
-        read_at = now;
-        has_result = true;
-    }
-};
-
-/// A copy of a check's state taken under its lock, converted to a report outside it.
-template <class TimePoint>
-struct health_check_view {
-    check_result result;
-    TimePoint read_at{};
-    TimePoint last_change{};
-    std::uint64_t consecutive_failures = 0;
-    bool cached = false;
-};
-
-inline std::string describe_duration(std::chrono::nanoseconds d) {
-    // Qualified names: keel::ops::detail has a seconds() of its own (pool_sizing.hpp).
-    using std::chrono::duration_cast, std::chrono::microseconds, std::chrono::milliseconds,
-        std::chrono::nanoseconds;
-    if (d % std::chrono::seconds{1} == nanoseconds::zero()) {
-        return std::to_string(duration_cast<std::chrono::seconds>(d).count()) + "s";
-    }
-    if (d % milliseconds{1} == nanoseconds::zero()) {
-        return std::to_string(duration_cast<milliseconds>(d).count()) + "ms";
-    }
-    if (d % microseconds{1} == nanoseconds::zero()) {
-        return std::to_string(duration_cast<microseconds>(d).count()) + "us";
-    }
-    return std::to_string(d.count()) + "ns";
-}
-
-template <class F>
-std::function<check_result(std::stop_token)> adapt_check(F&& f) {
-    using fn_type = std::decay_t<F>;
-    static_assert(std::is_invocable_v<fn_type&, std::stop_token> || std::is_invocable_v<fn_type&>,
-                  "a health check is callable with a std::stop_token or with no argument");
-    return [fn = fn_type(std::forward<F>(f))](std::stop_token token) mutable -> check_result {
-        auto call = [&]() -> decltype(auto) {
-            if constexpr (std::is_invocable_v<fn_type&, std::stop_token>) {
-                return fn(std::move(token));
-            } else {
-                return fn();
-            }
-        };
-        using result_type = std::remove_cvref_t<decltype(call())>;
-        static_assert(std::is_same_v<result_type, check_result> ||
-                          std::is_same_v<result_type, bool>,
-                      "a health check returns keel::ops::check_result or bool");
-        if constexpr (std::is_same_v<result_type, bool>) {
-            return call() ? check_result::pass() : check_result::fail("check returned false");
-        } else {
-            return call();
-        }
-    };
-}
-
-inline check_result run_check_guarded(std::function<check_result(std::stop_token)>& function,
-                                      std::stop_token token) noexcept {
-    try {
-        try {
-            return function(std::move(token));
-        } catch (std::exception const& e) {
-            return check_result::fail(e.what());
-        } catch (...) {
-            return check_result::fail("check threw an exception of unknown type");
-        }
-    } catch (...) {
-        // Building the failure itself failed (out of memory): report it without text.
-        return check_result{health_status::fail, std::nullopt, {}, {}};
-    }
-}
-
-} // namespace detail
 
 /// Holds a process's health state and answers the three probe questions, kept apart
 /// as the article insists:
@@ -350,18 +129,19 @@ inline check_result run_check_guarded(std::function<check_result(std::stop_token
 /// waits on a condition variable that the check's completion wakes; virtual_sleeper
 /// advances a manual clock instead). A check still running at its deadline counts as
 /// failed ("timed out after ..."), its std::stop_token fires, and the probe returns
-/// without it. Its thread is left to finish on its own: it is not joined, and the
+/// without it. Its thread is detached and left to finish on its own, and the
 /// check is not started again while it still runs (later probes report it as
-/// "still running"); its late result is discarded. A check that throws counts as
-/// failed with the exception's what() as output. Results are cached for the check's
-/// ttl, and concurrent probes share one run (single-flight).
+/// "still running"); its late result is discarded. The thread of a run that
+/// finished in time is joined. A check that throws counts as failed with the
+/// exception's what() as output. Results are cached for the check's ttl, and
+/// concurrent probes share one run (single-flight).
 ///
 /// All member functions are thread-safe. Check functions and the wall_time mapping
-/// are never called with a lock held. Lifetime: a worker thread shares ownership of
-/// its check's state (including the check function), so destroying the registry
-/// while a check hangs is safe; the destructor fires the stop token of every running
-/// check. Objects the check function refers to must outlive that run, or the check
-/// must return when its stop token fires.
+/// are never called with a lock held. Lifetime: a run's thread shares ownership of
+/// the check function and of its run's state only, never of the registry, so
+/// destroying the registry while a check hangs is safe; the destructor fires the
+/// stop token of every running check. Objects the check function refers to must
+/// outlive that run, or the check must return when its stop token fires.
 ///
 /// Example:
 ///
@@ -422,7 +202,7 @@ public:
                 run = check->running;
             }
             if (run) {
-                run->cancel.request_stop();
+                run->task.cancel();
             }
         }
     }
@@ -442,7 +222,8 @@ public:
         state->component_type = options.component_type.empty()
                                     ? std::string{ops::component_type(options.kind)}
                                     : options.component_type;
-        state->function = detail::adapt_check(std::forward<F>(check));
+        state->function = std::make_shared<std::function<check_result(std::stop_token)>>(
+            detail::adapt_check(std::forward<F>(check)));
         state->options = std::move(options);
         std::lock_guard lock{m_mutex};
         for (auto const& existing : m_checks) {
@@ -609,9 +390,10 @@ public:
     }
 
 private:
-    using state_type = detail::health_check_state<Clock>;
+    using state_type = detail::health_check_state<Clock, check_options>;
     using run_type = typename state_type::run_type;
     using view_type = detail::health_check_view<time_point>;
+    using reading_type = detail::health_reading<time_point>;
 
     static void validate(check_options const& options) {
         if (options.name.empty() || options.name.find(':') != std::string::npos) {
@@ -656,111 +438,113 @@ private:
             std::shared_ptr<run_type> run;
             time_point deadline;
             bool budget_bound;
+            bool starts; // this probe created the run and starts its thread
         };
         auto const start = m_clock.now();
-        auto const budget_end =
-            start + std::chrono::duration_cast<typename Clock::duration>(m_options.budget);
+        // Saturating: a budget or timeout of nanoseconds::max() means no bound, not the past.
+        auto const budget_end = keel::detail::saturating_add(start, m_options.budget);
         std::vector<view_type> views(checks.size());
         std::vector<pending> waits;
-        std::vector<std::size_t> to_start;
+        std::vector<std::shared_ptr<run_type>> over; // released outside the locks (may join)
 
         for (std::size_t i = 0; i < checks.size(); ++i) {
             state_type& check = *checks[i];
             std::lock_guard lock{check.mutex};
             if (check.fresh_locked(start)) {
                 views[i] = view_locked(check, true);
-            } else if (check.running && check.running->outcome) {
+                continue;
+            }
+            if (check.running && over_locked(*check.running)) {
+                over.push_back(std::move(check.running));
+            }
+            if (check.running && check.running->task.end() == detail::task_end::expired) {
                 // The previous run timed out and still hangs: do not pile another on it.
                 check.record_locked(
                     check_result::fail("previous run still running after timing out; not "
                                        "restarted"),
                     start);
                 views[i] = view_locked(check, false);
-            } else {
-                if (!check.running) {
-                    check.running = std::make_shared<run_type>();
-                    check.running->started = start;
-                    to_start.push_back(i);
-                }
-                auto const own_deadline =
-                    check.running->started +
-                    std::chrono::duration_cast<typename Clock::duration>(check.options.timeout);
-                bool const budget_bound = budget_end < own_deadline;
-                waits.push_back(pending{i, check.running, budget_bound ? budget_end : own_deadline,
-                                        budget_bound});
+                continue;
             }
+            bool const starts = !check.running;
+            if (starts) {
+                check.running = std::make_shared<run_type>();
+                check.running->started = start;
+            }
+            auto const own_deadline =
+                keel::detail::saturating_add(check.running->started, check.options.timeout);
+            bool const budget_bound = budget_end < own_deadline;
+            waits.push_back(pending{i, check.running, budget_bound ? budget_end : own_deadline,
+                                    budget_bound, starts});
         }
+        over.clear();
 
-        for (std::size_t i : to_start) {
-            start_run(checks[i]);
+        for (pending const& wait : waits) {
+            if (wait.starts) {
+                start_run(*checks[wait.index], *wait.run);
+            }
         }
 
         for (pending const& wait : waits) {
             state_type& check = *checks[wait.index];
-            auto const remaining =
-                std::chrono::duration_cast<std::chrono::nanoseconds>(wait.deadline - m_clock.now());
+            run_type& run = *wait.run;
             Sleeper sleeper = m_sleeper;
-            sleeper.sleep_for(remaining, wait.run->done.get_token());
+            run.task.wait_until(m_clock, sleeper, wait.deadline);
             bool timed_out_here = false;
+            std::shared_ptr<run_type> ended;
             {
                 std::lock_guard lock{check.mutex};
-                if (!wait.run->outcome) {
+                if (run.task.expire()) {
                     std::string message =
                         wait.budget_bound
                             ? "did not finish within the probe budget of " +
                                   detail::describe_duration(m_options.budget)
                             : "timed out after " + detail::describe_duration(check.options.timeout);
-                    wait.run->outcome = check_result::fail(message);
                     check.record_locked(check_result::fail(std::move(message)), m_clock.now());
                     timed_out_here = true;
+                } else if (auto const* reading = run.task.result(); reading && !run.recorded) {
+                    // The first probe to see the run finished records its reading.
+                    run.recorded = true;
+                    check.record_locked(reading->result, reading->read_at);
+                }
+                if (check.running == wait.run && over_locked(run)) {
+                    ended = std::move(check.running);
                 }
                 views[wait.index] = view_locked(check, false);
             }
             if (timed_out_here) {
                 // Outside the lock: stop callbacks the check registered run here.
-                wait.run->cancel.request_stop();
+                run.task.cancel();
             }
         }
         return views;
     }
 
-    // Starts the check's pending run on a detached thread that owns the state it writes.
-    void start_run(std::shared_ptr<state_type> const& check) const {
-        std::shared_ptr<run_type> run;
-        {
-            std::lock_guard lock{check->mutex};
-            run = check->running;
+    // True once a run needs nobody any more: its reading is recorded, or it expired and its
+    // thread has returned (the late reading is discarded). A new run may then start.
+    static bool over_locked(run_type const& run) noexcept {
+        switch (run.task.end()) {
+        case detail::task_end::finished: return run.recorded;
+        case detail::task_end::expired: return run.task.returned();
+        case detail::task_end::running: return false;
         }
+        return false;
+    }
+
+    // Starts the run's thread. It owns only the task state and the check function (see
+    // detail::bounded_task), so it may outlive the registry. Without a thread the run
+    // fails at once.
+    void start_run(state_type const& check, run_type& run) const {
         try {
-            std::thread{[check, run, clock = m_clock]() mutable {
-                check_result fresh =
-                    detail::run_check_guarded(check->function, run->cancel.get_token());
-                auto const now = clock.now();
-                {
-                    std::lock_guard lock{check->mutex};
-                    if (!run->outcome) {
-                        run->outcome = fresh;
-                        check->record_locked(std::move(fresh), now);
-                    }
-                    if (check->running == run) {
-                        check->running.reset();
-                    }
-                }
-                run->done.request_stop();
-            }}.detach();
+            run.task.start([function = check.function, clock = m_clock](std::stop_token token) {
+                check_result result = detail::run_check_guarded(*function, std::move(token));
+                return reading_type{std::move(result), clock.now()};
+            });
         } catch (std::system_error const& e) {
-            {
-                std::lock_guard lock{check->mutex};
-                if (!run->outcome) {
-                    std::string message = std::string{"could not start the check: "} + e.what();
-                    run->outcome = check_result::fail(message);
-                    check->record_locked(check_result::fail(std::move(message)), m_clock.now());
-                }
-                if (check->running == run) {
-                    check->running.reset();
-                }
-            }
-            run->done.request_stop();
+            std::string message = std::string{"could not start the check: "} + e.what();
+            run.task.run_here([&](std::stop_token) {
+                return reading_type{check_result::fail(std::move(message)), m_clock.now()};
+            });
         }
     }
 

@@ -7,7 +7,7 @@
 // RFC 3339 time formatting the rendering needs.
 #pragma once
 
-#include <keel/ops/health.hpp>
+#include <keel/ops/health_report.hpp>
 #include <keel/version.hpp>
 
 #include <charconv>

@@ -7,6 +7,7 @@
 // Everything except the wait quantiles (which need std::log) is constexpr.
 #pragma once
 
+#include <keel/ops/detail/pool_sizing.hpp>
 #include <keel/version.hpp>
 
 #include <chrono>
@@ -17,38 +18,6 @@
 
 KEEL_BEGIN_NAMESPACE
 namespace ops {
-
-namespace detail {
-
-template <class Rep, class Period>
-constexpr double seconds(std::chrono::duration<Rep, Period> d) noexcept {
-    return std::chrono::duration_cast<std::chrono::duration<double>>(d).count();
-}
-
-constexpr void require(bool ok, char const* message) {
-    if (!ok) {
-        throw std::invalid_argument(message);
-    }
-}
-
-// std::ceil is not constexpr in C++20. Values within a relative 1e-12 above an integer
-// round down to it, so 100 req/s x 50 ms x 3 gives 15 even if the product comes out as
-// 15.000000000000002.
-constexpr std::size_t ceil_to_size(double x) noexcept {
-    if (!(x > 0.0)) {
-        return 0;
-    }
-    double const tolerant = x * (1.0 - 1e-12);
-    auto const whole = static_cast<std::size_t>(tolerant);
-    return static_cast<double>(whole) < tolerant ? whole + 1 : whole;
-}
-
-// Erlang C from Erlang B: C = c B / (c - a (1 - B)), for c > a.
-constexpr double erlang_c_from_b(double c, double a, double b) noexcept {
-    return c * b / (c - a * (1.0 - b));
-}
-
-} // namespace detail
 
 /// Returns L = lambda x W (Little's law): the mean number of requests in the system, here
 /// the mean number of busy connections, for `arrival_rate` requests per second each holding

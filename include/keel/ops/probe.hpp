@@ -19,13 +19,13 @@ namespace ops {
 /// startupProbe), with the Kubernetes defaults and minimums ("Configure Liveness,
 /// Readiness and Startup Probes", kubernetes.io). Whole seconds, as the API has.
 struct probe_config {
-    /// initialDelaySeconds: default 0, minimum 0. Counted from container start and
-    /// applied once, so it matters only at start-up (startup_window, startup_bound).
+    /// initialDelaySeconds: default 0, minimum 0, maximum max_seconds. Counted from container start
+    /// and applied once, so it matters only at start-up (startup_window, startup_bound).
     std::chrono::seconds initial_delay{0};
-    /// periodSeconds: default 10, minimum 1.
+    /// periodSeconds: default 10, minimum 1, maximum max_seconds.
     std::chrono::seconds period{10};
-    /// timeoutSeconds: default 1, minimum 1. A hung endpoint adds up to this to the
-    /// last probe of a detection.
+    /// timeoutSeconds: default 1, minimum 1, maximum max_seconds. A hung endpoint adds up to this
+    /// to the last probe of a detection.
     std::chrono::seconds timeout{1};
     /// successThreshold: default 1, minimum 1; Kubernetes requires 1 for liveness
     /// and startup probes.
@@ -34,9 +34,17 @@ struct probe_config {
     /// kubelet acts (restart for liveness, Ready=false for readiness).
     int failure_threshold = 3;
 
+    /// The largest value of a seconds field: the Kubernetes API holds them as int32, and
+    /// the window arithmetic below cannot overflow within it.
+    static constexpr std::chrono::seconds max_seconds{2147483647};
+
     /// Throws std::invalid_argument if a field is below the Kubernetes minimum, e.g.
-    /// "keel::probe_config: period must be >= 1s, got 0s".
+    /// "keel::probe_config: period must be >= 1s, got 0s", or a seconds field is above
+    /// max_seconds.
     constexpr void validate() const {
+        at_most(initial_delay, "initial_delay");
+        at_most(period, "period");
+        at_most(timeout, "timeout");
         if (initial_delay < std::chrono::seconds{0}) {
             fail("initial_delay must be >= 0s, got " + std::to_string(initial_delay.count()) + "s");
         }
@@ -55,6 +63,13 @@ struct probe_config {
     }
 
 private:
+    static constexpr void at_most(std::chrono::seconds value, char const* field) {
+        if (value > max_seconds) {
+            fail(std::string{field} +
+                 " must be <= 2147483647s (int32 in the Kubernetes API), got " +
+                 std::to_string(value.count()) + "s");
+        }
+    }
     [[noreturn]] static void fail(std::string const& what) {
         throw std::invalid_argument("keel::probe_config: " + what);
     }

@@ -6,6 +6,7 @@
 // POSIX only.
 #pragma once
 
+#include <keel/detail/time.hpp>
 #include <keel/version.hpp>
 
 #include <pthread.h>
@@ -121,10 +122,14 @@ public:
     }
 
     /// Blocks until the first signal arrives or `timeout` passes (real time); returns the
-    /// signal's number, or nothing on timeout.
+    /// signal's number, or nothing on timeout. nanoseconds::max() waits as wait() does.
     std::optional<int> wait_for(std::chrono::nanoseconds timeout) {
+        // An absolute, saturated deadline: condition_variable::wait_for adds the timeout to
+        // now() and would wrap "forever" into the past.
+        auto const deadline =
+            keel::detail::saturating_add(std::chrono::steady_clock::now(), timeout);
         std::unique_lock lock{m_mutex};
-        m_changed.wait_for(lock, timeout, [&] { return m_received.has_value(); });
+        m_changed.wait_until(lock, deadline, [&] { return m_received.has_value(); });
         return m_received;
     }
 

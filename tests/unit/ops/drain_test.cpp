@@ -384,6 +384,72 @@ TEST_CASE("drain_coordinator admits nothing after draining begins, under content
     CHECK(drain.admitted() == report.admitted);
 }
 
+TEST_CASE("drain_coordinator::attach takes anything with set_not_ready", "[drain]") {
+    struct flag {
+        std::string reason;
+        void set_not_ready(std::string r) { reason = std::move(r); }
+    };
+    STATIC_REQUIRE(keel::ops::readiness_control<flag>);
+    STATIC_REQUIRE(keel::ops::readiness_control<keel::ops::health_registry<keel::manual_clock>>);
+    STATIC_REQUIRE_FALSE(keel::ops::readiness_control<int>);
+    virtual_fixture f;
+    flag ready;
+    auto drain = f.make({.pre_stop_delay = 0s});
+    drain.attach(ready);
+    CHECK(drain.shutdown().clean());
+    CHECK(ready.reason == "draining");
+}
+
+// "Forever" is nanoseconds::max(): deadlines saturate instead of wrapping into the past. The
+// clocks start at 100 s so that start + max() would overflow.
+
+TEST_CASE("drain_coordinator with a total budget of nanoseconds::max() is bounded by its phases",
+          "[drain]") {
+    virtual_fixture f;
+    f.clock.set(keel::manual_clock::time_point{100s});
+    auto drain = f.make({.total_budget = std::chrono::nanoseconds::max(),
+                         .pre_stop_delay = 5s,
+                         .in_flight_budget = std::chrono::nanoseconds::max()});
+    auto ticket = drain.try_enter();
+    f.clock.call_at(f.clock.now() + 24h, [&] { ticket.release(); });
+    auto const report = drain.shutdown();
+    CHECK(report[drain_phase::mark_not_ready].elapsed == 5s);
+    CHECK(report[drain_phase::drain_in_flight].elapsed == 24h - 5s);
+    CHECK_FALSE(report[drain_phase::drain_in_flight].timed_out);
+    CHECK(report.in_flight_abandoned == 0);
+    CHECK(report.clean());
+    CHECK(f.now() == 100s + 24h);
+}
+
+TEST_CASE("drain_coordinator with a pre-stop delay of nanoseconds::max() waits out the total",
+          "[drain]") {
+    virtual_fixture f;
+    f.clock.set(keel::manual_clock::time_point{100s});
+    auto drain = f.make({.total_budget = 8s, .pre_stop_delay = std::chrono::nanoseconds::max()});
+    auto const report = drain.shutdown();
+    CHECK(report[drain_phase::mark_not_ready].budget == 8s);
+    CHECK(report.total == 8s);
+}
+
+TEST_CASE("drain_coordinator with hook budgets of nanoseconds::max() waits for the hooks",
+          "[drain]") {
+    keel::manual_clock clock{keel::manual_clock::time_point{100s}};
+    // A real sleeper on a manual clock: the hooks' few real ms end the waits.
+    keel::ops::basic_drain_coordinator<keel::manual_clock> drain{
+        {.total_budget = std::chrono::nanoseconds::max(),
+         .pre_stop_delay = 0s,
+         .close_budget = std::chrono::nanoseconds::max(),
+         .flush_budget = std::chrono::nanoseconds::max()},
+        clock};
+    drain.on_close("pool", [](std::stop_token) { std::this_thread::sleep_for(3ms); });
+    drain.on_flush("log", [](std::stop_token) { std::this_thread::sleep_for(3ms); });
+    auto const report = drain.shutdown();
+    REQUIRE(report.hooks.size() == 2);
+    CHECK(report.hooks[0].outcome == hook_result::completed);
+    CHECK(report.hooks[1].outcome == hook_result::completed);
+    CHECK(report.clean());
+}
+
 // ---------------------------------------------------------------------------------------------
 // A real process: tests/support/drain_child.cpp serves requests until SIGTERM.
 

@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: MIT
+#include <keel/ops/health.hpp>
 #include <keel/ops/health_json.hpp>
 #include <keel/testing/manual_clock.hpp>
 

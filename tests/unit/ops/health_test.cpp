@@ -177,11 +177,6 @@ TEST_CASE("component_type maps check kinds to the draft's names", "[health]") {
     STATIC_REQUIRE(keel::ops::component_type(check_kind::database) == "datastore");
     STATIC_REQUIRE(keel::ops::component_type(check_kind::cache) == "datastore");
     STATIC_REQUIRE(keel::ops::component_type(check_kind::downstream) == "component");
-    STATIC_REQUIRE(keel::ops::worst(health_status::pass, health_status::warn) ==
-                   health_status::warn);
-    STATIC_REQUIRE(keel::ops::worst(health_status::fail, health_status::warn) ==
-                   health_status::fail);
-    STATIC_REQUIRE(keel::ops::to_string(health_status::warn) == "warn");
 }
 
 TEST_CASE("health_registry caches results for the ttl so bursts run a check once", "[health]") {
@@ -569,5 +564,86 @@ TEST_CASE("health_registry serves concurrent probes with one run of each check",
     auto const report = health.readiness();
     CHECK(report.status == health_status::pass);
     CHECK(report.checks[0].observed_value == 7.0);
+    CHECK(calls == 1);
+}
+
+// "Forever" is nanoseconds::max(): deadlines saturate instead of wrapping into the past. The
+// clock starts at 100 s so that start + max() would overflow.
+
+TEST_CASE("health_registry with a check timeout of nanoseconds::max() waits for a healthy check",
+          "[health]") {
+    keel::manual_clock clock{keel::manual_clock::time_point{100s}};
+    registry health{manual_options(), clock}; // real sleeper: waits the check's few real ms
+    health.add_check({.name = "db", .timeout = std::chrono::nanoseconds::max(), .ttl = 0s},
+                     [clock]() mutable {
+                         std::this_thread::sleep_for(3ms);
+                         clock.advance(20ms); // the check took 20 ms
+                         return check_result::pass(20, "ms");
+                     });
+    health.mark_started();
+    auto const report = health.readiness();
+    CHECK(report.status == health_status::pass);
+    CHECK(report.output.empty());
+    CHECK(report.checks[0].observed_value == 20.0);
+    CHECK(since_epoch(report.checks[0].time) == 100s + 20ms);
+
+    // The budget still bounds a check that has no timeout of its own.
+    auto options = manual_options();
+    options.budget = 100ms;
+    virtual_registry hanging{options, clock, keel::virtual_sleeper{clock}};
+    auto g = std::make_shared<gate>();
+    hanging.add_check({.name = "stuck", .timeout = std::chrono::nanoseconds::max()}, [g] {
+        g->open.wait();
+        return true;
+    });
+    hanging.mark_started();
+    auto const bounded = hanging.readiness();
+    g->open.count_down();
+    CHECK(bounded.checks[0].output == "did not finish within the probe budget of 100ms");
+    CHECK(since_epoch(bounded.checks[0].time) == 100s + 20ms + 100ms);
+}
+
+TEST_CASE("health_registry with a budget of nanoseconds::max() leaves each check to its own "
+          "timeout",
+          "[health]") {
+    keel::manual_clock clock{keel::manual_clock::time_point{100s}};
+    auto options = manual_options();
+    options.budget = std::chrono::nanoseconds::max();
+    registry health{options, clock};
+    health.add_check({.name = "db", .ttl = 0s}, [clock]() mutable {
+        std::this_thread::sleep_for(3ms);
+        clock.advance(20ms);
+        return check_result::pass(20, "ms");
+    });
+    health.mark_started();
+    CHECK(health.readiness().status == health_status::pass);
+
+    // A hanging check still times out, at its own timeout and not at a wrapped budget.
+    virtual_registry hanging{options, clock, keel::virtual_sleeper{clock}};
+    auto g = std::make_shared<gate>();
+    hanging.add_check({.name = "stuck", .timeout = 250ms}, [g] {
+        g->open.wait();
+        return true;
+    });
+    hanging.mark_started();
+    auto const report = hanging.readiness();
+    g->open.count_down();
+    CHECK(report.checks[0].output == "timed out after 250ms");
+    CHECK(since_epoch(report.checks[0].time) == 100s + 20ms + 250ms);
+}
+
+TEST_CASE("health_registry with a ttl of nanoseconds::max() keeps the first result forever",
+          "[health]") {
+    keel::manual_clock clock{keel::manual_clock::time_point{100s}};
+    registry health{manual_options(), clock};
+    std::atomic<int> calls{0};
+    health.add_check({.name = "config", .ttl = std::chrono::nanoseconds::max()}, [&] {
+        ++calls;
+        return true;
+    });
+    health.mark_started();
+    CHECK_FALSE(health.readiness().checks[0].cached);
+    clock.advance(std::chrono::hours{24 * 365 * 200});
+    CHECK(health.readiness().checks[0].cached);
     CHECK(calls == 1);
 }

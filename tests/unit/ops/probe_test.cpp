@@ -78,3 +78,21 @@ TEST_CASE("probe_config::validate names the field and the Kubernetes minimum", "
                       "keel::probe_config: failure_threshold must be >= 1, got 0");
     CHECK_THROWS_AS(probe_config{.period = -5s}.validate(), std::invalid_argument);
 }
+
+TEST_CASE("probe_config::validate rejects seconds beyond the Kubernetes API's int32", "[probe]") {
+    // period x failure_threshold would overflow: the windows' precondition must exclude it.
+    CHECK_THROWS_WITH(probe_config{.period = std::chrono::seconds::max()}.validate(),
+                      "keel::probe_config: period must be <= 2147483647s (int32 in the Kubernetes "
+                      "API), got 9223372036854775807s");
+    CHECK_THROWS_AS(probe_config{.initial_delay = std::chrono::seconds::max()}.validate(),
+                    std::invalid_argument);
+    CHECK_THROWS_AS(probe_config{.timeout = 2147483648s}.validate(), std::invalid_argument);
+    constexpr probe_config widest{.initial_delay = probe_config::max_seconds,
+                                  .period = probe_config::max_seconds,
+                                  .timeout = probe_config::max_seconds,
+                                  .success_threshold = 2147483647,
+                                  .failure_threshold = 2147483647};
+    CHECK_NOTHROW(widest.validate());
+    STATIC_REQUIRE(keel::ops::startup_window(widest).latest.count() ==
+                   2147483647LL * 2147483647LL + 2 * 2147483647LL);
+}

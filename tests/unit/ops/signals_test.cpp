@@ -87,3 +87,15 @@ TEST_CASE("signal_waiter rejects signals it cannot wait for", "[signals]") {
     CHECK_THROWS_AS(keel::ops::signal_waiter({.signals = {100000}}), std::invalid_argument);
     CHECK_THROWS_AS(keel::ops::block_signals({-1}), std::system_error);
 }
+
+TEST_CASE("signal_waiter::wait_for(nanoseconds::max()) waits for the signal, not for nothing",
+          "[signals][concurrency]") {
+    keel::ops::signal_waiter waiter;
+    std::thread sender{[] {
+        std::this_thread::sleep_for(2ms);
+        ::kill(::getpid(), SIGTERM);
+    }};
+    // "Forever": now() + max() must saturate, not wrap into the past and time out at once.
+    CHECK(waiter.wait_for(std::chrono::nanoseconds::max()) == SIGTERM);
+    sender.join();
+}
