@@ -71,7 +71,7 @@ public:
     fixed_window& operator=(fixed_window const&) = delete;
 
     /// Takes `permits` if the current window has room; reads the clock once.
-    decision try_acquire(std::int64_t permits = 1) noexcept {
+    KEEL_ALWAYS_INLINE decision try_acquire(std::int64_t permits = 1) noexcept {
         return try_acquire(permits, m_clock.now());
     }
     /// Takes `permits` at time `now` (a time the caller already read).

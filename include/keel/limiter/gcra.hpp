@@ -62,7 +62,7 @@ public:
     gcra& operator=(gcra const&) = delete;
 
     /// Takes `permits` if they conform; reads the clock once.
-    decision try_acquire(std::int64_t permits = 1) noexcept {
+    KEEL_ALWAYS_INLINE decision try_acquire(std::int64_t permits = 1) noexcept {
         return try_acquire(permits, m_clock.now());
     }
     /// Takes `permits` at time `now`. 0 peeks; more than `burst` or negative is unsatisfiable.

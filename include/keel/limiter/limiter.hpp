@@ -169,12 +169,13 @@ KEEL_ALWAYS_INLINE decision acquire_word(L const& limiter, std::atomic<std::uint
                           } -> std::same_as<std::uint64_t>;
                   }) {
         for (;;) {
-            auto const next = limiter.next_word(current, permits, now_ns);
+            // A copy the exchange cannot touch, so the step after it reuses the test's work.
+            auto const seen = current;
+            auto const next = limiter.next_word(seen, permits, now_ns);
             if (next == L::fresh_state ||
                 state.compare_exchange_weak(current, next, std::memory_order_relaxed,
                                             std::memory_order_relaxed)) {
-                // On success `current` still holds the word the exchange replaced.
-                return limiter.step(current, permits, now_ns).result;
+                return limiter.step(seen, permits, now_ns).result;
             }
         }
     } else {

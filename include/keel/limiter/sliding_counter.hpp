@@ -86,7 +86,7 @@ public:
     sliding_counter& operator=(sliding_counter const&) = delete;
 
     /// Takes `permits` if the weighted count leaves room; reads the clock once.
-    decision try_acquire(std::int64_t permits = 1) noexcept {
+    KEEL_ALWAYS_INLINE decision try_acquire(std::int64_t permits = 1) noexcept {
         return try_acquire(permits, m_clock.now());
     }
     /// Takes `permits` at time `now`. 0 peeks; more than `limit` or negative is unsatisfiable.

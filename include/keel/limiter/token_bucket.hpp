@@ -66,7 +66,7 @@ public:
     token_bucket& operator=(token_bucket const&) = delete;
 
     /// Takes `permits` if the bucket holds them; reads the clock once.
-    decision try_acquire(std::int64_t permits = 1) noexcept {
+    KEEL_ALWAYS_INLINE decision try_acquire(std::int64_t permits = 1) noexcept {
         return try_acquire(permits, m_clock.now());
     }
     /// Takes `permits` at time `now`. 0 peeks; more than `burst` or negative is unsatisfiable.

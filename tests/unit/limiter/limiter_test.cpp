@@ -442,3 +442,24 @@ TEMPLATE_TEST_CASE("no 1 ms window admits more than the limit with 8 threads on 
     CHECK(worst <= 4);
     CHECK(worst >= 1);
 }
+
+TEMPLATE_TEST_CASE("next_word writes exactly what step writes, stale nows included", "[limiter]",
+                   KEEL_WORD_LIMITERS) {
+    manual_clock clock;
+    TestType l{quota<TestType>(9, 50ms), clock};
+    keel::xoshiro256ss rng{23};
+    auto word = TestType::fresh_state;
+    std::int64_t now = 1'000'000'000;
+    for (int i = 0; i < 20'000; ++i) {
+        // Mostly forward, now and then a stale time up to three windows back.
+        auto const t = rng() % 8 == 0 ? now - static_cast<std::int64_t>(rng() % 150'000'000)
+                                      : (now += static_cast<std::int64_t>(rng() % 10'000'000));
+        auto const permits = static_cast<std::int64_t>(rng() % 12) - 1; // -1 .. 10
+        auto const s = l.step(word, permits, t);
+        REQUIRE(l.next_word(word, permits, t) == (s.write ? s.next : TestType::fresh_state));
+        if (s.write) {
+            REQUIRE(s.next != TestType::fresh_state);
+            word = s.next;
+        }
+    }
+}
