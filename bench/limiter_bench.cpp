@@ -251,6 +251,25 @@ void floor_coarse_clock_cas(benchmark::State& state) {
     }
 }
 
+// The refusal floor: a clock read plus one relaxed load of the word, all a
+// refusal has to do before it answers.
+void floor_steady_clock_load(benchmark::State& state) {
+    std::atomic<std::uint64_t> word{0};
+    for (auto _ : state) {
+        auto const now = static_cast<std::uint64_t>(steady_ns());
+        benchmark::DoNotOptimize(now ^ word.load(std::memory_order_relaxed));
+    }
+}
+
+void floor_coarse_clock_load(benchmark::State& state) {
+    std::atomic<std::uint64_t> word{0};
+    for (auto _ : state) {
+        auto const now =
+            static_cast<std::uint64_t>(keel::coarse_clock::now().time_since_epoch().count());
+        benchmark::DoNotOptimize(now ^ word.load(std::memory_order_relaxed));
+    }
+}
+
 void floor_cas(benchmark::State& state) {
     std::atomic<std::uint64_t> word{0};
     std::uint64_t now = 0;
@@ -322,9 +341,9 @@ void explicit_now(benchmark::State& state) {
     }
 }
 
-template <class Algo>
+template <class Algo, class Clock>
 void reject(benchmark::State& state) {
-    typename Algo::template type<keel::steady_clock> limiter{Algo::reject()};
+    typename Algo::template type<Clock> limiter{Algo::reject()};
     (void)limiter.try_acquire();
     for (auto _ : state) {
         benchmark::DoNotOptimize(limiter.try_acquire());
@@ -392,7 +411,8 @@ struct xorshift {
 template <class Algo>
 void keyed_2threads(benchmark::State& state) {
     auto& table = keyed_table<Algo>();
-    xorshift rng{std::uint64_t{0x9e3779b97f4a7c15} + static_cast<std::uint64_t>(state.thread_index())};
+    xorshift rng{std::uint64_t{0x9e3779b97f4a7c15} +
+                 static_cast<std::uint64_t>(state.thread_index())};
     auto const parity = static_cast<std::uint64_t>(state.thread_index());
     for (auto _ : state) {
         auto const key = (rng() % (table_keys / 2)) * 2 + parity; // distinct keys per thread
@@ -419,7 +439,8 @@ void keyed_mutex_2threads(benchmark::State& state) {
         }
         return t;
     }();
-    xorshift rng{std::uint64_t{0x9e3779b97f4a7c15} + static_cast<std::uint64_t>(state.thread_index())};
+    xorshift rng{std::uint64_t{0x9e3779b97f4a7c15} +
+                 static_cast<std::uint64_t>(state.thread_index())};
     auto const parity = static_cast<std::uint64_t>(state.thread_index());
     for (auto _ : state) {
         auto const key = (rng() % (table_keys / 2)) * 2 + parity;
@@ -440,7 +461,8 @@ void register_algorithm() {
     benchmark::RegisterBenchmark((n + "/steady").c_str(), admit<Algo, keel::steady_clock>);
     benchmark::RegisterBenchmark((n + "/coarse").c_str(), admit<Algo, keel::coarse_clock>);
     benchmark::RegisterBenchmark((n + "/explicit_now").c_str(), explicit_now<Algo>);
-    benchmark::RegisterBenchmark((n + "/reject").c_str(), reject<Algo>);
+    benchmark::RegisterBenchmark((n + "/reject").c_str(), reject<Algo, keel::steady_clock>);
+    benchmark::RegisterBenchmark((n + "/reject_coarse").c_str(), reject<Algo, keel::coarse_clock>);
     benchmark::RegisterBenchmark((n + "/mutex").c_str(), mutex_baseline<Algo, keel::steady_clock>);
     benchmark::RegisterBenchmark((n + "/2threads").c_str(),
                                  shared_2threads<Algo, keel::steady_clock>)
@@ -550,6 +572,24 @@ std::string ratio(double a, double b) {
     return a > 0 && b > 0 ? fmt::format("{:.2f}x", a / b) : std::string{"n/a"};
 }
 
+// The refusal path beside its floor: a clock read plus one relaxed load.
+void print_reject_summary(collecting_reporter const& r) {
+    auto const steady = r.cpu("floor_steady_clock_load");
+    auto const coarse = r.cpu("floor_coarse_clock_load");
+    fmt::print("\nrefusal floor (CPU ns/op): steady_clock + load {}, coarse_clock + load {}\n\n",
+               cell(steady), cell(coarse));
+    fmt::print("| algorithm | reject steady ns/op | vs floor | reject coarse ns/op | vs floor |\n");
+    fmt::print("|---|---|---|---|---|\n");
+    for (char const* name :
+         {"fixed_window", "sliding_log", "sliding_counter", "token_bucket", "gcra"}) {
+        std::string const n = name;
+        auto const rs = r.cpu(n + "/reject");
+        auto const rc = r.cpu(n + "/reject_coarse");
+        fmt::print("| {} | {} | {} | {} | {} |\n", n, cell(rs), ratio(rs, steady), cell(rc),
+                   ratio(rc, coarse));
+    }
+}
+
 void print_summary(collecting_reporter const& r) {
     auto const floor_steady = r.cpu("floor_steady_clock_cas");
     auto const floor_coarse = r.cpu("floor_coarse_clock_cas");
@@ -583,6 +623,7 @@ void print_summary(collecting_reporter const& r) {
                    cell(keyed_two), ratio(r.wall(n + "/keyed_mutex_2threads"), keyed_two),
                    bytes > 0 ? fmt::format("{:.1f}", bytes) : std::string{"n/a"});
     }
+    print_reject_summary(r);
 }
 
 } // namespace
@@ -591,6 +632,8 @@ int main(int argc, char** argv) {
     benchmark::RegisterBenchmark("floor_steady_clock_cas", floor_steady_clock_cas);
     benchmark::RegisterBenchmark("floor_coarse_clock_cas", floor_coarse_clock_cas);
     benchmark::RegisterBenchmark("floor_cas", floor_cas);
+    benchmark::RegisterBenchmark("floor_steady_clock_load", floor_steady_clock_load);
+    benchmark::RegisterBenchmark("floor_coarse_clock_load", floor_coarse_clock_load);
     benchmark::RegisterBenchmark("floor_steady_clock_cas_2threads", floor_steady_clock_cas_2threads)
         ->Threads(2)
         ->UseRealTime();

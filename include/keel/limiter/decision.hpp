@@ -27,9 +27,15 @@ enum class decision_source : std::uint8_t {
 ///
 /// `retry_after` is zero when allowed; when refused it is the wait after which
 /// the same request can succeed (rounded up by the header helpers so clients do
-/// not retry early). `reset` is the time until the quota is fully restored.
+/// not retry early). `remaining` and `reset` describe the state right after the
+/// decision, whatever was asked: `reset` is the time until the quota is whole
+/// again while `remaining` > 0, and with nothing remaining the time until a
+/// permit is available again; on a refusal with nothing remaining it equals
+/// `retry_after`, so a RateLimit `t` never contradicts Retry-After
+/// (draft-ietf-httpapi-ratelimit-headers: t is when quota is available again).
 /// `unsatisfiable` is set when the request asks for more permits than the limit
-/// can ever grant: waiting will not help, so retry_after is zero.
+/// can ever grant: waiting will not help, so retry_after is zero; `remaining`
+/// and `reset` are those a peek (0 permits) would report.
 struct decision {
     bool allowed = false;                            ///< Whether the permits were granted.
     bool unsatisfiable = false;                      ///< More permits than the limit can ever give.
@@ -37,7 +43,7 @@ struct decision {
     std::int64_t limit = 0;                          ///< The quota: permits per window (or burst).
     std::int64_t remaining = 0;                      ///< Permits left right after this decision.
     std::chrono::nanoseconds retry_after{0}; ///< When a refused request can succeed; 0 if allowed.
-    std::chrono::nanoseconds reset{0};       ///< Until the quota is whole again.
+    std::chrono::nanoseconds reset{0}; ///< Until the quota is whole (none left: a permit frees).
 
     /// Returns `allowed`.
     explicit constexpr operator bool() const noexcept { return allowed; }

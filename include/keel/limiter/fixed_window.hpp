@@ -11,6 +11,7 @@
 #include <keel/version.hpp>
 
 #include <atomic>
+#include <bit>
 #include <chrono>
 #include <cstdint>
 
@@ -23,18 +24,23 @@ struct fixed_window_options {
     /// [1, 2^32 - 1].
     std::int64_t limit = 0;
     /// Window length. Default 1 s (the unit rate limits are usually quoted in).
-    /// Must be positive. Windows are aligned on the clock's epoch.
+    /// Range [1 ns, 2^61 ns] (about 73 years: every duration the limiter computes
+    /// then fits in int64). Windows are aligned on the clock's epoch.
     std::chrono::nanoseconds window = std::chrono::seconds{1};
 };
 
 /// Admits at most `limit` permits per aligned window.
 ///
-/// State is one 64-bit word {window index: 32 bits, count: 32 bits} updated in
-/// one CAS loop; a refusal only loads it. Thread-safe and lock-free. A request
-/// whose `now` lies in the window just before the stored one (two threads
-/// racing across a boundary) counts against the stored window; a state idle for
-/// exactly a multiple of 2^32 windows is taken for current (more restrictive,
-/// for at most one window). Example:
+/// State is one 64-bit word {window index: 64 - c bits, count: c bits}, c the
+/// bits `limit` needs (so at least 32 index bits; 54 for a limit of 1000),
+/// updated in one CAS loop; a refusal only loads it. Thread-safe and lock-free.
+/// A request whose `now` lies in a window before the stored one (threads racing
+/// across a boundary, or an old explicit `now`) counts against the stored
+/// window, as if it arrived at that window's start: the state never moves
+/// backwards. The stored index is read as the window nearest to now's that has
+/// the same low 64 - c bits, so only a state left idle for 2^(63 - c) windows or
+/// more can be taken for current or ahead (stricter, for fewer windows than
+/// that). Example:
 ///
 ///     keel::fixed_window<> per_second{{.limit = 100, .window = 1s}};
 ///     if (!per_second.try_acquire()) { return reply_429(); }
@@ -51,77 +57,58 @@ public:
     /// Validates `opts` (throws std::invalid_argument naming the field) and starts empty.
     explicit fixed_window(options const& opts, Clock clock = Clock{})
         : m_limit(opts.limit), m_window(opts.window.count()),
-          m_divider(opts.window.count() > 0 ? opts.window.count() : 1), m_clock(std::move(clock)) {
+          m_divider(opts.window.count() > 0 ? opts.window.count() : 1),
+          m_count_bits(static_cast<int>(
+              std::bit_width(static_cast<std::uint64_t>(opts.limit > 0 ? opts.limit : 1)))),
+          m_clock(std::move(clock)) {
         if (opts.limit < 1 || opts.limit > max_limit) {
             detail::invalid_option("fixed_window", "limit", "in [1, 4294967295]", opts.limit);
         }
-        if (opts.window.count() <= 0) {
-            detail::invalid_option("fixed_window", "window", "positive (ns)", opts.window.count());
-        }
+        detail::check_window("fixed_window", "window", opts.window.count());
     }
 
     fixed_window(fixed_window const&) = delete;
     fixed_window& operator=(fixed_window const&) = delete;
 
     /// Takes `permits` if the current window has room; reads the clock once.
-    decision try_acquire(std::int64_t permits = 1) noexcept {
+    KEEL_ALWAYS_INLINE decision try_acquire(std::int64_t permits = 1) noexcept {
         return try_acquire(permits, m_clock.now());
     }
     /// Takes `permits` at time `now` (a time the caller already read).
     ///
     /// `permits` == 0 peeks (allowed, nothing taken); more than `limit` or
     /// negative is refused as unsatisfiable.
-    decision try_acquire(std::int64_t permits, time_point now) noexcept {
+    KEEL_ALWAYS_INLINE decision try_acquire(std::int64_t permits, time_point now) noexcept {
         return detail::acquire_word(*this, m_state, permits, detail::to_ns(now));
     }
 
     /// Computes the decision and next state for state word `word` at `now_ns`.
-    limiter_step step(std::uint64_t word, std::int64_t permits,
-                      std::int64_t now_ns) const noexcept {
-        if (permits < 0 || permits > m_limit) {
-            return {detail::unsatisfiable(m_limit)};
+    KEEL_ALWAYS_INLINE limiter_step step(std::uint64_t word, std::int64_t permits,
+                                         std::int64_t now_ns) const noexcept {
+        if (permits < 0 || permits > m_limit) [[unlikely]] {
+            return {detail::unsatisfiable(peek(word, now_ns))};
         }
-        auto index = m_divider.floor_div(now_ns);
-        auto const stored = static_cast<std::uint32_t>(word >> 32);
-        auto count = static_cast<std::int64_t>(word & 0xffff'ffffu);
-        auto const lag = static_cast<std::int32_t>(stored - static_cast<std::uint32_t>(index));
-        if (lag == 1) {
-            // `now` is one window behind the state (a racing reader): count it
-            // against the stored window, as if it arrived at that window's start.
-            ++index;
-            now_ns = index * m_window;
-        } else if (lag != 0) {
-            count = 0; // the stored window is over
+        return decide(word, permits, now_ns);
+    }
+
+    /// Returns the word step() writes for `permits` at `now_ns`, or fresh_state if none.
+    KEEL_ALWAYS_INLINE std::uint64_t next_word(std::uint64_t word, std::int64_t permits,
+                                               std::int64_t now_ns) const noexcept {
+        if (permits <= 0 || permits > m_limit) {
+            return fresh_state;
         }
-        auto const window_end = (index + 1) * m_window;
-        decision d;
-        d.limit = m_limit;
-        if (count + permits <= m_limit) {
-            count += permits;
-            d.allowed = true;
-            d.remaining = m_limit - count;
-            d.reset = detail::non_negative(count > 0 ? window_end - now_ns : 0);
-            if (permits == 0) {
-                return {d};
-            }
-            return {d, pack(index, count), true};
-        }
-        d.remaining = m_limit - count;
-        d.retry_after = detail::non_negative(window_end - now_ns);
-        d.reset = d.retry_after;
-        return {d};
+        auto const v = current(word, now_ns);
+        return v.count + permits <= m_limit ? pack(v.index, v.count + permits) : fresh_state;
     }
 
     /// Returns how long from `now_ns` until `word` is indistinguishable from fresh_state.
     std::int64_t rest_after(std::uint64_t word, std::int64_t now_ns) const noexcept {
-        auto const index = m_divider.floor_div(now_ns);
-        auto const stored = static_cast<std::uint32_t>(word >> 32);
-        auto const count = word & 0xffff'ffffu;
-        auto const lag = static_cast<std::int32_t>(stored - static_cast<std::uint32_t>(index));
-        if (count == 0 || (lag != 0 && lag != 1)) {
+        auto const v = view(word, now_ns);
+        if (v.count == 0 || v.lag < 0) {
             return 0;
         }
-        return (index + 1 + lag) * m_window - now_ns;
+        // At rest when the stored window ends, `lag` windows after now's.
+        return detail::saturating_windows(v.lag, m_window, m_window - v.elapsed);
     }
 
     /// Returns the limit: permits per window.
@@ -134,8 +121,73 @@ public:
 private:
     static constexpr std::int64_t max_limit = 0xffff'ffff;
 
-    static std::uint64_t pack(std::int64_t index, std::int64_t count) noexcept {
-        return (static_cast<std::uint64_t>(static_cast<std::uint32_t>(index)) << 32) |
+    struct counted {
+        std::int64_t index;   // the window the request counts against (full width)
+        std::int64_t elapsed; // ns into it, [0, window)
+        std::int64_t count;   // permits it holds
+        std::int64_t lag;     // the stored window minus now's (0 for an empty state)
+    };
+
+    // Reads `word` from now's window: `lag` is the stored index minus now's, as a
+    // signed (64 - c)-bit number, so both racing readers and idle states are near.
+    KEEL_ALWAYS_INLINE counted view(std::uint64_t word, std::int64_t now_ns) const noexcept {
+        auto const index = m_divider.floor_div(now_ns);
+        auto const count = static_cast<std::int64_t>(word & count_mask());
+        std::int64_t lag = 0;
+        if (count != 0) { // a word without permits is fresh_state, whatever its index
+            auto const stored = word >> m_count_bits;
+            lag = static_cast<std::int64_t>((stored - static_cast<std::uint64_t>(index))
+                                            << m_count_bits) >>
+                  m_count_bits;
+        }
+        return {index, now_ns - index * m_window, count, lag};
+    }
+
+    // The window and count a request at `now_ns` is decided against.
+    KEEL_ALWAYS_INLINE counted current(std::uint64_t word, std::int64_t now_ns) const noexcept {
+        auto v = view(word, now_ns);
+        if (v.lag > 0) {
+            // `now` is behind the state: decide at the start of the stored window.
+            v.index += v.lag;
+            v.elapsed = 0;
+        } else if (v.lag < 0) {
+            v.count = 0; // the stored window is over
+        }
+        return v;
+    }
+
+    // Decides 0 <= permits <= limit. The quota is whole, and a permit free, at the
+    // window's end: `reset` is that (a refusal's retry_after too), or 0 when empty.
+    KEEL_ALWAYS_INLINE limiter_step decide(std::uint64_t word, std::int64_t permits,
+                                           std::int64_t now_ns) const noexcept {
+        auto const v = current(word, now_ns);
+        auto const to_end = std::chrono::nanoseconds{m_window - v.elapsed};
+        decision d;
+        d.limit = m_limit;
+        if (v.count + permits <= m_limit) {
+            auto const count = v.count + permits;
+            d.allowed = true;
+            d.remaining = m_limit - count;
+            d.reset = count > 0 ? to_end : std::chrono::nanoseconds{0};
+            if (permits == 0) {
+                return {d};
+            }
+            return {d, pack(v.index, count), true};
+        }
+        d.remaining = m_limit - v.count;
+        d.retry_after = to_end;
+        d.reset = to_end;
+        return {d};
+    }
+
+    decision peek(std::uint64_t word, std::int64_t now_ns) const noexcept {
+        return decide(word, 0, now_ns).result;
+    }
+
+    std::uint64_t count_mask() const noexcept { return (std::uint64_t{1} << m_count_bits) - 1; }
+
+    std::uint64_t pack(std::int64_t index, std::int64_t count) const noexcept {
+        return (static_cast<std::uint64_t>(index) << m_count_bits) |
                static_cast<std::uint64_t>(count);
     }
 
@@ -143,6 +195,7 @@ private:
     std::int64_t m_limit;
     std::int64_t m_window;
     detail::divider m_divider; // by m_window
+    int m_count_bits;          // bits of the count field: bit_width(limit), 1 to 32
     [[no_unique_address]] Clock m_clock;
 };
 

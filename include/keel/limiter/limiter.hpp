@@ -6,6 +6,7 @@
 #pragma once
 
 #include <keel/core/clock.hpp>
+#include <keel/detail/config.hpp>
 #include <keel/detail/integer.hpp>
 #include <keel/detail/time.hpp>
 #include <keel/limiter/decision.hpp>
@@ -15,6 +16,7 @@
 #include <chrono>
 #include <concepts>
 #include <cstdint>
+#include <limits>
 #include <stdexcept>
 #include <string>
 
@@ -50,6 +52,14 @@ struct limiter_step {
 /// step (`write` set) never equals `fresh_state`, so keel::keyed marks empty
 /// slots with it. keel::keyed also builds one limiter from `L::options` and a
 /// clock, and reads the time through its `clock()`.
+///
+/// A state never moves backwards. Threads read the clock in one order and reach
+/// the word in another, and a caller may pass an old `now`: a `now_ns` earlier
+/// than the time a word records is decided against the word's own time (as
+/// strictly as a request at that time, never more loosely), a step never writes
+/// a word recording an earlier time than the one it read, and `rest_after` at
+/// such a `now_ns` counts from the word's time, so neither a stale request nor a
+/// sweep at a stale time can hand a limited key a fresh quota.
 template <class L>
 concept word_limiter = rate_limiter<L> &&
     std::constructible_from<L, typename L::options const&, typename L::clock_type> &&
@@ -69,13 +79,40 @@ namespace detail {
                                 range + ", got " + std::to_string(value));
 }
 
-/// A decision refusing `permits` that can never be granted (more than `limit`, or negative).
-constexpr decision unsatisfiable(std::int64_t limit) noexcept {
-    decision d;
-    d.allowed = false;
-    d.unsatisfiable = true;
-    d.limit = limit;
-    return d;
+/// The longest window or period a limiter accepts: 2^61 ns, about 73 years. Twice
+/// a window (a sliding counter's reset), or a bucket's whole refill at the
+/// default burst, then stays within max_refill_ns, so every duration a limiter
+/// computes is exact in int64.
+inline constexpr std::int64_t max_window_ns = std::int64_t{1} << 61;
+/// The longest refill a token bucket or GCRA accepts (burst x emission interval): 2^62 ns.
+inline constexpr std::int64_t max_refill_ns = std::int64_t{1} << 62;
+
+/// Throws invalid_option for `field` unless `ns` is in [1, max_window_ns].
+inline void check_window(char const* component, char const* field, std::int64_t ns) {
+    if (ns <= 0 || ns > max_window_ns) {
+        invalid_option(component, field, "in [1, 2^61] ns (about 73 years)", ns);
+    }
+}
+
+/// Returns `peek` (the decision of a peek, 0 permits, at the same state and time)
+/// as the refusal of a request that can never be granted (more permits than the
+/// limit, or negative): `remaining` and `reset` still describe the state, as
+/// for any other decision; retry_after is 0, as waiting will not help.
+constexpr decision unsatisfiable(decision peek) noexcept {
+    peek.allowed = false;
+    peek.unsatisfiable = true;
+    peek.retry_after = std::chrono::nanoseconds{0};
+    return peek;
+}
+
+/// Returns windows x window + rest for non-negative arguments, clamped to the int64
+/// maximum: how far away a state a whole number of windows ahead comes to rest.
+constexpr std::int64_t saturating_windows(std::int64_t windows, std::int64_t window,
+                                          std::int64_t rest) noexcept {
+    auto const total = static_cast<int128>(windows) * window + rest;
+    return total > std::numeric_limits<std::int64_t>::max()
+               ? std::numeric_limits<std::int64_t>::max()
+               : static_cast<std::int64_t>(total);
 }
 
 /// Returns a non-negative nanosecond duration of `ns` (negative clamps to zero).
@@ -87,15 +124,14 @@ constexpr std::chrono::nanoseconds non_negative(std::int64_t ns) noexcept {
 struct rate_params {
     std::int64_t burst;    // permits the bucket holds
     std::int64_t interval; // T: ns per permit, rounded up
-    std::int64_t span;     // burst * T: ns to refill a whole bucket
+    std::int64_t span;     // burst * T: ns to refill a whole bucket, at most max_refill_ns
+    divider per_interval;  // by T, for `remaining` without a division instruction
 };
 
 /// Validates rate / period / burst for `component` and derives the emission interval.
 inline rate_params make_rate_params(char const* component, std::int64_t rate,
                                     std::chrono::nanoseconds period, std::int64_t burst) {
-    if (period.count() <= 0) {
-        invalid_option(component, "period", "positive (ns)", period.count());
-    }
+    check_window(component, "period", period.count());
     if (rate < 1 || rate > period.count()) {
         // A rate above one permit per ns would truncate the emission interval to 0
         // (the redis-cell #80 failure); refuse it instead of running unlimited.
@@ -105,26 +141,50 @@ inline rate_params make_rate_params(char const* component, std::int64_t rate,
     if (b < 0) {
         invalid_option(component, "burst", "0 (same as rate) or positive", burst);
     }
-    // Rounding the interval up makes the rate slightly lower, never higher.
-    auto const interval = (period.count() + rate - 1) / rate;
-    if (b > (std::int64_t{1} << 62) / interval) {
+    // Rounding the interval up makes the rate slightly lower, never higher. With
+    // period <= 2^61 the default burst (= rate) refills in under 2 x period <= 2^62 ns.
+    auto const interval = period.count() / rate + (period.count() % rate != 0 ? 1 : 0);
+    if (b > max_refill_ns / interval) {
         invalid_option(component, "burst", "at most 2^62 ns of refill (burst * period / rate)", b);
     }
-    return {b, interval, b * interval};
+    return {b, interval, b * interval, divider{interval}};
 }
 
 /// Applies `limiter.step` to `state` in one CAS loop: a refusal only loads, an
 /// admission retries until its compare-exchange wins. Relaxed ordering: the
 /// word is the whole state and publishes no other data.
+///
+/// A limiter may also provide `next_word(word, permits, now_ns)`: the word `step`
+/// would write, or `fresh_state` when it writes nothing (a word written never
+/// equals it). The loop then runs only that between the load and the
+/// compare-exchange, so a failed exchange repeats no more than the admission
+/// test, and builds the decision once, from the word the exchange replaced.
 template <class L>
-decision acquire_word(L const& limiter, std::atomic<std::uint64_t>& state, std::int64_t permits,
-                      std::int64_t now_ns) noexcept {
+KEEL_ALWAYS_INLINE decision acquire_word(L const& limiter, std::atomic<std::uint64_t>& state,
+                                         std::int64_t permits, std::int64_t now_ns) noexcept {
     auto current = state.load(std::memory_order_relaxed);
-    for (;;) {
-        limiter_step const s = limiter.step(current, permits, now_ns);
-        if (!s.write || state.compare_exchange_weak(current, s.next, std::memory_order_relaxed,
-                                                    std::memory_order_relaxed)) {
-            return s.result;
+    if constexpr (requires {
+                      {
+                          limiter.next_word(current, permits, now_ns)
+                          } -> std::same_as<std::uint64_t>;
+                  }) {
+        for (;;) {
+            // A copy the exchange cannot touch, so the step after it reuses the test's work.
+            auto const seen = current;
+            auto const next = limiter.next_word(seen, permits, now_ns);
+            if (next == L::fresh_state ||
+                state.compare_exchange_weak(current, next, std::memory_order_relaxed,
+                                            std::memory_order_relaxed)) {
+                return limiter.step(seen, permits, now_ns).result;
+            }
+        }
+    } else {
+        for (;;) {
+            limiter_step const s = limiter.step(current, permits, now_ns);
+            if (!s.write || state.compare_exchange_weak(current, s.next, std::memory_order_relaxed,
+                                                        std::memory_order_relaxed)) {
+                return s.result;
+            }
         }
     }
 }

@@ -11,6 +11,7 @@
 #include <keel/version.hpp>
 
 #include <atomic>
+#include <bit>
 #include <chrono>
 #include <cstdint>
 #include <limits>
@@ -23,7 +24,8 @@ struct sliding_counter_options {
     /// SlidingWindowRateLimiterOptions.PermitLimit. Range [1, 4194303] (2^22 - 1:
     /// both counts and the window index share one 64-bit word).
     std::int64_t limit = 0;
-    /// Window length. Default 1 s. Must be positive.
+    /// Window length. Default 1 s. Range [1 ns, 2^61 ns] (about 73 years: twice
+    /// a window, the longest reset, then fits in int64).
     std::chrono::nanoseconds window = std::chrono::seconds{1};
 };
 
@@ -40,8 +42,15 @@ struct sliding_counter_options {
 /// decisions on real traffic). It can also refuse early: just after a boundary
 /// it counts the whole previous window even if those requests were long ago.
 ///
-/// State is one word {window index: 20 bits, prev: 22 bits, curr: 22 bits}.
-/// Thread-safe and lock-free (one CAS loop; a refusal only loads). Example:
+/// State is one word {window index: 64 - 2c bits, prev: c bits, curr: c bits},
+/// c the bits `limit` needs (so at least 20 index bits; 44 for a limit of 1000).
+/// Thread-safe and lock-free (one CAS loop; a refusal only loads). A request
+/// whose `now` lies in a window before the stored one (threads racing across a
+/// boundary, or an old explicit `now`) is decided at the start of the stored
+/// window: the state never moves backwards. The stored index is read as the
+/// window nearest to now's with the same low 64 - 2c bits, so only a state left
+/// idle for 2^(63 - 2c) windows or more can be taken for current or ahead
+/// (stricter, for fewer windows than that). Example:
 ///
 ///     keel::sliding_counter<> api{{.limit = 600, .window = 1min}};
 ///     auto d = api.try_acquire();
@@ -61,6 +70,8 @@ public:
     explicit sliding_counter(options const& opts, Clock clock = Clock{})
         : m_limit(opts.limit), m_window(opts.window.count()),
           m_divider(opts.window.count() > 0 ? opts.window.count() : 1),
+          m_count_bits(static_cast<int>(
+              std::bit_width(static_cast<std::uint64_t>(opts.limit > 0 ? opts.limit : 1)))),
           m_products_fit_64(opts.limit >= 1 && opts.limit <= max_limit && opts.window.count() > 0 &&
                             opts.window.count() <=
                                 std::numeric_limits<std::int64_t>::max() / (opts.limit + 1)),
@@ -68,70 +79,50 @@ public:
         if (opts.limit < 1 || opts.limit > max_limit) {
             detail::invalid_option("sliding_counter", "limit", "in [1, 4194303]", opts.limit);
         }
-        if (opts.window.count() <= 0) {
-            detail::invalid_option("sliding_counter", "window", "positive (ns)",
-                                   opts.window.count());
-        }
+        detail::check_window("sliding_counter", "window", opts.window.count());
     }
 
     sliding_counter(sliding_counter const&) = delete;
     sliding_counter& operator=(sliding_counter const&) = delete;
 
     /// Takes `permits` if the weighted count leaves room; reads the clock once.
-    decision try_acquire(std::int64_t permits = 1) noexcept {
+    KEEL_ALWAYS_INLINE decision try_acquire(std::int64_t permits = 1) noexcept {
         return try_acquire(permits, m_clock.now());
     }
     /// Takes `permits` at time `now`. 0 peeks; more than `limit` or negative is unsatisfiable.
-    decision try_acquire(std::int64_t permits, time_point now) noexcept {
+    KEEL_ALWAYS_INLINE decision try_acquire(std::int64_t permits, time_point now) noexcept {
         return detail::acquire_word(*this, m_state, permits, detail::to_ns(now));
     }
 
     /// Computes the decision and next state for state word `word` at `now_ns`.
-    limiter_step step(std::uint64_t word, std::int64_t permits,
-                      std::int64_t now_ns) const noexcept {
-        if (permits < 0 || permits > m_limit) {
-            return {detail::unsatisfiable(m_limit)};
+    KEEL_ALWAYS_INLINE limiter_step step(std::uint64_t word, std::int64_t permits,
+                                         std::int64_t now_ns) const noexcept {
+        if (permits < 0 || permits > m_limit) [[unlikely]] {
+            return {detail::unsatisfiable(peek(word, now_ns))};
         }
-        auto v = view(word, now_ns);
-        auto const w = m_window;
-        auto const e = now_ns - v.index * w; // elapsed in the current window, [0, W)
-        // Admit iff prev * (W - e) / W + curr + permits <= limit, in integers:
-        // x = prev * (W - e) <= (limit - curr - permits) * W. What is left afterwards is
-        // (limit - curr) - ceil(x / W), less the permits taken.
-        std::int64_t const free = m_limit - v.curr;
-        bool admit = false;
-        std::int64_t prev_share = 0; // ceil(x / W): the previous window's weight in permits
-        if (m_products_fit_64) {     // windows up to about 36 min: 64-bit products
-            auto const x = v.prev * (w - e);
-            admit = x <= (free - permits) * w;
-            prev_share = m_divider.floor_div(x + w - 1);
-        } else {
-            auto const x = static_cast<detail::int128>(v.prev) * (w - e);
-            admit = x <= static_cast<detail::int128>(free - permits) * w;
-            prev_share = div_by_window(x + w - 1);
+        return decide(word, permits, now_ns);
+    }
+
+    /// Returns the word step() writes for `permits` at `now_ns`, or fresh_state if none.
+    KEEL_ALWAYS_INLINE std::uint64_t next_word(std::uint64_t word, std::int64_t permits,
+                                               std::int64_t now_ns) const noexcept {
+        if (permits <= 0 || permits > m_limit) {
+            return fresh_state;
         }
-        decision d;
-        d.limit = m_limit;
-        if (admit) {
-            v.curr += permits;
-            d.allowed = true;
-            d.remaining = free - permits - prev_share;
-            d.reset = std::chrono::nanoseconds{reset_from(v.prev, v.curr, e)};
-            if (permits == 0) {
-                return {d};
-            }
-            return {d, pack(v.index, v.prev, v.curr), true};
-        }
-        d.remaining = free > prev_share ? free - prev_share : 0;
-        d.retry_after = std::chrono::nanoseconds{retry_from(v.prev, v.curr, e, permits)};
-        d.reset = std::chrono::nanoseconds{reset_from(v.prev, v.curr, e)};
-        return {d};
+        auto const v = current(word, now_ns);
+        return fits(v, permits) ? pack(v.index, v.prev, v.curr + permits) : fresh_state;
     }
 
     /// Returns how long from `now_ns` until `word` is indistinguishable from fresh_state.
     std::int64_t rest_after(std::uint64_t word, std::int64_t now_ns) const noexcept {
         auto const v = view(word, now_ns);
-        return reset_from(v.prev, v.curr, now_ns - v.index * m_window);
+        if (v.lag > 0) {
+            // The stored window starts lag windows after now's; at rest from there.
+            return detail::saturating_windows(v.lag, m_window,
+                                              reset_from(v.prev, v.curr, 0) - v.elapsed);
+        }
+        auto const c = current(word, now_ns);
+        return reset_from(c.prev, c.curr, c.elapsed);
     }
 
     /// Returns the limit: permits per sliding window.
@@ -142,45 +133,104 @@ public:
     Clock const& clock() const noexcept { return m_clock; }
 
 private:
-    static constexpr int index_bits = 20;
-    static constexpr int count_bits = 22;
-    static constexpr std::uint64_t count_mask = (std::uint64_t{1} << count_bits) - 1;
-    static constexpr std::uint64_t index_mask = (std::uint64_t{1} << index_bits) - 1;
-
     struct counts {
-        std::int64_t index; // the current aligned window (full width)
+        std::int64_t index;   // the aligned window decided in (full width)
+        std::int64_t elapsed; // e: ns into it, [0, W)
         std::int64_t prev;
         std::int64_t curr;
+        std::int64_t lag; // the stored window minus now's (0 for an empty state)
     };
 
-    // Reads `word` as seen from `now_ns`: rolls the counts forward to now's window.
-    counts view(std::uint64_t word, std::int64_t& now_ns) const noexcept {
-        auto index = m_divider.floor_div(now_ns);
-        auto const stored = word >> (2 * count_bits);
-        auto const prev = static_cast<std::int64_t>((word >> count_bits) & count_mask);
-        auto const curr = static_cast<std::int64_t>(word & count_mask);
-        // The distance in windows from the stored index to now's, as a signed
-        // 20-bit number.
-        auto lag =
-            static_cast<std::int64_t>((static_cast<std::uint64_t>(index) - stored) & index_mask);
-        if (lag >= (std::int64_t{1} << (index_bits - 1))) {
-            lag -= std::int64_t{1} << index_bits;
+    // Reads `word` from now's window: `lag` is the stored index minus now's, as a
+    // signed (64 - 2c)-bit number, so both racing readers and idle states are near.
+    KEEL_ALWAYS_INLINE counts view(std::uint64_t word, std::int64_t now_ns) const noexcept {
+        auto const index = m_divider.floor_div(now_ns);
+        auto const prev = static_cast<std::int64_t>((word >> m_count_bits) & count_mask());
+        auto const curr = static_cast<std::int64_t>(word & count_mask());
+        std::int64_t lag = 0;
+        if ((prev | curr) != 0) { // a word without counts is fresh_state, whatever its index
+            auto const shift = 2 * m_count_bits;
+            auto const stored = word >> shift;
+            lag =
+                static_cast<std::int64_t>((stored - static_cast<std::uint64_t>(index)) << shift) >>
+                shift;
         }
-        if (lag == 0) {
-            return {index, prev, curr};
-        }
-        if (lag == 1) {
-            return {index, curr, 0};
-        }
-        if (lag == -1) {
-            // `now` is one window behind the state (a racing reader): evaluate it at
-            // the start of the stored window.
-            ++index;
-            now_ns = index * m_window;
-            return {index, prev, curr};
-        }
-        return {index, 0, 0};
+        return {index, now_ns - index * m_window, prev, curr, lag};
     }
+
+    // The counts a request at `now_ns` is decided on: rolled forward to now's
+    // window, or, when `now` is behind the state, the stored window at its start.
+    KEEL_ALWAYS_INLINE counts current(std::uint64_t word, std::int64_t now_ns) const noexcept {
+        auto v = view(word, now_ns);
+        if (v.lag > 0) {
+            v.index += v.lag;
+            v.elapsed = 0;
+        } else if (v.lag == -1) {
+            v.prev = v.curr;
+            v.curr = 0;
+        } else if (v.lag < -1) {
+            v.prev = 0;
+            v.curr = 0;
+        }
+        return v;
+    }
+
+    // Admit iff prev * (W - e) / W + curr + permits <= limit, in integers:
+    // prev * (W - e) <= (limit - curr - permits) * W.
+    KEEL_ALWAYS_INLINE bool fits(counts const& v, std::int64_t permits) const noexcept {
+        auto const w = m_window;
+        auto const room = m_limit - v.curr - permits;
+        if (m_products_fit_64) { // windows up to about 36 min: 64-bit products
+            return v.prev * (w - v.elapsed) <= room * w;
+        }
+        return static_cast<detail::int128>(v.prev) * (w - v.elapsed) <=
+               static_cast<detail::int128>(room) * w;
+    }
+
+    // The previous window's weight in permits, ceil(prev * (W - e) / W).
+    std::int64_t prev_share(counts const& v) const noexcept {
+        auto const w = m_window;
+        if (m_products_fit_64) {
+            return m_divider.floor_div(v.prev * (w - v.elapsed) + w - 1);
+        }
+        return div_by_window(static_cast<detail::int128>(v.prev) * (w - v.elapsed) + w - 1);
+    }
+
+    // Decides 0 <= permits <= limit. What is left is (limit - curr) - ceil(prev *
+    // (W - e) / W), less the permits taken. `reset` is the time until both counts
+    // have slid out, or with nothing left the time until one permit fits (a
+    // refusal's retry_after itself), so a RateLimit t never contradicts Retry-After.
+    KEEL_ALWAYS_INLINE limiter_step decide(std::uint64_t word, std::int64_t permits,
+                                           std::int64_t now_ns) const noexcept {
+        auto const v = current(word, now_ns);
+        auto const e = v.elapsed;
+        std::int64_t const free = m_limit - v.curr;
+        decision d;
+        d.limit = m_limit;
+        if (fits(v, permits)) {
+            auto const curr = v.curr + permits;
+            d.allowed = true;
+            d.remaining = free - permits - prev_share(v);
+            d.reset = std::chrono::nanoseconds{d.remaining > 0 ? reset_from(v.prev, curr, e)
+                                                               : retry_from(v.prev, curr, e, 1)};
+            if (permits == 0) {
+                return {d};
+            }
+            return {d, pack(v.index, v.prev, curr), true};
+        }
+        auto const share = prev_share(v);
+        d.remaining = free > share ? free - share : 0;
+        d.retry_after = std::chrono::nanoseconds{retry_from(v.prev, v.curr, e, permits)};
+        d.reset = d.remaining > 0 ? std::chrono::nanoseconds{reset_from(v.prev, v.curr, e)}
+                                  : d.retry_after;
+        return {d};
+    }
+
+    decision peek(std::uint64_t word, std::int64_t now_ns) const noexcept {
+        return decide(word, 0, now_ns).result;
+    }
+
+    std::uint64_t count_mask() const noexcept { return (std::uint64_t{1} << m_count_bits) - 1; }
 
     // Returns x / W for 0 <= x <= (limit + 1) * W: a 64-bit division when x fits (it
     // does for windows up to 36 min), avoiding the slow 128-bit one on the hot path.
@@ -219,15 +269,17 @@ private:
         return (w - e) + at_next;
     }
 
-    static std::uint64_t pack(std::int64_t index, std::int64_t prev, std::int64_t curr) noexcept {
-        return ((static_cast<std::uint64_t>(index) & index_mask) << (2 * count_bits)) |
-               (static_cast<std::uint64_t>(prev) << count_bits) | static_cast<std::uint64_t>(curr);
+    std::uint64_t pack(std::int64_t index, std::int64_t prev, std::int64_t curr) const noexcept {
+        return (static_cast<std::uint64_t>(index) << (2 * m_count_bits)) |
+               (static_cast<std::uint64_t>(prev) << m_count_bits) |
+               static_cast<std::uint64_t>(curr);
     }
 
     std::atomic<std::uint64_t> m_state{fresh_state};
     std::int64_t m_limit;
     std::int64_t m_window;
     detail::divider m_divider; // by m_window
+    int m_count_bits;          // bits of each count field: bit_width(limit), 1 to 22
     bool m_products_fit_64;    // (limit + 1) * window fits in int64: step needs no 128-bit math
     [[no_unique_address]] Clock m_clock;
 };

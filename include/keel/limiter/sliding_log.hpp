@@ -24,7 +24,8 @@ struct sliding_log_options {
     /// [1, 16777216]: the ring holds `limit` 8-byte timestamps, allocated at
     /// construction (16 M permits = 128 MiB, the cap).
     std::int64_t limit = 0;
-    /// Window length. Default 1 s. Must be positive.
+    /// Window length. Default 1 s. Range [1 ns, 2^61 ns] (about 73 years), as
+    /// the other limiters.
     std::chrono::nanoseconds window = std::chrono::seconds{1};
 };
 
@@ -60,10 +61,10 @@ public:
     decision try_acquire(std::int64_t permits = 1) { return try_acquire(permits, m_clock.now()); }
     /// Takes `permits` at time `now`. 0 peeks; more than `limit` or negative is unsatisfiable.
     decision try_acquire(std::int64_t permits, time_point now) {
-        if (permits < 0 || permits > m_limit) {
-            return detail::unsatisfiable(m_limit);
-        }
         std::lock_guard lock{m_mutex};
+        if (permits < 0 || permits > m_limit) [[unlikely]] {
+            return detail::unsatisfiable(acquire_locked(0, detail::to_ns(now)));
+        }
         return acquire_locked(permits, detail::to_ns(now));
     }
 
@@ -82,9 +83,7 @@ private:
         if (opts.limit < 1 || opts.limit > max_limit) {
             detail::invalid_option("sliding_log", "limit", "in [1, 16777216]", opts.limit);
         }
-        if (opts.window.count() <= 0) {
-            detail::invalid_option("sliding_log", "window", "positive (ns)", opts.window.count());
-        }
+        detail::check_window("sliding_log", "window", opts.window.count());
         return opts;
     }
 
@@ -94,13 +93,20 @@ private:
         return m_ring[static_cast<std::size_t>(j < m_limit ? j : j - m_limit)];
     }
 
+    // How long from `now_ns` until stored time `t` (<= now) leaves the window; 0 if it has.
+    std::int64_t leaves_in(std::int64_t t, std::int64_t now_ns) const noexcept {
+        auto const age = detail::saturating_sub(now_ns, t);
+        return age < m_window ? m_window - age : 0;
+    }
+
     // How many stored timestamps are inside (now - W, now]: binary search, the ring is sorted.
     std::int64_t in_window(std::int64_t now_ns) const noexcept {
+        auto const start = detail::saturating_sub(now_ns, m_window);
         std::int64_t lo = 0;
         std::int64_t hi = m_limit;
         while (lo < hi) {
             auto const mid = lo + (hi - lo) / 2;
-            if (at(mid) > now_ns - m_window) {
+            if (at(mid) > start) {
                 hi = mid;
             } else {
                 lo = mid + 1;
@@ -109,6 +115,10 @@ private:
         return m_limit - lo;
     }
 
+    // `reset` is the time until the newest stored time leaves the window (the quota
+    // whole again), or with nothing left the time until the oldest does and frees a
+    // permit (a refusal's retry_after itself), so a RateLimit t never contradicts
+    // Retry-After.
     decision acquire_locked(std::int64_t permits, std::int64_t now_ns) {
         auto const newest = at(m_limit - 1);
         if (now_ns < newest) {
@@ -116,19 +126,14 @@ private:
         }
         decision d;
         d.limit = m_limit;
-        if (permits == 0) {
-            d.allowed = true;
-            d.remaining = m_limit - in_window(now_ns);
-            d.reset = detail::non_negative(newest + m_window - now_ns);
-            return d;
-        }
         // Admitting n keeps the newest limit - n stored times plus n new ones; the
         // window holds at most `limit` iff the n-th oldest has left it.
-        auto const pivot = at(permits - 1);
-        if (pivot > now_ns - m_window) {
+        auto const wait = permits == 0 ? 0 : leaves_in(at(permits - 1), now_ns);
+        if (wait > 0) {
             d.remaining = m_limit - in_window(now_ns);
-            d.retry_after = std::chrono::nanoseconds{pivot + m_window - now_ns};
-            d.reset = detail::non_negative(newest + m_window - now_ns);
+            d.retry_after = std::chrono::nanoseconds{wait};
+            d.reset = d.remaining > 0 ? std::chrono::nanoseconds{leaves_in(newest, now_ns)}
+                                      : d.retry_after;
             return d;
         }
         for (std::int64_t i = 0; i < permits; ++i) {
@@ -137,7 +142,8 @@ private:
         }
         d.allowed = true;
         d.remaining = m_limit - in_window(now_ns);
-        d.reset = std::chrono::nanoseconds{m_window};
+        d.reset =
+            std::chrono::nanoseconds{leaves_in(d.remaining > 0 ? at(m_limit - 1) : at(0), now_ns)};
         return d;
     }
 

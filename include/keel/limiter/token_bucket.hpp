@@ -9,7 +9,6 @@
 #include <keel/limiter/limiter.hpp>
 #include <keel/version.hpp>
 
-#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -24,11 +23,13 @@ struct token_bucket_options {
     /// effective rate is at most the configured one (relative error below
     /// rate / period_ns, e.g. 1e-6 at 1000 per ms).
     std::int64_t rate = 0;
-    /// The period `rate` is counted over. Default 1 s. Must be positive.
+    /// The period `rate` is counted over. Default 1 s. Range [1 ns, 2^61 ns]
+    /// (about 73 years: every duration the bucket computes then fits in int64).
     std::chrono::nanoseconds period = std::chrono::seconds{1};
     /// Bucket capacity: the most permits taken at once after idling. Default 0
     /// means "equal to rate" (a one-period burst, as Guava's SmoothBursty with
-    /// maxBurstSeconds = 1). burst * period / rate must stay below 2^62 ns.
+    /// maxBurstSeconds = 1). burst * period / rate must be at most 2^62 ns (the
+    /// default always is).
     /// Note that in any span t at most burst + rate * t / period pass, so
     /// burst = rate admits up to 2 x rate within one period.
     std::int64_t burst = 0;
@@ -39,8 +40,9 @@ struct token_bucket_options {
 /// Tokens at `now` are min(burst, (now - empty_at) / T), T = period / rate;
 /// taking n moves empty_at forward by n * T. Integer nanoseconds throughout; a
 /// refused request's retry_after is exact (the time at which the same request
-/// is admitted if nothing else takes permits). Thread-safe and lock-free: one
-/// CAS loop on one 64-bit word; a refusal only loads. Example:
+/// is admitted if nothing else takes permits). A `now` before empty_at finds no
+/// tokens. Times that would pass the clock's end saturate there. Thread-safe
+/// and lock-free: one CAS loop on one 64-bit word; a refusal only loads. Example:
 ///
 ///     keel::token_bucket<> calls{{.rate = 100, .period = 1s, .burst = 20}};
 ///     if (auto d = calls.try_acquire(); !d) { wait(d.retry_after); }
@@ -64,46 +66,38 @@ public:
     token_bucket& operator=(token_bucket const&) = delete;
 
     /// Takes `permits` if the bucket holds them; reads the clock once.
-    decision try_acquire(std::int64_t permits = 1) noexcept {
+    KEEL_ALWAYS_INLINE decision try_acquire(std::int64_t permits = 1) noexcept {
         return try_acquire(permits, m_clock.now());
     }
     /// Takes `permits` at time `now`. 0 peeks; more than `burst` or negative is unsatisfiable.
-    decision try_acquire(std::int64_t permits, time_point now) noexcept {
+    KEEL_ALWAYS_INLINE decision try_acquire(std::int64_t permits, time_point now) noexcept {
         return detail::acquire_word(*this, m_state, permits, detail::to_ns(now));
     }
 
     /// Computes the decision and next state for state word `word` at `now_ns`.
-    limiter_step step(std::uint64_t word, std::int64_t permits,
-                      std::int64_t now_ns) const noexcept {
-        auto const& p = m_params;
-        if (permits < 0 || permits > p.burst) {
-            return {detail::unsatisfiable(p.burst)};
+    KEEL_ALWAYS_INLINE limiter_step step(std::uint64_t word, std::int64_t permits,
+                                         std::int64_t now_ns) const noexcept {
+        if (permits < 0 || permits > m_params.burst) [[unlikely]] {
+            return {detail::unsatisfiable(peek(word, now_ns))};
         }
-        auto const empty_at = static_cast<std::int64_t>(word);
-        auto const full_at = now_ns - p.span; // a bucket empty before this is full now
-        auto const from = empty_at > full_at ? empty_at : full_at;
-        auto const next = from + permits * p.interval;
-        decision d;
-        d.limit = p.burst;
-        if (next <= now_ns) {
-            d.allowed = true;
-            d.remaining = (now_ns - next) / p.interval;
-            d.reset = detail::non_negative(next + p.span - now_ns);
-            if (permits == 0) {
-                return {d};
-            }
-            return {d, static_cast<std::uint64_t>(next), true};
+        return decide(word, permits, now_ns);
+    }
+
+    /// Returns the word step() writes for `permits` at `now_ns`, or fresh_state if none.
+    KEEL_ALWAYS_INLINE std::uint64_t next_word(std::uint64_t word, std::int64_t permits,
+                                               std::int64_t now_ns) const noexcept {
+        if (permits <= 0 || permits > m_params.burst) {
+            return fresh_state;
         }
-        d.remaining = std::max<std::int64_t>(0, (now_ns - from) / p.interval);
-        d.retry_after = std::chrono::nanoseconds{next - now_ns};
-        d.reset = detail::non_negative(from + p.span - now_ns);
-        return {d};
+        auto const f = fill(word, now_ns);
+        auto const cost = permits * m_params.interval;
+        return f.elapsed >= cost ? static_cast<std::uint64_t>(f.from + cost) : fresh_state;
     }
 
     /// Returns how long from `now_ns` until `word` is a full bucket (fresh_state's decisions).
     std::int64_t rest_after(std::uint64_t word, std::int64_t now_ns) const noexcept {
-        auto const full_at = static_cast<std::int64_t>(word) + m_params.span;
-        return full_at > now_ns ? full_at - now_ns : 0;
+        auto const to_empty = detail::saturating_sub(static_cast<std::int64_t>(word), now_ns);
+        return to_empty > -m_params.span ? detail::saturating_add(to_empty, m_params.span) : 0;
     }
 
     /// Returns the bucket capacity.
@@ -116,6 +110,55 @@ public:
     Clock const& clock() const noexcept { return m_clock; }
 
 private:
+    struct filled {
+        std::int64_t from;    // empty_at, or the time before which the bucket is full
+        std::int64_t elapsed; // now - from: at most span; negative for a now before empty_at
+    };
+
+    // Measured as durations from now, so nothing wraps near the clock's ends.
+    KEEL_ALWAYS_INLINE filled fill(std::uint64_t word, std::int64_t now_ns) const noexcept {
+        auto const empty_at = static_cast<std::int64_t>(word);
+        // A bucket empty before full_at is full now.
+        auto const full_at = detail::saturating_sub(now_ns, m_params.span);
+        auto const from = empty_at > full_at ? empty_at : full_at;
+        return {from, detail::saturating_sub(now_ns, from)};
+    }
+
+    // Tokens in `elapsed` ns: a division only when there is at least one.
+    std::int64_t tokens(std::int64_t elapsed) const noexcept {
+        return elapsed < m_params.interval ? 0 : m_params.per_interval.floor_div(elapsed);
+    }
+
+    // Decides 0 <= permits <= burst. `reset` is the time to a full bucket, or with
+    // no token left the time to the next one (a refusal's retry_after itself), so a
+    // RateLimit t never contradicts Retry-After.
+    KEEL_ALWAYS_INLINE limiter_step decide(std::uint64_t word, std::int64_t permits,
+                                           std::int64_t now_ns) const noexcept {
+        auto const& p = m_params;
+        auto const f = fill(word, now_ns);
+        auto const cost = permits * p.interval;
+        decision d;
+        d.limit = p.burst;
+        if (f.elapsed >= cost) {
+            auto const spare = f.elapsed - cost; // tokens' worth left, in [0, span]
+            d.allowed = true;
+            d.remaining = tokens(spare);
+            d.reset = std::chrono::nanoseconds{(d.remaining > 0 ? p.span : p.interval) - spare};
+            if (permits == 0) {
+                return {d};
+            }
+            return {d, static_cast<std::uint64_t>(f.from + cost), true};
+        }
+        d.remaining = tokens(f.elapsed);
+        d.retry_after = std::chrono::nanoseconds{detail::saturating_sub(cost, f.elapsed)};
+        d.reset = d.remaining > 0 ? std::chrono::nanoseconds{p.span - f.elapsed} : d.retry_after;
+        return {d};
+    }
+
+    decision peek(std::uint64_t word, std::int64_t now_ns) const noexcept {
+        return decide(word, 0, now_ns).result;
+    }
+
     std::atomic<std::uint64_t> m_state{fresh_state};
     detail::rate_params m_params;
     [[no_unique_address]] Clock m_clock;

@@ -228,8 +228,10 @@ TEST_CASE("sliding_counter decides and counts as the formula says, for short and
         keel::xoshiro256ss rng{static_cast<std::uint64_t>(c.limit)};
         for (int i = 0; i < 4000; ++i) {
             // Steps of up to 40 % of a window, and now and then a jump of several.
-            auto const step = rng() % 16 == 0 ? static_cast<std::int64_t>(rng() % 4) * w
-                                              : static_cast<std::int64_t>(rng() % static_cast<std::uint64_t>(w / 100 * 40));
+            auto const step =
+                rng() % 16 == 0
+                    ? static_cast<std::int64_t>(rng() % 4) * w
+                    : static_cast<std::int64_t>(rng() % static_cast<std::uint64_t>(w / 100 * 40));
             clock.advance(std::chrono::nanoseconds{step});
             std::int64_t const now = clock.now().time_since_epoch().count();
             std::int64_t const i_now = now / w;
