@@ -44,8 +44,9 @@ public:
         }
         std::sort(m_samples.begin(), m_samples.end());
         auto at = [&](double q) {
-            return m_samples[std::min(m_samples.size() - 1,
-                                      static_cast<std::size_t>(q * static_cast<double>(m_samples.size())))];
+            return m_samples[std::min(
+                m_samples.size() - 1,
+                static_cast<std::size_t>(q * static_cast<double>(m_samples.size())))];
         };
         state.counters["p50_us"] = benchmark::Counter(at(0.50), benchmark::Counter::kAvgThreads);
         state.counters["p99_us"] = benchmark::Counter(at(0.99), benchmark::Counter::kAvgThreads);
