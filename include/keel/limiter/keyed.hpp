@@ -7,6 +7,7 @@
 #pragma once
 
 #include <keel/core/clock.hpp>
+#include <keel/detail/integer.hpp>
 #include <keel/limiter/decision.hpp>
 #include <keel/limiter/limiter.hpp>
 #include <keel/version.hpp>
@@ -280,7 +281,7 @@ private:
             return r.result;
         }
         if (!make_room_locked(s, judge_time(s, now_ns))) {
-            auto const retry = s.next_sweep - now_ns;
+            auto const retry = detail::saturating_sub(s.next_sweep, now_ns);
             lock.unlock();
             if (m_overflow == keyed_overflow::shared) {
                 return m_limiter.try_acquire(permits, now);
@@ -292,7 +293,7 @@ private:
         }
         insert_locked(s, key, h, r.next);
         s.time = judge_time(s, now_ns);
-        auto const rest = now_ns + m_limiter.rest_after(r.next, now_ns);
+        auto const rest = detail::saturating_add(now_ns, m_limiter.rest_after(r.next, now_ns));
         s.next_sweep = rest < s.next_sweep ? rest : s.next_sweep;
         return r.result;
     }
@@ -431,7 +432,8 @@ private:
             if (drop_at_rest && rest == 0) {
                 continue;
             }
-            next_sweep = t + rest < next_sweep ? t + rest : next_sweep;
+            auto const at = detail::saturating_add(t, rest);
+            next_sweep = at < next_sweep ? at : next_sweep;
             auto j = static_cast<std::size_t>(hash_of(s.slots[i].key)) & mask;
             while (new_slots[j].word != Limiter::fresh_state) {
                 j = (j + 1) & mask;
