@@ -53,10 +53,10 @@ public:
         : m_limit(opts.limit), m_window(opts.window.count()),
           m_divider(opts.window.count() > 0 ? opts.window.count() : 1), m_clock(std::move(clock)) {
         if (opts.limit < 1 || opts.limit > max_limit) {
-            detail::invalid_option("fixed_window", "limit", "in [1, 4294967295]", opts.limit);
+            detail::invalid_option("keel::fixed_window", "limit", "in [1, 2^32 - 1]", opts.limit);
         }
         if (opts.window.count() <= 0) {
-            detail::invalid_option("fixed_window", "window", "positive (ns)", opts.window.count());
+            detail::invalid_option("keel::fixed_window", "window", "positive", opts.window);
         }
     }
 

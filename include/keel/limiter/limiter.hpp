@@ -8,6 +8,7 @@
 #include <keel/core/clock.hpp>
 #include <keel/detail/integer.hpp>
 #include <keel/detail/time.hpp>
+#include <keel/detail/validate.hpp>
 #include <keel/limiter/decision.hpp>
 #include <keel/version.hpp>
 
@@ -15,8 +16,7 @@
 #include <chrono>
 #include <concepts>
 #include <cstdint>
-#include <stdexcept>
-#include <string>
+#include <string_view>
 
 KEEL_BEGIN_NAMESPACE
 
@@ -62,13 +62,6 @@ concept word_limiter = rate_limiter<L> &&
 
 namespace detail {
 
-/// Throws std::invalid_argument "keel::<component>: <field> must be <range>, got <value>".
-[[noreturn]] inline void invalid_option(char const* component, char const* field, char const* range,
-                                        std::int64_t value) {
-    throw std::invalid_argument(std::string("keel::") + component + ": " + field + " must be " +
-                                range + ", got " + std::to_string(value));
-}
-
 /// A decision refusing `permits` that can never be granted (more than `limit`, or negative).
 constexpr decision unsatisfiable(std::int64_t limit) noexcept {
     decision d;
@@ -91,15 +84,15 @@ struct rate_params {
 };
 
 /// Validates rate / period / burst for `component` and derives the emission interval.
-inline rate_params make_rate_params(char const* component, std::int64_t rate,
+inline rate_params make_rate_params(std::string_view component, std::int64_t rate,
                                     std::chrono::nanoseconds period, std::int64_t burst) {
     if (period.count() <= 0) {
-        invalid_option(component, "period", "positive (ns)", period.count());
+        invalid_option(component, "period", "positive", period);
     }
     if (rate < 1 || rate > period.count()) {
         // A rate above one permit per ns would truncate the emission interval to 0
         // (the redis-cell #80 failure); refuse it instead of running unlimited.
-        invalid_option(component, "rate", "in [1, period in ns] (at most one permit per ns)", rate);
+        invalid_option(component, "rate", "in [1, period in ns]", rate);
     }
     auto const b = burst == 0 ? rate : burst;
     if (b < 0) {

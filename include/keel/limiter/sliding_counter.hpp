@@ -66,11 +66,10 @@ public:
                                 std::numeric_limits<std::int64_t>::max() / (opts.limit + 1)),
           m_clock(std::move(clock)) {
         if (opts.limit < 1 || opts.limit > max_limit) {
-            detail::invalid_option("sliding_counter", "limit", "in [1, 4194303]", opts.limit);
+            detail::invalid_option("keel::sliding_counter", "limit", "in [1, 4194303]", opts.limit);
         }
         if (opts.window.count() <= 0) {
-            detail::invalid_option("sliding_counter", "window", "positive (ns)",
-                                   opts.window.count());
+            detail::invalid_option("keel::sliding_counter", "window", "positive", opts.window);
         }
     }
 

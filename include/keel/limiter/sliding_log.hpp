@@ -80,10 +80,10 @@ private:
 
     static options const& validate(options const& opts) {
         if (opts.limit < 1 || opts.limit > max_limit) {
-            detail::invalid_option("sliding_log", "limit", "in [1, 16777216]", opts.limit);
+            detail::invalid_option("keel::sliding_log", "limit", "in [1, 16777216]", opts.limit);
         }
         if (opts.window.count() <= 0) {
-            detail::invalid_option("sliding_log", "window", "positive (ns)", opts.window.count());
+            detail::invalid_option("keel::sliding_log", "window", "positive", opts.window);
         }
         return opts;
     }

@@ -28,7 +28,7 @@ struct token_bucket_options {
     std::chrono::nanoseconds period = std::chrono::seconds{1};
     /// Bucket capacity: the most permits taken at once after idling. Default 0
     /// means "equal to rate" (a one-period burst, as Guava's SmoothBursty with
-    /// maxBurstSeconds = 1). burst * period / rate must stay below 2^62 ns.
+    /// maxBurstSeconds = 1). burst * period / rate must be at most 2^62 ns.
     /// Note that in any span t at most burst + rate * t / period pass, so
     /// burst = rate admits up to 2 x rate within one period.
     std::int64_t burst = 0;
@@ -57,7 +57,8 @@ public:
 
     /// Validates `opts` (throws std::invalid_argument naming the field); the bucket starts full.
     explicit token_bucket(options const& opts, Clock clock = Clock{})
-        : m_params(detail::make_rate_params("token_bucket", opts.rate, opts.period, opts.burst)),
+        : m_params(
+              detail::make_rate_params("keel::token_bucket", opts.rate, opts.period, opts.burst)),
           m_clock(std::move(clock)) {}
 
     token_bucket(token_bucket const&) = delete;
