@@ -88,13 +88,13 @@ std::string describe_value(T v) {
 }
 template <class Rep, class Period>
 std::string describe_value(std::chrono::duration<Rep, Period> d) {
-    if constexpr (std::ratio_greater_v<Period, std::nano>) {
-        // Beyond the nanosecond range (seconds::max()) the cast would overflow: print
-        // the count in its own unit instead.
+    if constexpr (std::ratio_greater_v<Period, std::nano> || std::floating_point<Rep>) {
+        // Beyond the nanosecond range (seconds::max(), a NaN or infinite double) the
+        // cast would overflow: print the count in its own unit instead.
         using own = std::chrono::duration<Rep, Period>;
         constexpr auto limit = std::chrono::duration_cast<own>(std::chrono::nanoseconds::max());
-        if (d > limit || d < -limit) {
-            return std::to_string(d.count()) + unit_suffix<Period>();
+        if (!(d <= limit && d >= -limit)) {
+            return describe_value(d.count()) + unit_suffix<Period>();
         }
     }
     return format_duration(std::chrono::duration_cast<std::chrono::nanoseconds>(d));

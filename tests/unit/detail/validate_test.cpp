@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <limits>
 #include <stdexcept>
 #include <string>
 
@@ -42,6 +43,10 @@ TEST_CASE("detail::invalid_option: one message shape for every value type", "[de
           "keel::thing: field must be in [1, 10], got 9223372036854775807s");
     CHECK(message(-std::chrono::hours::max()) ==
           "keel::thing: field must be in [1, 10], got -9223372036854775807h");
+    CHECK(message(std::chrono::duration<double>{-1.5}) ==
+          "keel::thing: field must be in [1, 10], got -1500ms");
+    CHECK(message(std::chrono::duration<double>{-std::numeric_limits<double>::infinity()}) ==
+          "keel::thing: field must be in [1, 10], got -infs");
     CHECK(message("x") == "keel::thing: field must be in [1, 10], got \"x\"");
     CHECK_THROWS_WITH(detail::invalid_configuration("keel::thing", "key must be unique"),
                       "keel::thing: key must be unique");
