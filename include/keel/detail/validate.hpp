@@ -10,6 +10,7 @@
 #include <chrono>
 #include <concepts>
 #include <cstdint>
+#include <ratio>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -42,6 +43,24 @@ inline std::string format_duration(std::chrono::nanoseconds d) {
     return std::to_string(n) + "ns"; // unreachable: every count divides by 1
 }
 
+/// Returns the suffix format_duration gives a whole count of `Period`.
+template <class Period>
+std::string unit_suffix() {
+    if constexpr (std::ratio_equal_v<Period, std::ratio<3600>>) {
+        return "h";
+    } else if constexpr (std::ratio_equal_v<Period, std::ratio<60>>) {
+        return "min";
+    } else if constexpr (std::ratio_equal_v<Period, std::ratio<1>>) {
+        return "s";
+    } else if constexpr (std::ratio_equal_v<Period, std::milli>) {
+        return "ms";
+    } else if constexpr (std::ratio_equal_v<Period, std::micro>) {
+        return "us";
+    } else {
+        return " x " + std::to_string(Period::num) + "/" + std::to_string(Period::den) + "s";
+    }
+}
+
 /// Returns how a rejected value prints in keel's messages.
 inline std::string describe_value(std::string_view s) {
     return '"' + std::string{s} + '"';
@@ -69,6 +88,15 @@ std::string describe_value(T v) {
 }
 template <class Rep, class Period>
 std::string describe_value(std::chrono::duration<Rep, Period> d) {
+    if constexpr (std::ratio_greater_v<Period, std::nano> || std::floating_point<Rep>) {
+        // Beyond the nanosecond range (seconds::max(), a NaN or infinite double) the
+        // cast would overflow: print the count in its own unit instead.
+        using own = std::chrono::duration<Rep, Period>;
+        constexpr auto limit = std::chrono::duration_cast<own>(std::chrono::nanoseconds::max());
+        if (!(d <= limit && d >= -limit)) {
+            return describe_value(d.count()) + unit_suffix<Period>();
+        }
+    }
     return format_duration(std::chrono::duration_cast<std::chrono::nanoseconds>(d));
 }
 

@@ -62,9 +62,9 @@ public:
               std::bit_width(static_cast<std::uint64_t>(opts.limit > 0 ? opts.limit : 1)))),
           m_clock(std::move(clock)) {
         if (opts.limit < 1 || opts.limit > max_limit) {
-            detail::invalid_option("fixed_window", "limit", "in [1, 4294967295]", opts.limit);
+            detail::invalid_option("keel::fixed_window", "limit", "in [1, 2^32 - 1]", opts.limit);
         }
-        detail::check_window("fixed_window", "window", opts.window.count());
+        detail::check_window("keel::fixed_window", "window", opts.window);
     }
 
     fixed_window(fixed_window const&) = delete;

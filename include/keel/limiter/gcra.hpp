@@ -55,7 +55,7 @@ public:
 
     /// Validates `opts` (throws std::invalid_argument naming the field).
     explicit gcra(options const& opts, Clock clock = Clock{})
-        : m_params(detail::make_rate_params("gcra", opts.rate, opts.period, opts.burst)),
+        : m_params(detail::make_rate_params("keel::gcra", opts.rate, opts.period, opts.burst)),
           m_clock(std::move(clock)) {}
 
     gcra(gcra const&) = delete;

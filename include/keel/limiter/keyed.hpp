@@ -136,12 +136,11 @@ public:
         : m_limiter(limiter_options, std::move(clock)), m_hash(std::move(hash)),
           m_overflow(opts.overflow) {
         if (opts.shards == 0 || opts.shards > 4096 || !std::has_single_bit(opts.shards)) {
-            detail::invalid_option("keyed", "shards", "a power of two in [1, 4096]",
-                                   static_cast<std::int64_t>(opts.shards));
+            detail::invalid_option("keel::keyed", "shards", "a power of two in [1, 4096]",
+                                   opts.shards);
         }
         if (opts.max_keys == 0 || opts.max_keys > (std::size_t{1} << 40)) {
-            detail::invalid_option("keyed", "max_keys", "in [1, 2^40]",
-                                   static_cast<std::int64_t>(opts.max_keys));
+            detail::invalid_option("keel::keyed", "max_keys", "in [1, 2^40]", opts.max_keys);
         }
         m_shard_count = opts.shards;
         m_shard_shift = 64 - std::countr_zero(opts.shards);

@@ -9,6 +9,7 @@
 #include <keel/detail/config.hpp>
 #include <keel/detail/integer.hpp>
 #include <keel/detail/time.hpp>
+#include <keel/detail/validate.hpp>
 #include <keel/limiter/decision.hpp>
 #include <keel/version.hpp>
 
@@ -17,8 +18,7 @@
 #include <concepts>
 #include <cstdint>
 #include <limits>
-#include <stdexcept>
-#include <string>
+#include <string_view>
 
 KEEL_BEGIN_NAMESPACE
 
@@ -72,13 +72,6 @@ concept word_limiter = rate_limiter<L> &&
 
 namespace detail {
 
-/// Throws std::invalid_argument "keel::<component>: <field> must be <range>, got <value>".
-[[noreturn]] inline void invalid_option(char const* component, char const* field, char const* range,
-                                        std::int64_t value) {
-    throw std::invalid_argument(std::string("keel::") + component + ": " + field + " must be " +
-                                range + ", got " + std::to_string(value));
-}
-
 /// The longest window or period a limiter accepts: 2^61 ns, about 73 years. Twice
 /// a window (a sliding counter's reset), or a bucket's whole refill at the
 /// default burst, then stays within max_refill_ns, so every duration a limiter
@@ -87,10 +80,11 @@ inline constexpr std::int64_t max_window_ns = std::int64_t{1} << 61;
 /// The longest refill a token bucket or GCRA accepts (burst x emission interval): 2^62 ns.
 inline constexpr std::int64_t max_refill_ns = std::int64_t{1} << 62;
 
-/// Throws invalid_option for `field` unless `ns` is in [1, max_window_ns].
-inline void check_window(char const* component, char const* field, std::int64_t ns) {
-    if (ns <= 0 || ns > max_window_ns) {
-        invalid_option(component, field, "in [1, 2^61] ns (about 73 years)", ns);
+/// Throws invalid_option for `field` unless `window` is in [1 ns, max_window_ns].
+inline void check_window(std::string_view component, std::string_view field,
+                         std::chrono::nanoseconds window) {
+    if (window.count() <= 0 || window.count() > max_window_ns) {
+        invalid_option(component, field, "in [1, 2^61] ns (about 73 years)", window);
     }
 }
 
@@ -129,13 +123,13 @@ struct rate_params {
 };
 
 /// Validates rate / period / burst for `component` and derives the emission interval.
-inline rate_params make_rate_params(char const* component, std::int64_t rate,
+inline rate_params make_rate_params(std::string_view component, std::int64_t rate,
                                     std::chrono::nanoseconds period, std::int64_t burst) {
-    check_window(component, "period", period.count());
+    check_window(component, "period", period);
     if (rate < 1 || rate > period.count()) {
         // A rate above one permit per ns would truncate the emission interval to 0
         // (the redis-cell #80 failure); refuse it instead of running unlimited.
-        invalid_option(component, "rate", "in [1, period in ns] (at most one permit per ns)", rate);
+        invalid_option(component, "rate", "in [1, period in ns]", rate);
     }
     auto const b = burst == 0 ? rate : burst;
     if (b < 0) {

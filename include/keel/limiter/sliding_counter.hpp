@@ -77,9 +77,9 @@ public:
                                 std::numeric_limits<std::int64_t>::max() / (opts.limit + 1)),
           m_clock(std::move(clock)) {
         if (opts.limit < 1 || opts.limit > max_limit) {
-            detail::invalid_option("sliding_counter", "limit", "in [1, 4194303]", opts.limit);
+            detail::invalid_option("keel::sliding_counter", "limit", "in [1, 4194303]", opts.limit);
         }
-        detail::check_window("sliding_counter", "window", opts.window.count());
+        detail::check_window("keel::sliding_counter", "window", opts.window);
     }
 
     sliding_counter(sliding_counter const&) = delete;

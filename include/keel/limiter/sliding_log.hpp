@@ -81,9 +81,9 @@ private:
 
     static options const& validate(options const& opts) {
         if (opts.limit < 1 || opts.limit > max_limit) {
-            detail::invalid_option("sliding_log", "limit", "in [1, 16777216]", opts.limit);
+            detail::invalid_option("keel::sliding_log", "limit", "in [1, 16777216]", opts.limit);
         }
-        detail::check_window("sliding_log", "window", opts.window.count());
+        detail::check_window("keel::sliding_log", "window", opts.window);
         return opts;
     }
 

@@ -59,7 +59,8 @@ public:
 
     /// Validates `opts` (throws std::invalid_argument naming the field); the bucket starts full.
     explicit token_bucket(options const& opts, Clock clock = Clock{})
-        : m_params(detail::make_rate_params("token_bucket", opts.rate, opts.period, opts.burst)),
+        : m_params(
+              detail::make_rate_params("keel::token_bucket", opts.rate, opts.period, opts.burst)),
           m_clock(std::move(clock)) {}
 
     token_bucket(token_bucket const&) = delete;

@@ -8,6 +8,7 @@
 // bounds its work, and on malformed input falls back to the nearest trusted hop.
 #pragma once
 
+#include <keel/detail/validate.hpp>
 #include <keel/net/cidr.hpp>
 #include <keel/net/detail/forwarded.hpp>
 #include <keel/net/detail/list_reader.hpp>
@@ -21,7 +22,6 @@
 #include <memory>
 #include <optional>
 #include <span>
-#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -134,7 +134,7 @@ struct client_resolver_options {
     cidr_list cloudflare{};
     /// Bytes of X-Forwarded-For / Forwarded read, counted from the end (the nearest hop)
     /// across all lines. Default 8192, nginx's default large_client_header_buffers size.
-    /// Range [1, 1 MiB]. An entry that crosses the limit is dropped whole, never cut in
+    /// Range [1, 1048576] (1 MiB). An entry that crosses the limit is dropped whole, never cut in
     /// the middle, and the walk stops there with stop_reason::truncated.
     std::size_t max_header_bytes = 8192;
     /// Forwarded hops walked beyond the socket peer. Default and maximum 15 (so the chain,
@@ -176,15 +176,13 @@ class client_resolver {
 public:
     /// Validates `options`; throws std::invalid_argument naming a field outside its range.
     explicit client_resolver(client_resolver_options options = {}) : m_options(std::move(options)) {
+        constexpr std::string_view component = "keel::net::client_resolver";
         if (m_options.max_header_bytes < 1 || m_options.max_header_bytes > (std::size_t{1} << 20)) {
-            throw std::invalid_argument(
-                "keel::net::client_resolver: max_header_bytes must be in [1, 1048576], got " +
-                std::to_string(m_options.max_header_bytes));
+            keel::detail::invalid_option(component, "max_header_bytes", "in [1, 1048576] (1 MiB)",
+                                         m_options.max_header_bytes);
         }
         if (m_options.max_hops < 1 || m_options.max_hops > address_chain::capacity - 1) {
-            throw std::invalid_argument(
-                "keel::net::client_resolver: max_hops must be in [1, 15], got " +
-                std::to_string(m_options.max_hops));
+            keel::detail::invalid_option(component, "max_hops", "in [1, 15]", m_options.max_hops);
         }
     }
 

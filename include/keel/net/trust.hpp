@@ -6,6 +6,7 @@
 // (address, hop index). Bad configuration throws std::invalid_argument naming the entry.
 #pragma once
 
+#include <keel/detail/validate.hpp>
 #include <keel/net/cidr.hpp>
 #include <keel/net/detail/chars.hpp>
 #include <keel/net/ip_address.hpp>
@@ -15,7 +16,6 @@
 #include <functional>
 #include <initializer_list>
 #include <span>
-#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -99,8 +99,9 @@ private:
     void add(std::string_view entry) {
         entry = detail::trim_ows(entry);
         auto const fail = [&entry](std::string_view why) {
-            throw std::invalid_argument("keel::net::cidr_list: invalid entry \"" +
-                                        std::string(entry) + "\": " + std::string(why));
+            keel::detail::invalid_configuration(
+                "keel::net::cidr_list",
+                "invalid entry " + keel::detail::describe_value(entry) + ": " + std::string(why));
         };
         auto const named = [&](std::initializer_list<std::string_view> ranges) {
             for (auto r : ranges) {
@@ -181,7 +182,8 @@ public:
     /// Returns a policy that asks `f`; throws std::invalid_argument if `f` is empty.
     static trust_policy predicate(predicate_type f) {
         if (!f) {
-            throw std::invalid_argument("keel::net::trust_policy: predicate must not be empty");
+            keel::detail::invalid_configuration("keel::net::trust_policy",
+                                                "predicate must not be empty");
         }
         trust_policy p{kind_type::predicate};
         p.m_predicate = std::move(f);

@@ -11,6 +11,7 @@
 #include <keel/core/clock.hpp>
 #include <keel/core/sleeper.hpp>
 #include <keel/detail/time.hpp>
+#include <keel/detail/validate.hpp>
 #include <keel/ops/detail/bounded_task.hpp>
 #include <keel/ops/detail/in_flight_counter.hpp>
 #include <keel/version.hpp>
@@ -23,7 +24,6 @@
 #include <cstdint>
 #include <functional>
 #include <mutex>
-#include <stdexcept>
 #include <stop_token>
 #include <string>
 #include <string_view>
@@ -74,19 +74,20 @@ struct drain_options {
     /// balancers stop routing here before new work is refused. Default 5 s, the article's
     /// `await sleep(5000)` and lightship's shutdownDelay (which "should match
     /// readinessProbe.periodSeconds"). 0 skips the delay (when a preStop hook already waits).
+    /// Must be >= 0.
     std::chrono::nanoseconds pre_stop_delay = std::chrono::seconds{5};
     /// Bounds the stop-accepting hooks (closing listeners). Default 1 s; 0 means the hooks
-    /// are started but not waited for.
+    /// are started but not waited for. Must be >= 0.
     std::chrono::nanoseconds stop_accepting_budget = std::chrono::seconds{1};
     /// Bounds the wait for in-flight tickets. Default 15 s (the drain line of the operations
     /// reference: delay 5 s, in-flight <= 15 s, resources <= 5 s, flush <= 2 s). 0 does not
-    /// wait: whatever is in flight is reported as left over.
+    /// wait: whatever is in flight is reported as left over. Must be >= 0.
     std::chrono::nanoseconds in_flight_budget = std::chrono::seconds{15};
     /// Bounds the close hooks, which run concurrently, each with this as its timeout.
-    /// Default 5 s, lightship's shutdownHandlerTimeout.
+    /// Default 5 s, lightship's shutdownHandlerTimeout. Must be >= 0.
     std::chrono::nanoseconds close_budget = std::chrono::seconds{5};
     /// Bounds the flush hooks, which run concurrently. Default 2 s (the article flushes with
-    /// Sentry.close(2000)).
+    /// Sentry.close(2000)). Must be >= 0.
     std::chrono::nanoseconds flush_budget = std::chrono::seconds{2};
 };
 
@@ -352,17 +353,14 @@ private:
     };
 
     static drain_options validate(drain_options const& o) {
-        auto const check = [](std::chrono::nanoseconds value, char const* field) {
+        constexpr std::string_view component = "keel::ops::drain_coordinator";
+        auto const check = [&](std::chrono::nanoseconds value, char const* field) {
             if (value < std::chrono::nanoseconds::zero()) {
-                throw std::invalid_argument(std::string{"keel::ops::drain_coordinator: "} + field +
-                                            " must be >= 0, got " + std::to_string(value.count()) +
-                                            " ns");
+                keel::detail::invalid_option(component, field, ">= 0", value);
             }
         };
         if (o.total_budget <= std::chrono::nanoseconds::zero()) {
-            throw std::invalid_argument(
-                "keel::ops::drain_coordinator: total_budget must be > 0, got " +
-                std::to_string(o.total_budget.count()) + " ns");
+            keel::detail::invalid_option(component, "total_budget", "> 0", o.total_budget);
         }
         check(o.pre_stop_delay, "pre_stop_delay");
         check(o.stop_accepting_budget, "stop_accepting_budget");

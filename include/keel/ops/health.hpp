@@ -10,6 +10,7 @@
 #include <keel/core/clock.hpp>
 #include <keel/core/sleeper.hpp>
 #include <keel/detail/time.hpp>
+#include <keel/detail/validate.hpp>
 #include <keel/ops/detail/health_check.hpp>
 #include <keel/ops/health_report.hpp>
 #include <keel/version.hpp>
@@ -20,7 +21,6 @@
 #include <memory>
 #include <mutex>
 #include <optional>
-#include <stdexcept>
 #include <stop_token>
 #include <string>
 #include <string_view>
@@ -169,8 +169,7 @@ public:
                              Sleeper sleeper = Sleeper{})
         : m_options(std::move(options)), m_clock(std::move(clock)), m_sleeper(std::move(sleeper)) {
         if (m_options.budget <= std::chrono::nanoseconds::zero()) {
-            throw std::invalid_argument("keel::health_registry: budget must be > 0, got " +
-                                        detail::describe_duration(m_options.budget));
+            keel::detail::invalid_option(component, "budget", "> 0", m_options.budget);
         }
         if (!m_options.wall_time) {
             auto const offset = std::chrono::system_clock::now().time_since_epoch() -
@@ -228,8 +227,9 @@ public:
         std::lock_guard lock{m_mutex};
         for (auto const& existing : m_checks) {
             if (existing->key == state->key) {
-                throw std::invalid_argument("keel::health_registry: check key must be unique, \"" +
-                                            state->key + "\" is already registered");
+                keel::detail::invalid_configuration(component, "check key must be unique, \"" +
+                                                                   state->key +
+                                                                   "\" is already registered");
             }
         }
         m_checks.push_back(std::move(state));
@@ -390,6 +390,7 @@ public:
     }
 
 private:
+    static constexpr std::string_view component = "keel::ops::health_registry";
     using state_type = detail::health_check_state<Clock, check_options>;
     using run_type = typename state_type::run_type;
     using view_type = detail::health_check_view<time_point>;
@@ -397,22 +398,18 @@ private:
 
     static void validate(check_options const& options) {
         if (options.name.empty() || options.name.find(':') != std::string::npos) {
-            throw std::invalid_argument(
-                "keel::health_registry: check name must be non-empty and contain no ':', got \"" +
-                options.name + "\"");
+            keel::detail::invalid_option(component, "name", "non-empty and free of ':'",
+                                         options.name);
         }
         if (options.measurement.find(':') != std::string::npos) {
-            throw std::invalid_argument(
-                "keel::health_registry: check measurement must contain no ':', got \"" +
-                options.measurement + "\"");
+            keel::detail::invalid_option(component, "measurement", "free of ':'",
+                                         options.measurement);
         }
         if (options.timeout <= std::chrono::nanoseconds::zero()) {
-            throw std::invalid_argument("keel::health_registry: check timeout must be > 0, got " +
-                                        detail::describe_duration(options.timeout));
+            keel::detail::invalid_option(component, "timeout", "> 0", options.timeout);
         }
         if (options.ttl < std::chrono::nanoseconds::zero()) {
-            throw std::invalid_argument("keel::health_registry: check ttl must be >= 0, got " +
-                                        detail::describe_duration(options.ttl));
+            keel::detail::invalid_option(component, "ttl", ">= 0", options.ttl);
         }
     }
 

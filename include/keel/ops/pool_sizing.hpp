@@ -30,10 +30,10 @@ namespace ops {
 /// @endcode
 template <class Rep, class Period>
 constexpr double littles_law(double arrival_rate, std::chrono::duration<Rep, Period> mean_time) {
-    detail::require(arrival_rate >= 0.0,
-                    "keel::ops::littles_law: arrival_rate must be >= 0 requests per second");
+    detail::require(arrival_rate >= 0.0, "keel::ops::littles_law", "arrival_rate",
+                    ">= 0 requests per second", arrival_rate);
     detail::require(mean_time >= std::chrono::duration<Rep, Period>::zero(),
-                    "keel::ops::littles_law: mean_time must be >= 0");
+                    "keel::ops::littles_law", "mean_time", ">= 0", mean_time);
     return arrival_rate * detail::seconds(mean_time);
 }
 
@@ -55,7 +55,8 @@ template <class Rep, class Period>
 constexpr std::size_t recommended_pool_size(double arrival_rate,
                                             std::chrono::duration<Rep, Period> mean_time,
                                             double headroom = 3.0) {
-    detail::require(headroom >= 1.0, "keel::ops::recommended_pool_size: headroom must be >= 1");
+    detail::require(headroom >= 1.0, "keel::ops::recommended_pool_size", "headroom", ">= 1",
+                    headroom);
     return detail::ceil_to_size(littles_law(arrival_rate, mean_time) * headroom);
 }
 
@@ -66,7 +67,8 @@ constexpr std::size_t recommended_pool_size(double arrival_rate,
 /// for pools of thousands (no factorials or powers). Throws std::invalid_argument for a
 /// negative load.
 constexpr double erlang_b(std::size_t servers, double offered_load) {
-    detail::require(offered_load >= 0.0, "keel::ops::erlang_b: offered_load must be >= 0");
+    detail::require(offered_load >= 0.0, "keel::ops::erlang_b", "offered_load", ">= 0",
+                    offered_load);
     double b = 1.0;
     for (std::size_t k = 1; k <= servers; ++k) {
         double const ab = offered_load * b;
@@ -119,8 +121,8 @@ template <class Rep, class Period>
 std::chrono::duration<double> wait_quantile(std::size_t servers, double arrival_rate,
                                             std::chrono::duration<Rep, Period> mean_hold,
                                             double quantile) {
-    detail::require(quantile >= 0.0 && quantile < 1.0,
-                    "keel::ops::wait_quantile: quantile must be in [0, 1)");
+    detail::require(quantile >= 0.0 && quantile < 1.0, "keel::ops::wait_quantile", "quantile",
+                    "in [0, 1)", quantile);
     double const a = offered_load(arrival_rate, mean_hold);
     auto const c = static_cast<double>(servers);
     if (c <= a) {
@@ -147,8 +149,8 @@ template <class Rep, class Period>
 constexpr std::size_t min_pool_for_wait_probability(double arrival_rate,
                                                     std::chrono::duration<Rep, Period> mean_hold,
                                                     double target) {
-    detail::require(target > 0.0 && target <= 1.0,
-                    "keel::ops::min_pool_for_wait_probability: target must be in (0, 1]");
+    detail::require(target > 0.0 && target <= 1.0, "keel::ops::min_pool_for_wait_probability",
+                    "target", "in (0, 1]", target);
     double const a = offered_load(arrival_rate, mean_hold);
     if (a == 0.0) {
         return 0;
@@ -174,7 +176,7 @@ constexpr std::size_t min_pool_for_mean_wait(double arrival_rate,
                                              std::chrono::duration<Rep, Period> mean_hold,
                                              std::chrono::duration<Rep2, Period2> target_wait) {
     detail::require(target_wait >= std::chrono::duration<Rep2, Period2>::zero(),
-                    "keel::ops::min_pool_for_mean_wait: target_wait must be >= 0");
+                    "keel::ops::min_pool_for_mean_wait", "target_wait", ">= 0", target_wait);
     double const a = offered_load(arrival_rate, mean_hold);
     if (a == 0.0) {
         return 0;
@@ -200,10 +202,10 @@ template <class Rep, class Period, class Rep2, class Period2>
 std::size_t
 min_pool_for_wait_quantile(double arrival_rate, std::chrono::duration<Rep, Period> mean_hold,
                            double quantile, std::chrono::duration<Rep2, Period2> target_wait) {
-    detail::require(quantile >= 0.0 && quantile < 1.0,
-                    "keel::ops::min_pool_for_wait_quantile: quantile must be in [0, 1)");
+    detail::require(quantile >= 0.0 && quantile < 1.0, "keel::ops::min_pool_for_wait_quantile",
+                    "quantile", "in [0, 1)", quantile);
     detail::require(target_wait >= std::chrono::duration<Rep2, Period2>::zero(),
-                    "keel::ops::min_pool_for_wait_quantile: target_wait must be >= 0");
+                    "keel::ops::min_pool_for_wait_quantile", "target_wait", ">= 0", target_wait);
     double const a = offered_load(arrival_rate, mean_hold);
     if (a == 0.0) {
         return 0;
@@ -289,7 +291,7 @@ constexpr std::chrono::duration<double>
 connection_setup_cost(std::chrono::duration<Rep, Period> rtt,
                       transport stack = transport::tcp_tls12) {
     detail::require(rtt >= std::chrono::duration<Rep, Period>::zero(),
-                    "keel::ops::connection_setup_cost: rtt must be >= 0");
+                    "keel::ops::connection_setup_cost", "rtt", ">= 0", rtt);
     return std::chrono::duration<double>{handshake_round_trips(stack) * detail::seconds(rtt)};
 }
 
@@ -301,7 +303,7 @@ constexpr double connection_overhead_ratio(std::chrono::duration<Rep, Period> rt
                                            std::chrono::duration<Rep2, Period2> work,
                                            transport stack = transport::tcp_tls12) {
     detail::require(work >= std::chrono::duration<Rep2, Period2>::zero(),
-                    "keel::ops::connection_overhead_ratio: work must be >= 0");
+                    "keel::ops::connection_overhead_ratio", "work", ">= 0", work);
     double const setup = connection_setup_cost(rtt, stack).count();
     double const w = detail::seconds(work);
     return w == 0.0 ? std::numeric_limits<double>::infinity() : setup / w;

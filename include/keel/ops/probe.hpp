@@ -5,11 +5,10 @@
 // service can static_assert its probe settings against its budgets.
 #pragma once
 
+#include <keel/detail/validate.hpp>
 #include <keel/version.hpp>
 
 #include <chrono>
-#include <stdexcept>
-#include <string>
 
 KEEL_BEGIN_NAMESPACE
 
@@ -38,40 +37,28 @@ struct probe_config {
     /// the window arithmetic below cannot overflow within it.
     static constexpr std::chrono::seconds max_seconds{2147483647};
 
-    /// Throws std::invalid_argument if a field is below the Kubernetes minimum, e.g.
-    /// "keel::probe_config: period must be >= 1s, got 0s", or a seconds field is above
-    /// max_seconds.
+    /// Throws std::invalid_argument if a field is outside its range above, e.g.
+    /// "keel::ops::probe_config: period must be in [1s, 2147483647s], got 0s".
     constexpr void validate() const {
-        at_most(initial_delay, "initial_delay");
-        at_most(period, "period");
-        at_most(timeout, "timeout");
-        if (initial_delay < std::chrono::seconds{0}) {
-            fail("initial_delay must be >= 0s, got " + std::to_string(initial_delay.count()) + "s");
-        }
-        if (period < std::chrono::seconds{1}) {
-            fail("period must be >= 1s, got " + std::to_string(period.count()) + "s");
-        }
-        if (timeout < std::chrono::seconds{1}) {
-            fail("timeout must be >= 1s, got " + std::to_string(timeout.count()) + "s");
-        }
+        check_seconds(initial_delay, "initial_delay", std::chrono::seconds{0},
+                      "in [0s, 2147483647s]");
+        check_seconds(period, "period", std::chrono::seconds{1}, "in [1s, 2147483647s]");
+        check_seconds(timeout, "timeout", std::chrono::seconds{1}, "in [1s, 2147483647s]");
         if (success_threshold < 1) {
-            fail("success_threshold must be >= 1, got " + std::to_string(success_threshold));
+            keel::detail::invalid_option(component, "success_threshold", ">= 1", success_threshold);
         }
         if (failure_threshold < 1) {
-            fail("failure_threshold must be >= 1, got " + std::to_string(failure_threshold));
+            keel::detail::invalid_option(component, "failure_threshold", ">= 1", failure_threshold);
         }
     }
 
 private:
-    static constexpr void at_most(std::chrono::seconds value, char const* field) {
-        if (value > max_seconds) {
-            fail(std::string{field} +
-                 " must be <= 2147483647s (int32 in the Kubernetes API), got " +
-                 std::to_string(value.count()) + "s");
+    static constexpr char const* component = "keel::ops::probe_config";
+    static constexpr void check_seconds(std::chrono::seconds value, char const* field,
+                                        std::chrono::seconds minimum, char const* range) {
+        if (value < minimum || value > max_seconds) {
+            keel::detail::invalid_option(component, field, range, value);
         }
-    }
-    [[noreturn]] static void fail(std::string const& what) {
-        throw std::invalid_argument("keel::probe_config: " + what);
     }
 };
 

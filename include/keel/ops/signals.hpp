@@ -7,6 +7,7 @@
 #pragma once
 
 #include <keel/detail/time.hpp>
+#include <keel/detail/validate.hpp>
 #include <keel/version.hpp>
 
 #include <pthread.h>
@@ -20,7 +21,6 @@
 #include <functional>
 #include <mutex>
 #include <optional>
-#include <stdexcept>
 #include <stop_token>
 #include <string>
 #include <system_error>
@@ -147,17 +147,16 @@ public:
 
 private:
     static signal_options validate(signal_options options) {
+        constexpr std::string_view component = "keel::ops::signal_waiter";
         if (options.signals.empty()) {
-            throw std::invalid_argument(
-                "keel::ops::signal_waiter: signals must name at least one signal");
+            keel::detail::invalid_configuration(component, "signals must name at least one signal");
         }
         for (int sig : options.signals) {
             ::sigset_t probe;
             ::sigemptyset(&probe);
             if (sig == SIGKILL || sig == SIGSTOP || ::sigaddset(&probe, sig) != 0) {
-                throw std::invalid_argument("keel::ops::signal_waiter: signals must be valid and "
-                                            "catchable (not SIGKILL or SIGSTOP), got " +
-                                            std::to_string(sig));
+                keel::detail::invalid_option(component, "signals",
+                                             "valid and catchable (not SIGKILL or SIGSTOP)", sig);
             }
         }
         return options;

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <keel/core/random.hpp>
+#include <keel/detail/validate.hpp>
 #include <keel/version.hpp>
 
 #include <algorithm>
@@ -15,8 +16,8 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
-#include <stdexcept>
 #include <string>
+#include <string_view>
 #include <variant>
 
 KEEL_BEGIN_NAMESPACE
@@ -45,7 +46,7 @@ struct linear {
 struct exponential {
     /// Default 500 ms (resilience4j's initial interval); >= 0.
     std::chrono::nanoseconds base = std::chrono::milliseconds{500};
-    /// Default 2.0 (Polly, failsafe, Finagle; resilience4j uses 1.5); >= 1.
+    /// Default 2.0 (Polly, failsafe, Finagle; resilience4j uses 1.5); finite and >= 1.
     double multiplier = 2.0;
     /// Default 30 s (keel's choice: Polly has no cap by default, gRPC requires one); >= base.
     std::chrono::nanoseconds cap = std::chrono::seconds{30};
@@ -101,43 +102,42 @@ inline constexpr jitter jitter::equal{jitter::kind::equal, 0.0, {}};
 inline constexpr jitter jitter::decorrelated{jitter::kind::decorrelated, 0.0, {}};
 
 namespace detail {
-inline std::string nanos_text(std::chrono::nanoseconds d) {
-    return std::to_string(d.count()) + " ns";
-}
-
-/// Throws std::invalid_argument unless `b` and `j` are within their documented ranges.
-inline void validate_backoff(char const* component, backoff const& b, jitter const& j) {
-    auto fail = [&](std::string const& what) {
-        throw std::invalid_argument(std::string{component} + ": " + what);
-    };
+/// Throws std::invalid_argument unless `b` and `j` are within their documented ranges,
+/// naming them as the options of `component` hold them (backoff.base, jitter.fraction).
+inline void validate_backoff(std::string_view component, backoff const& b, jitter const& j) {
     using std::chrono::nanoseconds;
     if (auto const* c = std::get_if<constant>(&b)) {
         if (c->delay < nanoseconds::zero()) {
-            fail("constant delay must be >= 0, got " + nanos_text(c->delay));
+            invalid_option(component, "backoff.delay", ">= 0", c->delay);
         }
     } else if (auto const* l = std::get_if<linear>(&b)) {
-        if (l->base < nanoseconds::zero() || l->step < nanoseconds::zero()) {
-            fail("linear base and step must be >= 0");
+        if (l->base < nanoseconds::zero()) {
+            invalid_option(component, "backoff.base", ">= 0", l->base);
+        }
+        if (l->step < nanoseconds::zero()) {
+            invalid_option(component, "backoff.step", ">= 0", l->step);
         }
         if (l->cap < l->base) {
-            fail("linear cap must be >= base, got " + nanos_text(l->cap));
+            invalid_option(component, "backoff.cap",
+                           ">= backoff.base (" + format_duration(l->base) + ")", l->cap);
         }
     } else if (auto const* e = std::get_if<exponential>(&b)) {
         if (e->base < nanoseconds::zero()) {
-            fail("exponential base must be >= 0, got " + nanos_text(e->base));
+            invalid_option(component, "backoff.base", ">= 0", e->base);
         }
         if (!(e->multiplier >= 1.0) || !std::isfinite(e->multiplier)) {
-            fail("exponential multiplier must be >= 1, got " + std::to_string(e->multiplier));
+            invalid_option(component, "backoff.multiplier", "finite and >= 1", e->multiplier);
         }
         if (e->cap < e->base) {
-            fail("exponential cap must be >= base, got " + nanos_text(e->cap));
+            invalid_option(component, "backoff.cap",
+                           ">= backoff.base (" + format_duration(e->base) + ")", e->cap);
         }
     }
     if (j.which == jitter::kind::proportional && !(j.fraction >= 0.0 && j.fraction <= 1.0)) {
-        fail("proportional jitter must be in [0, 1], got " + std::to_string(j.fraction));
+        invalid_option(component, "jitter.fraction", "in [0, 1]", j.fraction);
     }
     if (j.which == jitter::kind::additive && j.amount < nanoseconds::zero()) {
-        fail("additive jitter must be >= 0, got " + nanos_text(j.amount));
+        invalid_option(component, "jitter.amount", ">= 0", j.amount);
     }
 }
 

@@ -10,6 +10,7 @@
 #include <keel/core/error.hpp>
 #include <keel/core/outcome.hpp>
 #include <keel/core/sleeper.hpp>
+#include <keel/detail/validate.hpp>
 #include <keel/version.hpp>
 
 #include <algorithm>
@@ -18,9 +19,9 @@
 #include <concepts>
 #include <deque>
 #include <mutex>
-#include <stdexcept>
 #include <stop_token>
 #include <string>
+#include <string_view>
 #include <system_error>
 #include <utility>
 
@@ -70,24 +71,24 @@ public:
     /// Builds a bulkhead waiting through `sleeper` (a keel::virtual_sleeper in tests).
     basic_bulkhead(bulkhead_options options, Sleeper sleeper)
         : m_options(options), m_sleeper(std::move(sleeper)) {
-        auto fail = [](std::string const& what) {
-            throw std::invalid_argument("keel::bulkhead: " + what);
-        };
+        constexpr std::string_view component = "keel::bulkhead";
         if (options.max_concurrent_calls < 1) {
-            fail("max_concurrent_calls must be >= 1, got " +
-                 std::to_string(options.max_concurrent_calls));
+            detail::invalid_option(component, "max_concurrent_calls", ">= 1",
+                                   options.max_concurrent_calls);
         }
         if (options.max_queued_calls < 0) {
-            fail("max_queued_calls must be >= 0, got " + std::to_string(options.max_queued_calls));
+            detail::invalid_option(component, "max_queued_calls", ">= 0", options.max_queued_calls);
         }
         if (options.max_wait < std::chrono::nanoseconds::zero()) {
-            fail("max_wait must be >= 0, got " + std::to_string(options.max_wait.count()) + " ns");
+            detail::invalid_option(component, "max_wait", ">= 0", options.max_wait);
         }
         if ((options.max_queued_calls > 0) !=
             (options.max_wait > std::chrono::nanoseconds::zero())) {
-            fail("max_wait must be > 0 exactly when max_queued_calls > 0, got max_queued_calls " +
-                 std::to_string(options.max_queued_calls) + " and max_wait " +
-                 std::to_string(options.max_wait.count()) + " ns");
+            detail::invalid_configuration(
+                component, "max_wait must be > 0 exactly when max_queued_calls > 0, got "
+                           "max_queued_calls " +
+                               detail::describe_value(options.max_queued_calls) + " and max_wait " +
+                               detail::format_duration(options.max_wait));
         }
     }
 

@@ -11,6 +11,7 @@
 #include <keel/core/outcome.hpp>
 #include <keel/core/sleeper.hpp>
 #include <keel/detail/time.hpp>
+#include <keel/detail/validate.hpp>
 #include <keel/limiter/decision.hpp>
 #include <keel/limiter/limiter.hpp>
 #include <keel/version.hpp>
@@ -61,11 +62,10 @@ public:
     explicit rate_limit(Limiter& limiter, options const& opts = {}, Sleeper sleeper = Sleeper{})
         : m_limiter(&limiter), m_options(opts), m_sleeper(std::move(sleeper)) {
         if (opts.permits < 1) {
-            detail::invalid_option("rate_limit", "permits", "at least 1", opts.permits);
+            detail::invalid_option("keel::rate_limit", "permits", "at least 1", opts.permits);
         }
         if (opts.max_wait.count() < 0) {
-            detail::invalid_option("rate_limit", "max_wait", "non-negative (ns)",
-                                   opts.max_wait.count());
+            detail::invalid_option("keel::rate_limit", "max_wait", "non-negative", opts.max_wait);
         }
     }
 

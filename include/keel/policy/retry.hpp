@@ -13,6 +13,7 @@
 #include <keel/core/random.hpp>
 #include <keel/core/sleeper.hpp>
 #include <keel/detail/time.hpp>
+#include <keel/detail/validate.hpp>
 #include <keel/policy/backoff.hpp>
 #include <keel/policy/predicate.hpp>
 #include <keel/policy/retry_budget.hpp>
@@ -22,7 +23,6 @@
 #include <concepts>
 #include <functional>
 #include <optional>
-#include <stdexcept>
 #include <string>
 #include <type_traits>
 #include <typeinfo>
@@ -162,12 +162,10 @@ public:
         : m_options(std::move(options)), m_should_retry(std::move(should_retry)),
           m_clock(std::move(clock)), m_sleeper(std::move(sleeper)), m_random(std::move(random)) {
         if (m_options.max_attempts < 1) {
-            throw std::invalid_argument("keel::retry: max_attempts must be >= 1, got " +
-                                        std::to_string(m_options.max_attempts));
+            detail::invalid_option("keel::retry", "max_attempts", ">= 1", m_options.max_attempts);
         }
         if (m_options.max_duration < std::chrono::nanoseconds::zero()) {
-            throw std::invalid_argument("keel::retry: max_duration must be >= 0, got " +
-                                        std::to_string(m_options.max_duration.count()) + " ns");
+            detail::invalid_option("keel::retry", "max_duration", ">= 0", m_options.max_duration);
         }
         detail::validate_backoff("keel::retry", m_options.backoff, m_options.jitter);
     }

@@ -9,6 +9,7 @@
 #include <keel/core/clock.hpp>
 #include <keel/detail/epoch_ring.hpp>
 #include <keel/detail/time.hpp>
+#include <keel/detail/validate.hpp>
 #include <keel/version.hpp>
 
 #include <algorithm>
@@ -18,8 +19,7 @@
 #include <concepts>
 #include <cstdint>
 #include <optional>
-#include <stdexcept>
-#include <string>
+#include <string_view>
 
 KEEL_BEGIN_NAMESPACE
 
@@ -28,7 +28,7 @@ struct retry_budget_options {
     /// Default 0.2 (Finagle percentCanRetry, Envoy budget_percent 20 %, failsafe-go maxRate);
     /// in [0, 1000]; each call deposits this many retries. Zero leaves only the floor.
     double retry_ratio = 0.2;
-    /// Default 10 (Finagle minRetriesPerSec); >= 0. The budget always holds
+    /// Default 10 (Finagle minRetriesPerSec); finite and >= 0. The budget always holds
     /// `min_retries_per_second * ttl` retries on top of the deposits, so a client
     /// with little traffic can still retry. Zero means no floor.
     double min_retries_per_second = 10.0;
@@ -73,19 +73,17 @@ public:
     /// Builds a budget reading `clock` (a keel::manual_clock in tests).
     basic_retry_budget(retry_budget_options options, Clock clock)
         : m_options(options), m_clock(std::move(clock)) {
-        auto fail = [](std::string const& what) {
-            throw std::invalid_argument("keel::retry_budget: " + what);
-        };
+        constexpr std::string_view component = "keel::retry_budget";
         if (!(options.retry_ratio >= 0.0 && options.retry_ratio <= 1000.0)) {
-            fail("retry_ratio must be in [0, 1000], got " + std::to_string(options.retry_ratio));
+            detail::invalid_option(component, "retry_ratio", "in [0, 1000]", options.retry_ratio);
         }
         if (!(options.min_retries_per_second >= 0.0) ||
             !std::isfinite(options.min_retries_per_second)) {
-            fail("min_retries_per_second must be >= 0, got " +
-                 std::to_string(options.min_retries_per_second));
+            detail::invalid_option(component, "min_retries_per_second", "finite and >= 0",
+                                   options.min_retries_per_second);
         }
         if (options.ttl < std::chrono::milliseconds{10} || options.ttl > std::chrono::hours{1}) {
-            fail("ttl must be in [10 ms, 1 h], got " + std::to_string(options.ttl.count()) + " ns");
+            detail::invalid_option(component, "ttl", "in [10 ms, 1 h]", options.ttl);
         }
         m_width = options.ttl.count() / buckets;
         m_reserve =

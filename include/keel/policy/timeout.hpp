@@ -12,13 +12,12 @@
 #include <keel/core/outcome.hpp>
 #include <keel/detail/deadline_timer.hpp>
 #include <keel/detail/time.hpp>
+#include <keel/detail/validate.hpp>
 #include <keel/version.hpp>
 
 #include <chrono>
 #include <concepts>
-#include <stdexcept>
 #include <stop_token>
-#include <string>
 #include <type_traits>
 #include <utility>
 
@@ -81,8 +80,7 @@ public:
         // policy out); start + duration saturates on clocks near their end anyway.
         if (duration <= std::chrono::nanoseconds::zero() ||
             duration > std::chrono::hours{24 * 365}) {
-            throw std::invalid_argument("keel::timeout: duration must be in (0, 1 year], got " +
-                                        std::to_string(duration.count()) + " ns");
+            detail::invalid_option("keel::timeout", "duration", "in (0, 1 year]", duration);
         }
     }
 

@@ -7,6 +7,7 @@
 
 #include <keel/core/error.hpp>
 #include <keel/core/outcome.hpp>
+#include <keel/detail/validate.hpp>
 #include <keel/version.hpp>
 
 #include <hiredis/hiredis.h>
@@ -22,7 +23,6 @@
 #include <pthread.h>
 #include <signal.h>
 #include <span>
-#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <sys/time.h>
@@ -52,33 +52,35 @@ struct connection_options {
     std::chrono::milliseconds command_timeout{20};
     /// Password sent with AUTH after connecting; empty (the default) sends none.
     std::string password{};
-    /// Database selected with SELECT after connecting. Default 0; range [0, 15] on a
-    /// default server. Redis Cluster supports only 0.
+    /// Database selected with SELECT after connecting. Default 0; must be >= 0 (a
+    /// default server has 0 to 15). Redis Cluster supports only 0.
     int database = 0;
 };
 
 namespace detail {
-/// Throws std::invalid_argument unless `o` is within the documented ranges.
-inline void validate(connection_options const& o, char const* component) {
-    auto fail = [&](std::string const& what) {
-        throw std::invalid_argument(std::string{component} + ": " + what);
+/// Throws std::invalid_argument unless `o` is within the documented ranges, naming
+/// each field `prefix` + its name ("connection.port" in keel::redis::pool's options).
+inline void validate(connection_options const& o, std::string_view component,
+                     std::string_view prefix = {}) {
+    auto const field = [&](std::string_view name) {
+        return std::string{prefix} + std::string{name};
     };
     if (o.host.empty()) {
-        fail("connection.host must not be empty");
+        keel::detail::invalid_configuration(component, field("host") + " must not be empty");
     }
     if (o.port < 1 || o.port > 65535) {
-        fail("connection.port must be in [1, 65535], got " + std::to_string(o.port));
+        keel::detail::invalid_option(component, field("port"), "in [1, 65535]", o.port);
     }
     if (o.connect_timeout <= std::chrono::milliseconds::zero()) {
-        fail("connection.connect_timeout must be positive, got " +
-             std::to_string(o.connect_timeout.count()) + " ms");
+        keel::detail::invalid_option(component, field("connect_timeout"), "positive",
+                                     o.connect_timeout);
     }
     if (o.command_timeout <= std::chrono::milliseconds::zero()) {
-        fail("connection.command_timeout must be positive, got " +
-             std::to_string(o.command_timeout.count()) + " ms");
+        keel::detail::invalid_option(component, field("command_timeout"), "positive",
+                                     o.command_timeout);
     }
     if (o.database < 0) {
-        fail("connection.database must be >= 0, got " + std::to_string(o.database));
+        keel::detail::invalid_option(component, field("database"), ">= 0", o.database);
     }
 }
 

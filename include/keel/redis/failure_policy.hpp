@@ -5,12 +5,12 @@
 // settings that keep a dead Redis from costing a timeout on every request.
 #pragma once
 
+#include <keel/detail/validate.hpp>
 #include <keel/version.hpp>
 
 #include <chrono>
 #include <cstdint>
-#include <stdexcept>
-#include <string>
+#include <string_view>
 
 KEEL_BEGIN_NAMESPACE
 
@@ -58,26 +58,24 @@ struct failure_policy {
 
 namespace detail {
 /// Throws std::invalid_argument unless `p` is within the documented ranges.
-inline void validate(failure_policy const& p, char const* component) {
+inline void validate(failure_policy const& p, std::string_view component) {
     constexpr std::int64_t max = std::int64_t{1} << 31;
-    auto fail = [&](std::string const& what) {
-        throw std::invalid_argument(std::string{component} + ": " + what);
-    };
     if (p.mode != failure_mode::fail_open && p.mode != failure_mode::fail_closed &&
         p.mode != failure_mode::local) {
-        fail("on_failure.mode must be fail_open, fail_closed or local");
+        keel::detail::invalid_configuration(
+            component, "on_failure.mode must be fail_open, fail_closed or local");
     }
     if (p.expected_instances < 1 || p.expected_instances >= max) {
-        fail("on_failure.expected_instances must be in [1, 2^31), got " +
-             std::to_string(p.expected_instances));
+        keel::detail::invalid_option(component, "on_failure.expected_instances", "in [1, 2^31)",
+                                     p.expected_instances);
     }
     if (p.breaker_failures < 1 || p.breaker_failures > 32768) {
-        fail("on_failure.breaker_failures must be in [1, 32768], got " +
-             std::to_string(p.breaker_failures));
+        keel::detail::invalid_option(component, "on_failure.breaker_failures", "in [1, 32768]",
+                                     p.breaker_failures);
     }
     if (p.breaker_open_for <= std::chrono::milliseconds::zero()) {
-        fail("on_failure.breaker_open_for must be positive, got " +
-             std::to_string(p.breaker_open_for.count()) + " ms");
+        keel::detail::invalid_option(component, "on_failure.breaker_open_for", "positive",
+                                     p.breaker_open_for);
     }
 }
 } // namespace detail

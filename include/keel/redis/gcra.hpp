@@ -7,6 +7,7 @@
 #pragma once
 
 #include <keel/core/clock.hpp>
+#include <keel/detail/validate.hpp>
 #include <keel/limiter/decision.hpp>
 #include <keel/limiter/gcra.hpp>
 #include <keel/redis/detail/remote_limiter.hpp>
@@ -19,7 +20,6 @@
 #include <chrono>
 #include <cstdint>
 #include <optional>
-#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -133,29 +133,28 @@ private:
     }
 
     static gcra_options validated(gcra_options o) {
-        constexpr char const* component = "keel::redis::gcra";
+        constexpr std::string_view component = "keel::redis::gcra";
         constexpr std::int64_t max31 = std::int64_t{1} << 31;
         if (o.name.empty()) {
-            throw std::invalid_argument(std::string{component} + ": name must not be empty");
+            keel::detail::invalid_configuration(component, "name must not be empty");
         }
         if (o.rate < 1 || o.rate >= max31) {
-            throw std::invalid_argument(
-                detail::range_error(component, "rate", "in [1, 2^31)", o.rate));
+            keel::detail::invalid_option(component, "rate", "in [1, 2^31)", o.rate);
         }
         if (o.period.count() < 1 || o.period.count() >= max31) {
-            throw std::invalid_argument(
-                detail::range_error(component, "period (ms)", "in [1, 2^31)", o.period.count()));
+            keel::detail::invalid_option(component, "period", "in [1 ms, 2^31 ms)", o.period);
         }
         if (o.burst < 0 || o.burst >= max31) {
-            throw std::invalid_argument(
-                detail::range_error(component, "burst", "in [0, 2^31)", o.burst));
+            keel::detail::invalid_option(component, "burst", "in [0, 2^31)", o.burst);
         }
         if (o.burst == 0) {
             o.burst = o.rate;
         }
         if (o.burst * interval_us(o) >= detail::lua_exact_max) {
-            throw std::invalid_argument(detail::range_error(
-                component, "burst x interval (µs)", "below 2^53", o.burst * interval_us(o)));
+            keel::detail::invalid_configuration(
+                component, "burst x emission interval must stay below 2^53 µs, got " +
+                               keel::detail::describe_value(
+                                   std::chrono::microseconds{o.burst * interval_us(o)}));
         }
         detail::validate(o.on_failure, component);
         return o;

@@ -5,6 +5,7 @@
 // share one pool per Redis server.
 #pragma once
 
+#include <keel/detail/validate.hpp>
 #include <keel/ops/pool_sizing.hpp>
 #include <keel/redis/connection.hpp>
 #include <keel/version.hpp>
@@ -17,7 +18,6 @@
 #include <functional>
 #include <memory>
 #include <mutex>
-#include <stdexcept>
 #include <string>
 #include <thread>
 #include <utility>
@@ -41,7 +41,7 @@ struct pool_options {
     /// [0, 1024]; a computed size is clamped to [2, 1024].
     std::size_t size = 0;
     /// Decisions per second this process sends at peak, used only to size the
-    /// pool when `size` is 0. Default 0: unknown. Must be >= 0.
+    /// pool when `size` is 0. Default 0: unknown. Range [0, 1e12].
     double expected_rate = 0.0;
     /// Mean time a decision holds its connection (one round trip plus the
     /// script), used only to size the pool. Default 100 µs: about 0.1 ms per
@@ -120,23 +120,22 @@ public:
     /// Builds the pool's (unopened) connections; throws std::invalid_argument on options out of
     /// range.
     explicit pool(pool_options options) : m_options(std::move(options)) {
-        detail::validate(m_options.connection, "keel::redis::pool");
+        constexpr std::string_view component = "keel::redis::pool";
+        detail::validate(m_options.connection, component, "connection.");
         if (m_options.size > 1024) {
-            throw std::invalid_argument("keel::redis::pool: size must be in [0, 1024], got " +
-                                        std::to_string(m_options.size));
+            keel::detail::invalid_option(component, "size", "in [0, 1024]", m_options.size);
         }
         if (m_options.acquire_timeout < std::chrono::milliseconds::zero()) {
-            throw std::invalid_argument("keel::redis::pool: acquire_timeout must be >= 0 ms, got " +
-                                        std::to_string(m_options.acquire_timeout.count()));
+            keel::detail::invalid_option(component, "acquire_timeout", ">= 0",
+                                         m_options.acquire_timeout);
         }
         if (!(m_options.expected_rate >= 0.0) || m_options.expected_rate > 1e12) {
-            throw std::invalid_argument(
-                "keel::redis::pool: expected_rate must be in [0, 1e12] decisions per second");
+            keel::detail::invalid_option(component, "expected_rate", "in [0, 1e12]",
+                                         m_options.expected_rate);
         }
         if (m_options.expected_round_trip <= std::chrono::microseconds::zero()) {
-            throw std::invalid_argument(
-                "keel::redis::pool: expected_round_trip must be positive, got " +
-                std::to_string(m_options.expected_round_trip.count()) + " us");
+            keel::detail::invalid_option(component, "expected_round_trip", "positive",
+                                         m_options.expected_round_trip);
         }
         std::size_t const size = m_options.size != 0 ? m_options.size : sized(m_options);
         m_options.size = size;

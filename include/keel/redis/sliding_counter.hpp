@@ -8,6 +8,7 @@
 #pragma once
 
 #include <keel/core/clock.hpp>
+#include <keel/detail/validate.hpp>
 #include <keel/limiter/decision.hpp>
 #include <keel/limiter/sliding_counter.hpp>
 #include <keel/redis/detail/remote_limiter.hpp>
@@ -20,7 +21,6 @@
 #include <chrono>
 #include <cstdint>
 #include <optional>
-#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -159,26 +159,24 @@ private:
     }
 
     static sliding_counter_options validated(sliding_counter_options o) {
-        constexpr char const* component = "keel::redis::sliding_counter";
+        constexpr std::string_view component = "keel::redis::sliding_counter";
         constexpr std::int64_t max31 = std::int64_t{1} << 31;
         if (o.name.empty()) {
-            throw std::invalid_argument(std::string{component} + ": name must not be empty");
+            keel::detail::invalid_configuration(component, "name must not be empty");
         }
         if (o.limit < 1 || o.limit >= max31) {
-            throw std::invalid_argument(
-                detail::range_error(component, "limit", "in [1, 2^31)", o.limit));
+            keel::detail::invalid_option(component, "limit", "in [1, 2^31)", o.limit);
         }
         if (o.window.count() < 1 || o.window.count() >= max31) {
-            throw std::invalid_argument(
-                detail::range_error(component, "window (ms)", "in [1, 2^31)", o.window.count()));
+            keel::detail::invalid_option(component, "window", "in [1 ms, 2^31 ms)", o.window);
         }
         if (o.limit * o.window.count() * 1000 >= detail::lua_exact_max) {
-            throw std::invalid_argument(detail::range_error(
-                component, "limit x window (µs)", "below 2^53", o.limit * o.window.count() * 1000));
+            keel::detail::invalid_configuration(
+                component, "limit x window in microseconds must stay below 2^53, got " +
+                               keel::detail::describe_value(o.limit * o.window.count() * 1000));
         }
         if (o.lease < 1 || o.lease > o.limit) {
-            throw std::invalid_argument(
-                detail::range_error(component, "lease", "in [1, limit]", o.lease));
+            keel::detail::invalid_option(component, "lease", "in [1, limit]", o.lease);
         }
         detail::validate(o.on_failure, component);
         return o;

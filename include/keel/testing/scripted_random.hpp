@@ -4,6 +4,7 @@
 // delays (as Polly.Testing does with its randomizer seam).
 #pragma once
 
+#include <keel/detail/validate.hpp>
 #include <keel/version.hpp>
 
 #include <algorithm>
@@ -13,7 +14,6 @@
 #include <limits>
 #include <memory>
 #include <mutex>
-#include <stdexcept>
 #include <vector>
 
 KEEL_BEGIN_NAMESPACE
@@ -34,7 +34,8 @@ public:
     /// Cycles through `values`; throws std::invalid_argument if there are none.
     explicit scripted_random(std::vector<result_type> values) : m_state(std::make_shared<state>()) {
         if (values.empty()) {
-            throw std::invalid_argument("keel::scripted_random: the sequence must not be empty");
+            detail::invalid_configuration("keel::scripted_random",
+                                          "the sequence must not be empty");
         }
         m_state->values = std::move(values);
     }
@@ -45,8 +46,8 @@ public:
         std::vector<result_type> values;
         for (double unit : units) {
             if (!(unit >= 0.0 && unit < 1.0)) {
-                throw std::invalid_argument(
-                    "keel::scripted_random::from_units: each value must be in [0, 1)");
+                detail::invalid_option("keel::scripted_random::from_units", "each value",
+                                       "in [0, 1)", unit);
             }
             values.push_back(static_cast<result_type>(std::ldexp(unit, 53)) << 11);
         }

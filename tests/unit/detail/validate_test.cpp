@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <limits>
 #include <stdexcept>
 #include <string>
 
@@ -37,6 +38,15 @@ TEST_CASE("detail::invalid_option: one message shape for every value type", "[de
     CHECK(message(0.25) == "keel::thing: field must be in [1, 10], got 0.25");
     CHECK(message(100.0) == "keel::thing: field must be in [1, 10], got 100.0");
     CHECK(message(-5ms) == "keel::thing: field must be in [1, 10], got -5ms");
+    // Beyond the nanosecond range the count prints in its own unit, not overflowed.
+    CHECK(message(std::chrono::seconds::max()) ==
+          "keel::thing: field must be in [1, 10], got 9223372036854775807s");
+    CHECK(message(-std::chrono::hours::max()) ==
+          "keel::thing: field must be in [1, 10], got -9223372036854775807h");
+    CHECK(message(std::chrono::duration<double>{-1.5}) ==
+          "keel::thing: field must be in [1, 10], got -1500ms");
+    CHECK(message(std::chrono::duration<double>{-std::numeric_limits<double>::infinity()}) ==
+          "keel::thing: field must be in [1, 10], got -infs");
     CHECK(message("x") == "keel::thing: field must be in [1, 10], got \"x\"");
     CHECK_THROWS_WITH(detail::invalid_configuration("keel::thing", "key must be unique"),
                       "keel::thing: key must be unique");

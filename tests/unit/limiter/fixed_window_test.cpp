@@ -17,7 +17,7 @@ using limiter = keel::fixed_window<keel::manual_clock>;
 TEST_CASE("fixed_window rejects bad options naming the field", "[fixed_window]") {
     keel::manual_clock clock;
     CHECK_THROWS_WITH(limiter({.limit = 0}, clock),
-                      "keel::fixed_window: limit must be in [1, 4294967295], got 0");
+                      "keel::fixed_window: limit must be in [1, 2^32 - 1], got 0");
     CHECK_THROWS_AS(limiter({.limit = 1, .window = 0s}, clock), std::invalid_argument);
     CHECK_THROWS_AS(limiter({.limit = std::int64_t{1} << 32}, clock), std::invalid_argument);
 }

@@ -19,8 +19,7 @@ using limiter = keel::gcra<keel::manual_clock>;
 TEST_CASE("gcra rejects bad options naming the field", "[gcra]") {
     keel::manual_clock clock;
     CHECK_THROWS_WITH(limiter({.rate = 0}, clock),
-                      "keel::gcra: rate must be in [1, period in ns] (at most one permit per ns), "
-                      "got 0");
+                      "keel::gcra: rate must be in [1, period in ns], got 0");
     // 2 per ns would truncate the emission interval to 0.
     CHECK_THROWS_AS(limiter({.rate = 2, .period = 1ns}, clock), std::invalid_argument);
     CHECK_THROWS_AS(limiter({.rate = 1, .period = -1s}, clock), std::invalid_argument);

@@ -15,8 +15,9 @@ using limiter = keel::token_bucket<keel::manual_clock>;
 
 TEST_CASE("token_bucket rejects bad options naming the field", "[token_bucket]") {
     keel::manual_clock clock;
-    CHECK_THROWS_WITH(limiter({.rate = 5, .period = 0s}, clock),
-                      "keel::token_bucket: period must be in [1, 2^61] ns (about 73 years), got 0");
+    CHECK_THROWS_WITH(
+        limiter({.rate = 5, .period = 0s}, clock),
+        "keel::token_bucket: period must be in [1, 2^61] ns (about 73 years), got 0s");
     CHECK_THROWS_AS(limiter({.rate = 1'000'000'001, .period = 1s}, clock), std::invalid_argument);
     CHECK_THROWS_AS(limiter({.rate = 1, .period = 1s, .burst = std::int64_t{1} << 40}, clock),
                     std::invalid_argument);

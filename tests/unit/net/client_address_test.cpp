@@ -527,7 +527,7 @@ TEST_CASE("client_resolver rejects options outside their ranges", "[net][client_
         return "";
     };
     CHECK(message({.max_header_bytes = 0}) ==
-          "keel::net::client_resolver: max_header_bytes must be in [1, 1048576], got 0");
+          "keel::net::client_resolver: max_header_bytes must be in [1, 1048576] (1 MiB), got 0");
     CHECK(message({.max_hops = 0}) ==
           "keel::net::client_resolver: max_hops must be in [1, 15], got 0");
     CHECK(message({.max_hops = 16}) ==

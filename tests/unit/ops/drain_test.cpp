@@ -81,13 +81,13 @@ TEST_CASE("drain_phase has a name, also through fmt", "[drain]") {
 TEST_CASE("drain_coordinator rejects options outside their documented ranges", "[drain]") {
     using keel::ops::drain_options;
     CHECK_THROWS_WITH(keel::ops::drain_coordinator(drain_options{.total_budget = 0s}),
-                      "keel::ops::drain_coordinator: total_budget must be > 0, got 0 ns");
+                      "keel::ops::drain_coordinator: total_budget must be > 0, got 0s");
     CHECK_THROWS_WITH(keel::ops::drain_coordinator(drain_options{.pre_stop_delay = -1ns}),
-                      "keel::ops::drain_coordinator: pre_stop_delay must be >= 0, got -1 ns");
+                      "keel::ops::drain_coordinator: pre_stop_delay must be >= 0, got -1ns");
     CHECK_THROWS_WITH(keel::ops::drain_coordinator(drain_options{.in_flight_budget = -1ns}),
-                      "keel::ops::drain_coordinator: in_flight_budget must be >= 0, got -1 ns");
+                      "keel::ops::drain_coordinator: in_flight_budget must be >= 0, got -1ns");
     CHECK_THROWS_WITH(keel::ops::drain_coordinator(drain_options{.flush_budget = -2ns}),
-                      "keel::ops::drain_coordinator: flush_budget must be >= 0, got -2 ns");
+                      "keel::ops::drain_coordinator: flush_budget must be >= 0, got -2ns");
     CHECK_NOTHROW(keel::ops::drain_coordinator(drain_options{.pre_stop_delay = 0s}));
 }
 

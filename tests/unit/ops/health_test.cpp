@@ -483,26 +483,27 @@ TEST_CASE("health_registry rejects bad options with the field and range", "[heal
     keel::manual_clock clock;
     auto bad = manual_options();
     bad.budget = 0ms;
-    CHECK_THROWS_WITH(registry(bad, clock), "keel::health_registry: budget must be > 0, got 0s");
+    CHECK_THROWS_WITH(registry(bad, clock),
+                      "keel::ops::health_registry: budget must be > 0, got 0s");
 
     registry health{manual_options(), clock};
     auto ok = [] { return true; };
     CHECK_THROWS_WITH(health.add_check({.name = ""}, ok),
-                      "keel::health_registry: check name must be non-empty and contain no ':', "
+                      "keel::ops::health_registry: name must be non-empty and free of ':', "
                       "got \"\"");
     CHECK_THROWS_WITH(health.add_check({.name = "a:b"}, ok),
-                      "keel::health_registry: check name must be non-empty and contain no ':', "
+                      "keel::ops::health_registry: name must be non-empty and free of ':', "
                       "got \"a:b\"");
     CHECK_THROWS_WITH(health.add_check({.name = "a", .measurement = "x:y"}, ok),
-                      "keel::health_registry: check measurement must contain no ':', got \"x:y\"");
+                      "keel::ops::health_registry: measurement must be free of ':', got \"x:y\"");
     CHECK_THROWS_WITH(health.add_check({.name = "a", .timeout = 0ms}, ok),
-                      "keel::health_registry: check timeout must be > 0, got 0s");
+                      "keel::ops::health_registry: timeout must be > 0, got 0s");
     CHECK_THROWS_WITH(health.add_check({.name = "a", .ttl = -1ms}, ok),
-                      "keel::health_registry: check ttl must be >= 0, got -1ms");
+                      "keel::ops::health_registry: ttl must be >= 0, got -1ms");
     health.add_check({.name = "a", .measurement = "m"}, ok);
     health.add_check({.name = "a"}, ok); // a different key
     CHECK_THROWS_WITH(health.add_check({.name = "a", .measurement = "m"}, ok),
-                      "keel::health_registry: check key must be unique, \"a:m\" is already "
+                      "keel::ops::health_registry: check key must be unique, \"a:m\" is already "
                       "registered");
     CHECK(health.check_count() == 2);
 }

@@ -62,7 +62,7 @@ TEST_CASE("recommended_pool_size applies headroom and rounds up", "[pool_sizing]
     static_assert(ops::recommended_pool_size(0.0, 50ms) == 0);
     CHECK(ops::recommended_pool_size(30.0, 100ms) == 9); // 3 x 3, despite 0.1 in binary
     CHECK_THROWS_WITH(ops::recommended_pool_size(100.0, 50ms, 0.5),
-                      "keel::ops::recommended_pool_size: headroom must be >= 1");
+                      "keel::ops::recommended_pool_size: headroom must be >= 1, got 0.5");
 }
 
 TEST_CASE("erlang_b matches the definition by factorials", "[pool_sizing]") {
@@ -151,7 +151,7 @@ TEST_CASE("mean_wait and wait_quantile match the reference table for a = 5", "[p
     CHECK(ops::wait_quantile(12, 100.0, 50ms, 0.99).count() == 0.0); // 0.59% wait at all
     CHECK(std::isinf(ops::wait_quantile(4, 100.0, 50ms, 0.5).count()));
     CHECK_THROWS_WITH(ops::wait_quantile(10, 100.0, 50ms, 1.0),
-                      "keel::ops::wait_quantile: quantile must be in [0, 1)");
+                      "keel::ops::wait_quantile: quantile must be in [0, 1), got 1.0");
 
     // Hand-computed M/M/1: lambda = 5/s, S = 100 ms: rho = 0.5, E[Wq] = rho S / (1 - rho).
     CHECK(ms{ops::mean_wait(1, 5.0, 100ms)}.count() == Approx(100.0));

@@ -66,24 +66,25 @@ TEST_CASE("failed_requests_during gives the article's 300,000 for 30 s at 10,000
 }
 
 TEST_CASE("probe_config::validate names the field and the Kubernetes minimum", "[probe]") {
-    CHECK_THROWS_WITH(probe_config{.initial_delay = -1s}.validate(),
-                      "keel::probe_config: initial_delay must be >= 0s, got -1s");
+    CHECK_THROWS_WITH(
+        probe_config{.initial_delay = -1s}.validate(),
+        "keel::ops::probe_config: initial_delay must be in [0s, 2147483647s], got -1s");
     CHECK_THROWS_WITH(probe_config{.period = 0s}.validate(),
-                      "keel::probe_config: period must be >= 1s, got 0s");
+                      "keel::ops::probe_config: period must be in [1s, 2147483647s], got 0s");
     CHECK_THROWS_WITH(probe_config{.timeout = 0s}.validate(),
-                      "keel::probe_config: timeout must be >= 1s, got 0s");
+                      "keel::ops::probe_config: timeout must be in [1s, 2147483647s], got 0s");
     CHECK_THROWS_WITH(probe_config{.success_threshold = 0}.validate(),
-                      "keel::probe_config: success_threshold must be >= 1, got 0");
+                      "keel::ops::probe_config: success_threshold must be >= 1, got 0");
     CHECK_THROWS_WITH(probe_config{.failure_threshold = 0}.validate(),
-                      "keel::probe_config: failure_threshold must be >= 1, got 0");
+                      "keel::ops::probe_config: failure_threshold must be >= 1, got 0");
     CHECK_THROWS_AS(probe_config{.period = -5s}.validate(), std::invalid_argument);
 }
 
 TEST_CASE("probe_config::validate rejects seconds beyond the Kubernetes API's int32", "[probe]") {
     // period x failure_threshold would overflow: the windows' precondition must exclude it.
     CHECK_THROWS_WITH(probe_config{.period = std::chrono::seconds::max()}.validate(),
-                      "keel::probe_config: period must be <= 2147483647s (int32 in the Kubernetes "
-                      "API), got 9223372036854775807s");
+                      "keel::ops::probe_config: period must be in [1s, 2147483647s], got "
+                      "9223372036854775807s");
     CHECK_THROWS_AS(probe_config{.initial_delay = std::chrono::seconds::max()}.validate(),
                     std::invalid_argument);
     CHECK_THROWS_AS(probe_config{.timeout = 2147483648s}.validate(), std::invalid_argument);

@@ -214,6 +214,9 @@ TEST_CASE("bulkhead: rejects invalid options with the documented range", "[bulkh
                       Catch::StartsWith("keel::bulkhead: max_wait must be > 0 exactly when"));
     CHECK_THROWS_WITH(keel::bulkhead({.max_wait = 1s}),
                       Catch::StartsWith("keel::bulkhead: max_wait must be > 0 exactly when"));
+    CHECK_THROWS_WITH(keel::bulkhead({.max_queued_calls = 4}),
+                      "keel::bulkhead: max_wait must be > 0 exactly when max_queued_calls > 0, "
+                      "got max_queued_calls 4 and max_wait 0s");
 }
 
 TEST_CASE("bulkhead: defaults follow resilience4j's SemaphoreBulkhead", "[bulkhead]") {

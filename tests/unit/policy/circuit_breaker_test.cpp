@@ -120,13 +120,13 @@ TEST_CASE("circuit_breaker rejects invalid options naming the field and its rang
         return invalid_message(o);
     };
     CHECK(with([](auto& o) { o.failure_rate_threshold = 150; }) ==
-          "keel::circuit_breaker: failure_rate_threshold must be in (0, 100], got 150.000000");
+          "keel::circuit_breaker: failure_rate_threshold must be in (0, 100], got 150.0");
     CHECK(with([](auto& o) { o.failure_rate_threshold = 0; }) ==
-          "keel::circuit_breaker: failure_rate_threshold must be in (0, 100], got 0.000000");
+          "keel::circuit_breaker: failure_rate_threshold must be in (0, 100], got 0.0");
     CHECK(with([](auto& o) { o.slow_call_rate_threshold = -1; }) ==
-          "keel::circuit_breaker: slow_call_rate_threshold must be in (0, 100], got -1.000000");
+          "keel::circuit_breaker: slow_call_rate_threshold must be in (0, 100], got -1.0");
     CHECK(with([](auto& o) { o.slow_call_duration = 0s; }) ==
-          "keel::circuit_breaker: slow_call_duration must be > 0, got 0 ns");
+          "keel::circuit_breaker: slow_call_duration must be > 0, got 0s");
     CHECK(with([](auto& o) { o.window_size = 0; }) ==
           "keel::circuit_breaker: window_size must be in [1, 32768] calls for a count_based "
           "window, got 0");
@@ -141,19 +141,17 @@ TEST_CASE("circuit_breaker rejects invalid options naming the field and its rang
     CHECK(with([](auto& o) { o.minimum_calls = 0; }) ==
           "keel::circuit_breaker: minimum_calls must be >= 1, got 0");
     CHECK(with([](auto& o) { o.reset_timeout = 0s; }) ==
-          "keel::circuit_breaker: reset_timeout must be > 0, got 0 ns");
+          "keel::circuit_breaker: reset_timeout must be > 0, got 0s");
     CHECK(with([](auto& o) { o.max_reset_timeout = 1s; }) ==
-          "keel::circuit_breaker: max_reset_timeout must be >= reset_timeout (30000000000 ns), "
-          "got 1000000000 ns");
+          "keel::circuit_breaker: max_reset_timeout must be >= reset_timeout (30s), got 1s");
     CHECK(with([](auto& o) { o.reset_jitter = -1ns; }) ==
-          "keel::circuit_breaker: reset_jitter must be >= 0, got -1 ns");
+          "keel::circuit_breaker: reset_jitter must be >= 0, got -1ns");
     CHECK(with([](auto& o) { o.permitted_calls_in_half_open = 0; }) ==
           "keel::circuit_breaker: permitted_calls_in_half_open must be in [1, 1000], got 0");
     CHECK(with([](auto& o) { o.permitted_calls_in_half_open = 1001; }) ==
           "keel::circuit_breaker: permitted_calls_in_half_open must be in [1, 1000], got 1001");
     CHECK(with([](auto& o) { o.max_wait_in_half_open = -1s; }) ==
-          "keel::circuit_breaker: max_wait_in_half_open must be >= 0 (0: wait forever), got "
-          "-1000000000 ns");
+          "keel::circuit_breaker: max_wait_in_half_open must be >= 0 (0: wait forever), got -1s");
     CHECK(with([](auto&) {}) == "no exception");
 }
 

@@ -218,10 +218,9 @@ TEST_CASE("timeout: rejects a duration outside (0, 1 year]", "[timeout]") {
     CHECK_THROWS_WITH(keel::timeout{std::chrono::hours{24 * 366}},
                       Catch::StartsWith("keel::timeout: duration must be in (0, 1 year], got"));
     CHECK_NOTHROW(keel::timeout{std::chrono::hours{24 * 365}});
-    CHECK_THROWS_WITH(keel::timeout{0s},
-                      "keel::timeout: duration must be in (0, 1 year], got 0 ns");
+    CHECK_THROWS_WITH(keel::timeout{0s}, "keel::timeout: duration must be in (0, 1 year], got 0s");
     CHECK_THROWS_WITH(keel::timeout{-1ms},
-                      "keel::timeout: duration must be in (0, 1 year], got -1000000 ns");
+                      "keel::timeout: duration must be in (0, 1 year], got -1ms");
 }
 
 TEST_CASE("timeout: on a clock near its end the deadline saturates instead of expiring",

@@ -185,7 +185,7 @@ TEST_CASE("redis failure policy: options out of range are rejected", "[redis][fa
         "c: on_failure.breaker_failures must be in [1, 32768], got 0");
     CHECK_THROWS_WITH(
         keel::redis::detail::validate(keel::redis::failure_policy{.breaker_open_for = 0ms}, "c"),
-        "c: on_failure.breaker_open_for must be positive, got 0 ms");
+        "c: on_failure.breaker_open_for must be positive, got 0s");
 }
 
 TEST_CASE("redis failure policy: local mode asks the local fallback, per key",

@@ -74,4 +74,6 @@ TEST_CASE("redis::pool: options out of range are rejected", "[redis]") {
     CHECK_THROWS_WITH(keel::redis::pool({.size = 2000}),
                       "keel::redis::pool: size must be in [0, 1024], got 2000");
     CHECK_THROWS_AS(keel::redis::pool({.connection = {.port = 70000}}), std::invalid_argument);
+    CHECK_THROWS_WITH(keel::redis::pool({.connection = {.port = 70000}}),
+                      "keel::redis::pool: connection.port must be in [1, 65535], got 70000");
 }

@@ -37,4 +37,6 @@ TEST_CASE("scripted_random rejects empty sequences and fractions outside [0, 1)"
     CHECK_THROWS_AS(keel::scripted_random(std::vector<std::uint64_t>{}), std::invalid_argument);
     CHECK_THROWS_AS(keel::scripted_random::from_units({1.0}), std::invalid_argument);
     CHECK_THROWS_AS(keel::scripted_random::from_units({-0.1}), std::invalid_argument);
+    CHECK_THROWS_WITH(keel::scripted_random::from_units({1.0}),
+                      "keel::scripted_random::from_units: each value must be in [0, 1), got 1.0");
 }

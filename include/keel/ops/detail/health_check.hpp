@@ -86,6 +86,9 @@ struct health_check_view {
     bool cached = false;
 };
 
+// Prints a timeout or budget in a check's output ("timed out after 800ms"): seconds
+// at most, so the report text stays "60s" where keel::detail::format_duration (the
+// format of error messages) would say "1min".
 inline std::string describe_duration(std::chrono::nanoseconds d) {
     // Qualified names: keel::ops::detail has a seconds() of its own (pool_sizing.hpp).
     using std::chrono::duration_cast, std::chrono::microseconds, std::chrono::milliseconds,

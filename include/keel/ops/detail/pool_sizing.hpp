@@ -3,11 +3,11 @@
 // argument check, a constexpr ceiling and the Erlang C step.
 #pragma once
 
+#include <keel/detail/validate.hpp>
 #include <keel/version.hpp>
 
 #include <chrono>
 #include <cstddef>
-#include <stdexcept>
 
 KEEL_BEGIN_NAMESPACE
 namespace ops::detail {
@@ -17,9 +17,12 @@ constexpr double seconds(std::chrono::duration<Rep, Period> d) noexcept {
     return std::chrono::duration_cast<std::chrono::duration<double>>(d).count();
 }
 
-constexpr void require(bool ok, char const* message) {
+// Rejects an argument of `function` outside its documented range.
+template <class Value>
+constexpr void require(bool ok, char const* function, char const* argument, char const* range,
+                       Value const& value) {
     if (!ok) {
-        throw std::invalid_argument(message);
+        keel::detail::invalid_option(function, argument, range, value);
     }
 }
 

@@ -9,6 +9,7 @@
 #include <keel/detail/count_window.hpp>
 #include <keel/detail/epoch_ring.hpp>
 #include <keel/detail/integer.hpp>
+#include <keel/detail/validate.hpp>
 #include <keel/version.hpp>
 
 #include <algorithm>
@@ -17,8 +18,8 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
-#include <stdexcept>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <variant>
 
@@ -166,54 +167,52 @@ struct pending_transitions {
 template <class Options>
 Options const& validate_breaker_options(Options const& o) {
     using window = decltype(o.window);
-    auto fail = [](std::string const& what) {
-        throw std::invalid_argument("keel::circuit_breaker: " + what);
-    };
-    auto count = [](auto ns) { return std::to_string(ns.count()) + " ns"; };
+    constexpr std::string_view component = "keel::circuit_breaker";
     if (!(o.failure_rate_threshold > 0.0 && o.failure_rate_threshold <= 100.0)) {
-        fail("failure_rate_threshold must be in (0, 100], got " +
-             std::to_string(o.failure_rate_threshold));
+        invalid_option(component, "failure_rate_threshold", "in (0, 100]",
+                       o.failure_rate_threshold);
     }
     if (!(o.slow_call_rate_threshold > 0.0 && o.slow_call_rate_threshold <= 100.0)) {
-        fail("slow_call_rate_threshold must be in (0, 100], got " +
-             std::to_string(o.slow_call_rate_threshold));
+        invalid_option(component, "slow_call_rate_threshold", "in (0, 100]",
+                       o.slow_call_rate_threshold);
     }
     if (o.slow_call_duration <= std::chrono::nanoseconds::zero()) {
-        fail("slow_call_duration must be > 0, got " + count(o.slow_call_duration));
+        invalid_option(component, "slow_call_duration", "> 0", o.slow_call_duration);
     }
     if (o.window == window::count_based) {
         if (o.window_size < 1 || o.window_size > count_window::max_size) {
-            fail("window_size must be in [1, 32768] calls for a count_based window, got " +
-                 std::to_string(o.window_size));
+            invalid_option(component, "window_size", "in [1, 32768] calls for a count_based window",
+                           o.window_size);
         }
     } else if (o.window == window::time_based) {
         if (o.window_size < 1 || o.window_size > time_window::max_size) {
-            fail("window_size must be in [1, 3600] seconds for a time_based window, got " +
-                 std::to_string(o.window_size));
+            invalid_option(component, "window_size", "in [1, 3600] seconds for a time_based window",
+                           o.window_size);
         }
     } else {
-        fail("window must be count_based or time_based");
+        invalid_configuration(component, "window must be count_based or time_based");
     }
     if (o.minimum_calls < 1) {
-        fail("minimum_calls must be >= 1, got 0");
+        invalid_option(component, "minimum_calls", ">= 1", o.minimum_calls);
     }
     if (o.reset_timeout <= std::chrono::nanoseconds::zero()) {
-        fail("reset_timeout must be > 0, got " + count(o.reset_timeout));
+        invalid_option(component, "reset_timeout", "> 0", o.reset_timeout);
     }
     if (o.max_reset_timeout < o.reset_timeout) {
-        fail("max_reset_timeout must be >= reset_timeout (" + count(o.reset_timeout) + "), got " +
-             count(o.max_reset_timeout));
+        invalid_option(component, "max_reset_timeout",
+                       ">= reset_timeout (" + format_duration(o.reset_timeout) + ")",
+                       o.max_reset_timeout);
     }
     if (o.reset_jitter < std::chrono::nanoseconds::zero()) {
-        fail("reset_jitter must be >= 0, got " + count(o.reset_jitter));
+        invalid_option(component, "reset_jitter", ">= 0", o.reset_jitter);
     }
     if (o.permitted_calls_in_half_open < 1 || o.permitted_calls_in_half_open > 1000) {
-        fail("permitted_calls_in_half_open must be in [1, 1000], got " +
-             std::to_string(o.permitted_calls_in_half_open));
+        invalid_option(component, "permitted_calls_in_half_open", "in [1, 1000]",
+                       o.permitted_calls_in_half_open);
     }
     if (o.max_wait_in_half_open < std::chrono::nanoseconds::zero()) {
-        fail("max_wait_in_half_open must be >= 0 (0: wait forever), got " +
-             count(o.max_wait_in_half_open));
+        invalid_option(component, "max_wait_in_half_open", ">= 0 (0: wait forever)",
+                       o.max_wait_in_half_open);
     }
     return o;
 }

@@ -374,13 +374,6 @@ make_local_share(typename Local::options const& options, Clock const& clock) {
                    typename Clock::time_point now) { return (*share)(key, permits, now); };
 }
 
-/// Builds the message of an options error: "<component>: <field> must be <range>, got <value>".
-inline std::string range_error(char const* component, char const* field, char const* range,
-                               std::int64_t got) {
-    return std::string{component} + ": " + field + " must be " + range + ", got " +
-           std::to_string(got);
-}
-
 } // namespace redis::detail
 
 KEEL_END_NAMESPACE
