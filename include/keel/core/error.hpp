@@ -94,7 +94,8 @@ public:
 };
 } // namespace detail
 
-/// Thrown when a circuit breaker rejects a call; retry_after() is the time until it half-opens.
+/// Thrown when a circuit breaker rejects a call; retry_after() is the time until it half-opens
+/// (open), the open period failing probes would start (half-open), or empty (forced open).
 class circuit_open final : public detail::coded_error<errc::circuit_open> {
     using coded_error::coded_error;
 };
