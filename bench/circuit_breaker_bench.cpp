@@ -121,13 +121,13 @@ std::atomic<std::uint64_t>& floor_counter() {
     return counter;
 }
 template <class Clock>
-keel::circuit_breaker<Clock>& count_breaker() {
-    static keel::circuit_breaker<Clock> breaker{count_options()};
+keel::basic_circuit_breaker<Clock>& count_breaker() {
+    static keel::basic_circuit_breaker<Clock> breaker{count_options()};
     return breaker;
 }
 template <class Clock>
-keel::circuit_breaker<Clock>& time_breaker() {
-    static keel::circuit_breaker<Clock> breaker{time_options()};
+keel::basic_circuit_breaker<Clock>& time_breaker() {
+    static keel::basic_circuit_breaker<Clock> breaker{time_options()};
     return breaker;
 }
 template <class Clock>
@@ -281,7 +281,7 @@ BENCHMARK(keel_breaker_count_window_10pct_failures)->Threads(1)->Threads(2)->Use
 // Rejection path: OPEN, every call refused as a value.
 
 void keel_breaker_rejected(benchmark::State& state) {
-    static keel::circuit_breaker<> b{{.reset_timeout = 1h, .max_reset_timeout = 1h}};
+    static keel::circuit_breaker b{{.reset_timeout = 1h, .max_reset_timeout = 1h}};
     if (state.thread_index() == 0 && b.state() != keel::circuit_state::open) {
         for (int i = 0; i < 100; ++i) {
             b.try_acquire().failure();

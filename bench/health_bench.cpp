@@ -26,7 +26,7 @@ keel::ops::check_result cache_check() {
     return keel::ops::check_result::pass();
 }
 
-void setup(keel::ops::health_registry<>& health) {
+void setup(keel::ops::health_registry& health) {
     health.add_check({.name = "postgres",
                       .measurement = "responseTime",
                       .kind = keel::ops::check_kind::database,
@@ -71,7 +71,7 @@ void baseline_mutex_cached_copy(benchmark::State& state) {
 BENCHMARK(baseline_mutex_cached_copy);
 
 void readiness_cached(benchmark::State& state) {
-    keel::ops::health_registry<> health;
+    keel::ops::health_registry health;
     setup(health);
     for (auto _ : state) {
         auto report = health.readiness();
@@ -81,7 +81,7 @@ void readiness_cached(benchmark::State& state) {
 BENCHMARK(readiness_cached);
 
 void readiness_not_ready(benchmark::State& state) {
-    keel::ops::health_registry<> health;
+    keel::ops::health_registry health;
     setup(health);
     health.set_not_ready("draining");
     for (auto _ : state) {
@@ -92,7 +92,7 @@ void readiness_not_ready(benchmark::State& state) {
 BENCHMARK(readiness_not_ready);
 
 void liveness(benchmark::State& state) {
-    keel::ops::health_registry<> health;
+    keel::ops::health_registry health;
     for (auto _ : state) {
         auto report = health.liveness();
         benchmark::DoNotOptimize(report);
@@ -101,9 +101,9 @@ void liveness(benchmark::State& state) {
 BENCHMARK(liveness);
 
 void readiness_cached_contended(benchmark::State& state) {
-    static keel::ops::health_registry<>* health = nullptr;
+    static keel::ops::health_registry* health = nullptr;
     if (state.thread_index() == 0) {
-        health = new keel::ops::health_registry<>{};
+        health = new keel::ops::health_registry{};
         setup(*health);
     }
     for (auto _ : state) {
@@ -118,7 +118,7 @@ void readiness_cached_contended(benchmark::State& state) {
 BENCHMARK(readiness_cached_contended)->Threads(2);
 
 void render_readiness_json(benchmark::State& state) {
-    keel::ops::health_registry<> health{{.service_id = "bench", .version = "1.0"}};
+    keel::ops::health_registry health{{.service_id = "bench", .version = "1.0"}};
     setup(health);
     auto const report = health.readiness();
     for (auto _ : state) {

@@ -155,7 +155,7 @@ struct mutex_gcra {
 struct fixed_window_algo {
     static constexpr char const* name = "fixed_window";
     template <class C>
-    using type = keel::fixed_window<C>;
+    using type = keel::basic_fixed_window<C>;
     static keel::fixed_window_options admit() { return {.limit = 4'000'000'000, .window = 1s}; }
     static keel::fixed_window_options reject() { return {.limit = 1, .window = 1h}; }
     static keel::fixed_window_options keyed() { return {.limit = 4'000'000'000, .window = 1h}; }
@@ -169,7 +169,7 @@ struct fixed_window_algo {
 struct sliding_log_algo {
     static constexpr char const* name = "sliding_log";
     template <class C>
-    using type = keel::sliding_log<C>;
+    using type = keel::basic_sliding_log<C>;
     // 4096 per us admits every call at steady_clock speed; with coarse_clock the
     // time stands still for a tick, so that row is mostly the reject path.
     static keel::sliding_log_options admit() { return {.limit = 4096, .window = 1us}; }
@@ -183,7 +183,7 @@ struct sliding_log_algo {
 struct sliding_counter_algo {
     static constexpr char const* name = "sliding_counter";
     template <class C>
-    using type = keel::sliding_counter<C>;
+    using type = keel::basic_sliding_counter<C>;
     static keel::sliding_counter_options admit() { return {.limit = 4'000'000, .window = 1ms}; }
     static keel::sliding_counter_options reject() { return {.limit = 1, .window = 1h}; }
     static keel::sliding_counter_options keyed() { return {.limit = 4'000'000, .window = 1h}; }
@@ -197,7 +197,7 @@ struct sliding_counter_algo {
 struct token_bucket_algo {
     static constexpr char const* name = "token_bucket";
     template <class C>
-    using type = keel::token_bucket<C>;
+    using type = keel::basic_token_bucket<C>;
     static keel::token_bucket_options admit() {
         return {.rate = 1'000'000'000, .period = 1s, .burst = 1'000'000};
     }
@@ -215,7 +215,7 @@ struct token_bucket_algo {
 struct gcra_algo {
     static constexpr char const* name = "gcra";
     template <class C>
-    using type = keel::gcra<C>;
+    using type = keel::basic_gcra<C>;
     static keel::gcra_options admit() {
         return {.rate = 1'000'000'000, .period = 1s, .burst = 1'000'000};
     }
@@ -504,7 +504,7 @@ void register_algorithm() {
 
 template <bool NewKeys>
 void keyed_churn(benchmark::State& state) {
-    using table_type = keel::keyed<keel::token_bucket<keel::steady_clock>, std::uint64_t>;
+    using table_type = keel::keyed<keel::token_bucket, std::uint64_t>;
     auto const keys = static_cast<std::uint64_t>(state.range(0));
     table_type table{{.rate = 1, .period = 1s, .burst = 1},
                      {.max_keys = static_cast<std::size_t>(keys), .shards = 1}};

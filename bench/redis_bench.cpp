@@ -61,7 +61,7 @@ private:
 // The ceiling: EVALSHA of the same fixed-window script over a bare hiredis
 // connection per thread, no pool, no breaker, no decision building.
 void ceiling_raw_evalsha_fixed_window(benchmark::State& state) {
-    auto const& lua = keel::redis::fixed_window<>::lua();
+    auto const& lua = keel::redis::fixed_window::lua();
     keel::redis::connection conn{{.port = server->port(), .command_timeout = 2000ms}};
     conn.command({"SCRIPT", "LOAD", lua.source()});
     redisContext* c = redisConnect("127.0.0.1", server->port());
@@ -110,36 +110,36 @@ void run_limiter(benchmark::State& state, Limiter& limiter) {
 }
 
 void keel_fixed_window_admit(benchmark::State& state) {
-    static keel::redis::fixed_window<> limiter{
+    static keel::redis::fixed_window limiter{
         *shared_pool, {.name = "bench-fw", .limit = huge_limit, .window = 1s}};
     run_limiter(state, limiter);
 }
 BENCHMARK(keel_fixed_window_admit)->Threads(1)->Threads(4)->UseRealTime();
 
 void keel_fixed_window_reject(benchmark::State& state) {
-    static keel::redis::fixed_window<> limiter{
-        *shared_pool, {.name = "bench-fw-reject", .limit = 1, .window = 1h}};
+    static keel::redis::fixed_window limiter{*shared_pool,
+                                             {.name = "bench-fw-reject", .limit = 1, .window = 1h}};
     run_limiter(state, limiter);
 }
 BENCHMARK(keel_fixed_window_reject)->Threads(1)->Threads(4)->UseRealTime();
 
 void keel_sliding_counter_admit(benchmark::State& state) {
-    static keel::redis::sliding_counter<> limiter{
+    static keel::redis::sliding_counter limiter{
         *shared_pool, {.name = "bench-sc", .limit = huge_limit, .window = 1s}};
     run_limiter(state, limiter);
 }
 BENCHMARK(keel_sliding_counter_admit)->Threads(1)->Threads(4)->UseRealTime();
 
 void keel_gcra_admit(benchmark::State& state) {
-    static keel::redis::gcra<> limiter{*shared_pool,
-                                       {.name = "bench-gcra", .rate = 1'000'000'000, .period = 1s}};
+    static keel::redis::gcra limiter{*shared_pool,
+                                     {.name = "bench-gcra", .rate = 1'000'000'000, .period = 1s}};
     run_limiter(state, limiter);
 }
 BENCHMARK(keel_gcra_admit)->Threads(1)->Threads(4)->UseRealTime();
 
 // Leasing 64 permits per round trip: most decisions never leave the process.
 void keel_fixed_window_lease64(benchmark::State& state) {
-    static keel::redis::fixed_window<> limiter{
+    static keel::redis::fixed_window limiter{
         *shared_pool, {.name = "bench-fw-lease", .limit = huge_limit, .window = 1s, .lease = 64}};
     run_limiter(state, limiter);
 }
@@ -149,9 +149,9 @@ BENCHMARK(keel_fixed_window_lease64)->Threads(1)->Threads(4)->UseRealTime();
 // keel decision, timing each, so the machine's noise hits both alike. Reports
 // throughput_vs_ceiling = raw time / keel time (1.0: keel as fast as the ceiling).
 void keel_fixed_window_vs_ceiling_interleaved(benchmark::State& state) {
-    static keel::redis::fixed_window<> limiter{
+    static keel::redis::fixed_window limiter{
         *shared_pool, {.name = "bench-fw-inter", .limit = huge_limit, .window = 1s}};
-    auto const& lua = keel::redis::fixed_window<>::lua();
+    auto const& lua = keel::redis::fixed_window::lua();
     keel::redis::connection loader{{.port = server->port(), .command_timeout = 2000ms}};
     loader.command({"SCRIPT", "LOAD", lua.source()});
     redisContext* c = redisConnect("127.0.0.1", server->port());

@@ -43,7 +43,7 @@ int main() {
         .flush_budget = 100ms,
     }};
 
-    keel::ops::health_registry<> health{{.service_id = "example"}};
+    keel::ops::health_registry health{{.service_id = "example"}};
     health.mark_started();
     drain.attach(health); // shutdown fails readiness at once: the probe answers 503
 

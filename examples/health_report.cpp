@@ -24,7 +24,7 @@ void serve(char const* path, keel::ops::health_report const& report) {
 } // namespace
 
 int main() {
-    keel::ops::health_registry<> health{{.service_id = "orders", .version = "1.4.2"}};
+    keel::ops::health_registry health{{.service_id = "orders", .version = "1.4.2"}};
 
     health.add_check({.name = "postgres",
                       .measurement = "responseTime",

@@ -20,7 +20,7 @@ int main() {
     keel::manual_clock clock;
 
     // 5 requests per client per 10 s, at most 100,000 clients remembered.
-    keel::keyed<keel::sliding_counter<keel::manual_clock>, std::uint64_t> per_client{
+    keel::keyed<keel::basic_sliding_counter<keel::manual_clock>, std::uint64_t> per_client{
         {.limit = 5, .window = 10s}, {.max_keys = 100'000}, clock};
     auto const policy = keel::ratelimit_policy_value("per-client", 5, 10s);
 
@@ -38,7 +38,7 @@ int main() {
     }
 
     // An outgoing call limited to 2 per second, waiting at most 600 ms for a permit.
-    keel::gcra<keel::manual_clock> upstream{{.rate = 2, .period = 1s, .burst = 1}, clock};
+    keel::basic_gcra<keel::manual_clock> upstream{{.rate = 2, .period = 1s, .burst = 1}, clock};
     keel::virtual_sleeper sleeper{clock};
     keel::rate_limit guard{upstream, {.max_wait = 600ms}, sleeper};
     keel::basic_context<keel::manual_clock> ctx;

@@ -58,8 +58,8 @@ int main() {
 
     // 5 requests per 10 s per client, counted in Redis: every instance of the
     // service that uses the same name shares the count.
-    keel::redis::fixed_window<> per_client{
-        redis, {.name = "example:per-client", .limit = 5, .window = 10s}};
+    keel::redis::fixed_window per_client{redis,
+                                         {.name = "example:per-client", .limit = 5, .window = 10s}};
     std::string const client = "client-" + std::to_string(::getpid());
     fmt::print("-- a per-client limit of 5 per 10 s, shared through Redis\n");
     for (int i = 1; i <= 7; ++i) {
@@ -69,7 +69,7 @@ int main() {
     // A Redis nobody listens on: the failure policy answers, and after two
     // failures the breaker stops trying for a second (no network wait at all).
     keel::redis::pool nowhere{{.connection = {.port = 1, .connect_timeout = 50ms}}};
-    keel::redis::gcra<> guarded{
+    keel::redis::gcra guarded{
         nowhere,
         {.name = "example:guarded",
          .rate = 10,

@@ -253,14 +253,14 @@ int main(int argc, char** argv) try {
              })}};
 
     // Per-client limits: a token bucket per address, at most 100 000 addresses.
-    keel::keyed<keel::token_bucket<>, std::string> limits{
+    keel::keyed<keel::token_bucket, std::string> limits{
         {.rate = cfg.rate, .period = 1s, .burst = cfg.burst}, {.max_keys = 100'000}};
     auto const policy_header =
         keel::ratelimit_policy_value("per-client", limits.overflow_limiter()).str();
 
     // Health: liveness has no dependencies; readiness adds the breaker check and
     // fails while draining; startup passes once the listener is bound.
-    keel::ops::health_registry<> health{
+    keel::ops::health_registry health{
         {.service_id = "keel-demo", .description = "keel demo service"}};
     health.add_check({.name = "downstream",
                       .measurement = "circuit",

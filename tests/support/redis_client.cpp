@@ -50,18 +50,18 @@ int main(int argc, char** argv) {
         {.connection = {.port = port, .connect_timeout = 1000ms, .command_timeout = 2000ms},
          .size = 1}};
     if (algorithm == "fixed_window") {
-        keel::redis::fixed_window<> limiter{
+        keel::redis::fixed_window limiter{
             redis, {.name = name, .limit = limit, .window = window, .lease = lease}};
         return run(limiter, attempts);
     }
     if (algorithm == "sliding_counter") {
-        keel::redis::sliding_counter<> limiter{
+        keel::redis::sliding_counter limiter{
             redis, {.name = name, .limit = limit, .window = window, .lease = lease}};
         return run(limiter, attempts);
     }
     if (algorithm == "gcra") {
-        keel::redis::gcra<> limiter{
-            redis, {.name = name, .rate = limit, .period = window, .burst = limit}};
+        keel::redis::gcra limiter{redis,
+                                  {.name = name, .rate = limit, .period = window, .burst = limit}};
         return run(limiter, attempts);
     }
     std::fprintf(stderr, "unknown algorithm %s\n", argv[2]);

@@ -91,9 +91,9 @@ struct count_failures {
 
 static_assert(keel::policy_for<trace, int>);
 static_assert(keel::policy_for<keel::retry<>, int>);
-static_assert(keel::policy_for<keel::timeout<>, std::string>);
+static_assert(keel::policy_for<keel::timeout, std::string>);
 static_assert(std::is_same_v<keel::pipeline_clock_t<>, keel::steady_clock>);
-static_assert(std::is_same_v<keel::pipeline_clock_t<trace, keel::timeout<keel::manual_clock>>,
+static_assert(std::is_same_v<keel::pipeline_clock_t<trace, keel::basic_timeout<keel::manual_clock>>,
                              keel::manual_clock>);
 
 TEST_CASE("resilient: without policies it calls the call", "[resilient]") {
@@ -263,7 +263,7 @@ TEST_CASE("resilient: the DESIGN example's shape with retry and timeout", "[resi
                                                     .backoff = keel::exponential{100ms, 2.0, 5s},
                                                     .jitter = keel::jitter::none},
                                                 keel::on_failure{}, clock, sleeper},
-                                    keel::timeout{5s, clock}};
+                                    keel::basic_timeout{5s, clock}};
     CHECK(get_user() == "user 42");
     CHECK(calls == 2);
     CHECK(clock.now().time_since_epoch() == 5s + 100ms);

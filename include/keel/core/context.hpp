@@ -62,6 +62,6 @@ private:
 };
 
 /// The context of a pipeline on keel::steady_clock, the type most calls take.
-using context = basic_context<steady_clock>;
+using context = basic_context<>;
 
 KEEL_END_NAMESPACE

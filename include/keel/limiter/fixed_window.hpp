@@ -42,10 +42,10 @@ struct fixed_window_options {
 /// more can be taken for current or ahead (stricter, for fewer windows than
 /// that). Example:
 ///
-///     keel::fixed_window<> per_second{{.limit = 100, .window = 1s}};
+///     keel::fixed_window per_second{{.limit = 100, .window = 1s}};
 ///     if (!per_second.try_acquire()) { return reply_429(); }
 template <clock Clock = steady_clock>
-class fixed_window {
+class basic_fixed_window {
 public:
     using clock_type = Clock;
     using time_point = typename Clock::time_point;
@@ -55,7 +55,7 @@ public:
     static constexpr std::uint64_t fresh_state = 0;
 
     /// Validates `opts` (throws std::invalid_argument naming the field) and starts empty.
-    explicit fixed_window(options const& opts, Clock clock = Clock{})
+    explicit basic_fixed_window(options const& opts, Clock clock = Clock{})
         : m_limit(opts.limit), m_window(opts.window.count()),
           m_divider(opts.window.count() > 0 ? opts.window.count() : 1),
           m_count_bits(static_cast<int>(
@@ -67,8 +67,8 @@ public:
         detail::check_window("keel::fixed_window", "window", opts.window);
     }
 
-    fixed_window(fixed_window const&) = delete;
-    fixed_window& operator=(fixed_window const&) = delete;
+    basic_fixed_window(basic_fixed_window const&) = delete;
+    basic_fixed_window& operator=(basic_fixed_window const&) = delete;
 
     /// Takes `permits` if the current window has room; reads the clock once.
     KEEL_ALWAYS_INLINE decision try_acquire(std::int64_t permits = 1) noexcept {
@@ -198,5 +198,8 @@ private:
     int m_count_bits;          // bits of the count field: bit_width(limit), 1 to 32
     [[no_unique_address]] Clock m_clock;
 };
+
+/// A fixed window on keel::steady_clock.
+using fixed_window = basic_fixed_window<>;
 
 KEEL_END_NAMESPACE

@@ -40,10 +40,10 @@ struct gcra_options {
 /// clock's end saturates there. Thread-safe and lock-free: one CAS loop on one
 /// 64-bit word; a refusal only loads. Example:
 ///
-///     keel::gcra<> login{{.rate = 5, .period = 1min, .burst = 5}};
+///     keel::gcra login{{.rate = 5, .period = 1min, .burst = 5}};
 ///     auto d = login.try_acquire();
 template <clock Clock = steady_clock>
-class gcra {
+class basic_gcra {
 public:
     using clock_type = Clock;
     using time_point = typename Clock::time_point;
@@ -54,12 +54,12 @@ public:
         static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::min());
 
     /// Validates `opts` (throws std::invalid_argument naming the field).
-    explicit gcra(options const& opts, Clock clock = Clock{})
+    explicit basic_gcra(options const& opts, Clock clock = Clock{})
         : m_params(detail::make_rate_params("keel::gcra", opts.rate, opts.period, opts.burst)),
           m_clock(std::move(clock)) {}
 
-    gcra(gcra const&) = delete;
-    gcra& operator=(gcra const&) = delete;
+    basic_gcra(basic_gcra const&) = delete;
+    basic_gcra& operator=(basic_gcra const&) = delete;
 
     /// Takes `permits` if they conform; reads the clock once.
     KEEL_ALWAYS_INLINE decision try_acquire(std::int64_t permits = 1) noexcept {
@@ -157,5 +157,8 @@ private:
     detail::rate_params m_params;
     [[no_unique_address]] Clock m_clock;
 };
+
+/// A GCRA limiter on keel::steady_clock.
+using gcra = basic_gcra<>;
 
 KEEL_END_NAMESPACE

@@ -117,7 +117,7 @@ constexpr std::uint64_t mix_hash(std::uint64_t h) noexcept {
 /// (while the table probes, grows, searches or sweeps) and must not call back
 /// into the table. Example:
 ///
-///     keel::keyed<keel::sliding_counter<>, std::uint64_t> per_user{
+///     keel::keyed<keel::sliding_counter, std::uint64_t> per_user{
 ///         {.limit = 100, .window = 1min}, {.max_keys = 100'000}};
 ///     if (auto d = per_user.try_acquire(user_id); !d) { return reply_429(d); }
 template <word_limiter Limiter, std::semiregular Key, class Hash = std::hash<Key>>

@@ -52,10 +52,10 @@ struct sliding_counter_options {
 /// idle for 2^(63 - 2c) windows or more can be taken for current or ahead
 /// (stricter, for fewer windows than that). Example:
 ///
-///     keel::sliding_counter<> api{{.limit = 600, .window = 1min}};
+///     keel::sliding_counter api{{.limit = 600, .window = 1min}};
 ///     auto d = api.try_acquire();
 template <clock Clock = steady_clock>
-class sliding_counter {
+class basic_sliding_counter {
 public:
     using clock_type = Clock;
     using time_point = typename Clock::time_point;
@@ -67,7 +67,7 @@ public:
     static constexpr std::int64_t max_limit = (std::int64_t{1} << 22) - 1;
 
     /// Validates `opts` (throws std::invalid_argument naming the field) and starts empty.
-    explicit sliding_counter(options const& opts, Clock clock = Clock{})
+    explicit basic_sliding_counter(options const& opts, Clock clock = Clock{})
         : m_limit(opts.limit), m_window(opts.window.count()),
           m_divider(opts.window.count() > 0 ? opts.window.count() : 1),
           m_count_bits(static_cast<int>(
@@ -82,8 +82,8 @@ public:
         detail::check_window("keel::sliding_counter", "window", opts.window);
     }
 
-    sliding_counter(sliding_counter const&) = delete;
-    sliding_counter& operator=(sliding_counter const&) = delete;
+    basic_sliding_counter(basic_sliding_counter const&) = delete;
+    basic_sliding_counter& operator=(basic_sliding_counter const&) = delete;
 
     /// Takes `permits` if the weighted count leaves room; reads the clock once.
     KEEL_ALWAYS_INLINE decision try_acquire(std::int64_t permits = 1) noexcept {
@@ -283,5 +283,8 @@ private:
     bool m_products_fit_64;    // (limit + 1) * window fits in int64: step needs no 128-bit math
     [[no_unique_address]] Clock m_clock;
 };
+
+/// A sliding-window counter on keel::steady_clock.
+using sliding_counter = basic_sliding_counter<>;
 
 KEEL_END_NAMESPACE

@@ -39,17 +39,17 @@ struct sliding_log_options {
 /// limiters). A `now` earlier than the newest stored time counts as that time.
 /// Example:
 ///
-///     keel::sliding_log<> strict{{.limit = 10, .window = 1s}};
+///     keel::sliding_log strict{{.limit = 10, .window = 1s}};
 ///     auto d = strict.try_acquire();
 template <clock Clock = steady_clock>
-class sliding_log {
+class basic_sliding_log {
 public:
     using clock_type = Clock;
     using time_point = typename Clock::time_point;
     using options = sliding_log_options;
 
     /// Validates `opts` (throws std::invalid_argument naming the field) and allocates the ring.
-    explicit sliding_log(options const& opts, Clock clock = Clock{})
+    explicit basic_sliding_log(options const& opts, Clock clock = Clock{})
         : m_limit(validate(opts).limit), m_window(opts.window.count()), m_clock(std::move(clock)),
           m_ring(std::make_unique<std::int64_t[]>(static_cast<std::size_t>(opts.limit))) {
         for (std::int64_t i = 0; i < m_limit; ++i) {
@@ -154,5 +154,8 @@ private:
     std::unique_ptr<std::int64_t[]> m_ring; // oldest at m_head; sorted ascending from there
     std::int64_t m_head = 0;
 };
+
+/// A sliding log on keel::steady_clock.
+using sliding_log = basic_sliding_log<>;
 
 KEEL_END_NAMESPACE

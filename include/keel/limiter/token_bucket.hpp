@@ -44,10 +44,10 @@ struct token_bucket_options {
 /// tokens. Times that would pass the clock's end saturate there. Thread-safe
 /// and lock-free: one CAS loop on one 64-bit word; a refusal only loads. Example:
 ///
-///     keel::token_bucket<> calls{{.rate = 100, .period = 1s, .burst = 20}};
+///     keel::token_bucket calls{{.rate = 100, .period = 1s, .burst = 20}};
 ///     if (auto d = calls.try_acquire(); !d) { wait(d.retry_after); }
 template <clock Clock = steady_clock>
-class token_bucket {
+class basic_token_bucket {
 public:
     using clock_type = Clock;
     using time_point = typename Clock::time_point;
@@ -58,13 +58,13 @@ public:
         static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::min());
 
     /// Validates `opts` (throws std::invalid_argument naming the field); the bucket starts full.
-    explicit token_bucket(options const& opts, Clock clock = Clock{})
+    explicit basic_token_bucket(options const& opts, Clock clock = Clock{})
         : m_params(
               detail::make_rate_params("keel::token_bucket", opts.rate, opts.period, opts.burst)),
           m_clock(std::move(clock)) {}
 
-    token_bucket(token_bucket const&) = delete;
-    token_bucket& operator=(token_bucket const&) = delete;
+    basic_token_bucket(basic_token_bucket const&) = delete;
+    basic_token_bucket& operator=(basic_token_bucket const&) = delete;
 
     /// Takes `permits` if the bucket holds them; reads the clock once.
     KEEL_ALWAYS_INLINE decision try_acquire(std::int64_t permits = 1) noexcept {
@@ -164,5 +164,8 @@ private:
     detail::rate_params m_params;
     [[no_unique_address]] Clock m_clock;
 };
+
+/// A token bucket on keel::steady_clock.
+using token_bucket = basic_token_bucket<>;
 
 KEEL_END_NAMESPACE

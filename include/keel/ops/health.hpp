@@ -145,7 +145,7 @@ struct health_registry_options {
 ///
 /// Example:
 ///
-///     keel::ops::health_registry<> health{{.service_id = "orders"}};
+///     keel::ops::health_registry health{{.service_id = "orders"}};
 ///     health.add_check({.name = "postgres", .measurement = "responseTime",
 ///                       .kind = keel::ops::check_kind::database, .timeout = 300ms},
 ///                      [&](std::stop_token stop) {
@@ -156,7 +156,7 @@ struct health_registry_options {
 ///     auto const r = keel::ops::to_http_response(health.readiness()); // health_json.hpp
 ///     // on SIGTERM: health.set_not_ready("draining");
 template <clock Clock = steady_clock, sleeper Sleeper = real_sleeper>
-class health_registry {
+class basic_health_registry {
 public:
     using clock_type = Clock;
     using time_point = typename Clock::time_point;
@@ -165,8 +165,8 @@ public:
     /// Builds a registry reading `clock` and waiting through `sleeper`; not started,
     /// ready otherwise, not broken, with no checks. Throws std::invalid_argument if
     /// an option is out of range.
-    explicit health_registry(options_type options = {}, Clock clock = Clock{},
-                             Sleeper sleeper = Sleeper{})
+    explicit basic_health_registry(options_type options = {}, Clock clock = Clock{},
+                                   Sleeper sleeper = Sleeper{})
         : m_options(std::move(options)), m_clock(std::move(clock)), m_sleeper(std::move(sleeper)) {
         if (m_options.budget <= std::chrono::nanoseconds::zero()) {
             keel::detail::invalid_option(component, "budget", "> 0", m_options.budget);
@@ -183,12 +183,12 @@ public:
         }
     }
 
-    health_registry(health_registry const&) = delete;
-    health_registry& operator=(health_registry const&) = delete;
+    basic_health_registry(basic_health_registry const&) = delete;
+    basic_health_registry& operator=(basic_health_registry const&) = delete;
 
     /// Fires the stop token of every check still running; their threads finish later
     /// on their own and keep only the check's own state alive.
-    ~health_registry() {
+    ~basic_health_registry() {
         std::vector<std::shared_ptr<state_type>> checks;
         {
             std::lock_guard lock{m_mutex};
@@ -554,6 +554,9 @@ private:
     std::optional<std::string> m_not_ready;
     std::optional<std::string> m_broken;
 };
+
+/// A health registry on keel::steady_clock with a real sleeper.
+using health_registry = basic_health_registry<>;
 
 } // namespace ops
 

@@ -203,7 +203,7 @@ private:
 };
 
 /// A bulkhead that waits with keel::real_sleeper.
-using bulkhead = basic_bulkhead<real_sleeper>;
+using bulkhead = basic_bulkhead<>;
 
 /// The policy keel::guard(bulkhead) returns: takes a slot before the inner
 /// pipeline and gives it back after, even if the inner pipeline throws.

@@ -223,7 +223,7 @@ struct circuit_metrics {
 ///         respond_503(permit.retry_after());        // rejected: a value, not an exception
 ///     }
 template <clock Clock = steady_clock, random_generator Random = thread_random>
-class circuit_breaker {
+class basic_circuit_breaker {
 public:
     using clock_type = Clock;
     using time_point = typename Clock::time_point;
@@ -247,8 +247,8 @@ public:
     /// option is outside its documented range. `clock` and `random` are stored by value
     /// (pass keel::manual_clock and a seeded generator in tests). The generator is only
     /// drawn from under the breaker's lock, so a plain keel::xoshiro256ss is fine.
-    explicit circuit_breaker(circuit_breaker_options options = {}, Clock clock = Clock{},
-                             Random random = Random{})
+    explicit basic_circuit_breaker(circuit_breaker_options options = {}, Clock clock = Clock{},
+                                   Random random = Random{})
         : m_options(detail::validate_breaker_options(options)), m_clock(std::move(clock)),
           m_random(std::move(random)),
           m_window(options.window == circuit_window::time_based, options.window_size) {
@@ -256,8 +256,8 @@ public:
         m_window.reset_locked(0);
     }
 
-    circuit_breaker(circuit_breaker const&) = delete;
-    circuit_breaker& operator=(circuit_breaker const&) = delete;
+    basic_circuit_breaker(basic_circuit_breaker const&) = delete;
+    basic_circuit_breaker& operator=(basic_circuit_breaker const&) = delete;
 
     /// Asks to make one call. Returns an admitted permit, which the caller completes
     /// with success(), failure() or ignore() (a permit destroyed without an outcome counts
@@ -440,8 +440,8 @@ public:
         }
 
     private:
-        friend class circuit_breaker;
-        permit(circuit_breaker* breaker, std::uint64_t generation, std::int64_t start,
+        friend class basic_circuit_breaker;
+        permit(basic_circuit_breaker* breaker, std::uint64_t generation, std::int64_t start,
                circuit_state admitted_in, bool timed) noexcept
             : m_breaker(breaker), m_generation(generation), m_start(start),
               m_admitted_in(admitted_in), m_admitted(true), m_timed(timed) {}
@@ -450,7 +450,7 @@ public:
         // rejection path.
         explicit permit(std::int64_t retry_after) noexcept : m_retry_after(retry_after) {}
 
-        circuit_breaker* m_breaker = nullptr;
+        basic_circuit_breaker* m_breaker = nullptr;
         std::uint64_t m_generation = 0;
         std::int64_t m_start = 0;
         circuit_state m_admitted_in = circuit_state::closed;
@@ -794,6 +794,9 @@ private:
     std::shared_ptr<std::vector<listener> const> m_listeners;
 };
 
+/// A circuit breaker on keel::steady_clock with keel::thread_random.
+using circuit_breaker = basic_circuit_breaker<>;
+
 /// Classifies an outcome the default way: a value is a success, any failure a failure.
 struct classify_any_failure {
     /// Returns success for a value, failure otherwise.
@@ -855,19 +858,20 @@ private:
 /// Returns a policy for keel::resilient that guards the rest of the pipeline with
 /// `breaker`; any failure counts as a failure. `breaker` must outlive the policy.
 template <class Clock, class Random>
-circuit_breaker_policy<circuit_breaker<Clock, Random>>
-guard(circuit_breaker<Clock, Random>& breaker) {
-    return circuit_breaker_policy<circuit_breaker<Clock, Random>>{breaker, classify_any_failure{}};
+circuit_breaker_policy<basic_circuit_breaker<Clock, Random>>
+guard(basic_circuit_breaker<Clock, Random>& breaker) {
+    return circuit_breaker_policy<basic_circuit_breaker<Clock, Random>>{breaker,
+                                                                        classify_any_failure{}};
 }
 
 /// Returns a policy that guards with `breaker` and lets `classify` decide, from the
 /// `outcome<R> const&`, whether a call is a success, a failure or ignored (e.g. a 4xx
 /// that is the client's fault). `classify` must be copyable and thread-safe.
 template <class Clock, class Random, class Classifier>
-circuit_breaker_policy<circuit_breaker<Clock, Random>, Classifier>
-guard(circuit_breaker<Clock, Random>& breaker, Classifier classify) {
-    return circuit_breaker_policy<circuit_breaker<Clock, Random>, Classifier>{breaker,
-                                                                              std::move(classify)};
+circuit_breaker_policy<basic_circuit_breaker<Clock, Random>, Classifier>
+guard(basic_circuit_breaker<Clock, Random>& breaker, Classifier classify) {
+    return circuit_breaker_policy<basic_circuit_breaker<Clock, Random>, Classifier>{
+        breaker, std::move(classify)};
 }
 
 KEEL_END_NAMESPACE

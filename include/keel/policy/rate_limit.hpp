@@ -2,7 +2,8 @@
 // keel::rate_limit: the policy that puts a rate limiter in front of a call in a
 // keel::resilient pipeline. It rejects with errc::rate_limited carrying the
 // limiter's retry-after, or waits for permits up to a configured maximum through
-// a keel::sleeper, interruptible by the context's stop token.
+// a keel::sleeper, interruptible by the context's stop token. keel::guard(limiter)
+// builds it, as keel::guard(breaker) and keel::guard(bulkhead) build theirs.
 #pragma once
 
 #include <keel/core/clock.hpp>
@@ -21,6 +22,7 @@
 #include <cstdint>
 #include <optional>
 #include <type_traits>
+#include <utility>
 
 KEEL_BEGIN_NAMESPACE
 
@@ -47,19 +49,20 @@ struct rate_limit_options {
 /// firing during a wait with errc::cancelled. The limiter must outlive the
 /// policy. Thread-safe (the limiter is). Example:
 ///
-///     keel::token_bucket<> bucket{{.rate = 100, .burst = 10}};
-///     auto call = keel::resilient{fetch, keel::rate_limit{bucket}};
-///     auto waits = keel::rate_limit{bucket, {.max_wait = 50ms}};
+///     keel::token_bucket bucket{{.rate = 100, .burst = 10}};
+///     auto call = keel::resilient{fetch, keel::guard(bucket)};
+///     auto waits = keel::guard(bucket, {.max_wait = 50ms});
 template <rate_limiter Limiter, sleeper Sleeper = real_sleeper>
 class rate_limit {
 public:
     using clock_type = typename Limiter::clock_type;
     using limiter_type = Limiter;
-    using options = rate_limit_options;
+    using options_type = rate_limit_options;
 
     /// Guards calls with `limiter` (validates `opts`; throws std::invalid_argument naming the
     /// field).
-    explicit rate_limit(Limiter& limiter, options const& opts = {}, Sleeper sleeper = Sleeper{})
+    explicit rate_limit(Limiter& limiter, options_type const& opts = {},
+                        Sleeper sleeper = Sleeper{})
         : m_limiter(&limiter), m_options(opts), m_sleeper(std::move(sleeper)) {
         if (opts.permits < 1) {
             detail::invalid_option("keel::rate_limit", "permits", "at least 1", opts.permits);
@@ -99,7 +102,7 @@ public:
     /// Returns the limiter this policy takes permits from.
     Limiter& limiter() const noexcept { return *m_limiter; }
     /// Returns the options.
-    options const& opts() const noexcept { return m_options; }
+    options_type const& options() const noexcept { return m_options; }
 
 private:
     template <class Context>
@@ -118,7 +121,7 @@ private:
     }
 
     Limiter* m_limiter;
-    options m_options;
+    options_type m_options;
     Sleeper m_sleeper;
 };
 
@@ -131,5 +134,21 @@ rate_limit(Limiter&, rate_limit_options const&) -> rate_limit<Limiter>;
 /// Deduces the sleeper from `keel::rate_limit{limiter, options, sleeper}`.
 template <class Limiter, class Sleeper>
 rate_limit(Limiter&, rate_limit_options const&, Sleeper) -> rate_limit<Limiter, Sleeper>;
+
+/// Returns a policy for keel::resilient that guards the rest of the pipeline with
+/// `limiter`, as keel::rate_limit{limiter, options} does (throws std::invalid_argument
+/// on bad options). `limiter` must outlive the policy. Example:
+/// `keel::guard(limiter, {.max_wait = 50ms})`.
+template <rate_limiter Limiter>
+rate_limit<Limiter> guard(Limiter& limiter, rate_limit_options const& options = {}) {
+    return rate_limit<Limiter>{limiter, options};
+}
+
+/// Returns the rate_limit policy of guard(limiter, options) that waits with `sleeper`.
+template <rate_limiter Limiter, sleeper Sleeper>
+rate_limit<Limiter, Sleeper> guard(Limiter& limiter, rate_limit_options const& options,
+                                   Sleeper sleeper) {
+    return rate_limit<Limiter, Sleeper>{limiter, options, std::move(sleeper)};
+}
 
 KEEL_END_NAMESPACE

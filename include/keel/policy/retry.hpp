@@ -101,7 +101,7 @@ struct basic_retry_options {
 };
 
 /// Options of keel::retry on keel::steady_clock.
-using retry_options = basic_retry_options<steady_clock>;
+using retry_options = basic_retry_options<>;
 
 /// Runs the inner pipeline up to max_attempts times while `Predicate` says its
 /// outcome is retryable, waiting a jittered backoff between attempts.

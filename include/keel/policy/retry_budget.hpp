@@ -186,6 +186,6 @@ private:
 };
 
 /// A retry budget on keel::steady_clock.
-using retry_budget = basic_retry_budget<steady_clock>;
+using retry_budget = basic_retry_budget<>;
 
 KEEL_END_NAMESPACE

@@ -58,18 +58,19 @@ struct forward_stop {
 ///         [](keel::context const& ctx) { return fetch(ctx.stop_token()); },
 ///         keel::timeout{250ms}};
 template <clock Clock = steady_clock>
-class timeout {
+class basic_timeout {
 public:
     using clock_type = Clock;
 
     /// Builds a timeout of `duration`; throws std::invalid_argument unless it is in (0, 1 year].
     /// (Polly's default is 30 s, resilience4j's TimeLimiter 1 s: keel has no default,
     /// the right value depends on the dependency's latency.)
-    explicit timeout(std::chrono::nanoseconds duration) requires std::default_initializable<Clock>
-        : timeout(duration, Clock{}) {}
+    explicit basic_timeout(
+        std::chrono::nanoseconds duration) requires std::default_initializable<Clock>
+        : basic_timeout(duration, Clock{}) {}
 
     /// Builds a timeout of `duration` on `clock` (a keel::manual_clock in tests).
-    timeout(std::chrono::nanoseconds duration, Clock clock)
+    basic_timeout(std::chrono::nanoseconds duration, Clock clock)
         : m_duration(std::chrono::duration_cast<typename Clock::duration>(duration)),
           m_clock(std::move(clock)) {
         static_assert(detail::scheduling_clock<Clock> ||
@@ -138,5 +139,8 @@ private:
     typename Clock::duration m_duration;
     [[no_unique_address]] Clock m_clock;
 };
+
+/// A timeout on keel::steady_clock.
+using timeout = basic_timeout<>;
 
 KEEL_END_NAMESPACE

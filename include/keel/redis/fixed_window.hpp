@@ -66,13 +66,14 @@ struct fixed_window_options {
 ///     if (!api.try_acquire()) { /* 429 */ }
 ///     if (!api.try_acquire(client_id)) { /* this client is over its limit */ }
 template <clock Clock = steady_clock>
-class fixed_window : public detail::remote_limiter_front<Clock> {
+class basic_fixed_window : public detail::remote_limiter_front<Clock> {
 public:
     using typename detail::remote_limiter_front<Clock>::time_point;
 
     /// Builds the limiter on `redis`; throws std::invalid_argument when an option is out of range.
-    fixed_window(pool& redis, fixed_window_options options, Clock clock = {})
-        : fixed_window(redis, validated(std::move(options)), std::move(clock), validated_tag{}) {}
+    basic_fixed_window(pool& redis, fixed_window_options options, Clock clock = {})
+        : basic_fixed_window(redis, validated(std::move(options)), std::move(clock),
+                             validated_tag{}) {}
 
     /// Returns the options.
     fixed_window_options const& options() const noexcept { return m_options; }
@@ -110,13 +111,13 @@ private:
     struct validated_tag {};
 
     // The base reads `o` before it moves into m_options (bases are built first).
-    fixed_window(pool& redis, fixed_window_options&& o, Clock clock, validated_tag)
+    basic_fixed_window(pool& redis, fixed_window_options&& o, Clock clock, validated_tag)
         : detail::remote_limiter_front<Clock>(
               redis, lua(), o.name, o.limit, o.on_failure, o.lease,
               {std::to_string(o.window.count() * 1000), std::to_string(o.limit)}, std::move(clock)),
           m_options(std::move(o)) {
         if (m_options.on_failure.mode == failure_mode::local) {
-            this->m_core.set_local(detail::make_local_share<keel::fixed_window<Clock>>(
+            this->m_core.set_local(detail::make_local_share<keel::basic_fixed_window<Clock>>(
                 keel::fixed_window_options{
                     .limit =
                         detail::share_of(m_options.limit, m_options.on_failure.expected_instances,
@@ -152,6 +153,9 @@ private:
 
     fixed_window_options m_options;
 };
+
+/// A Redis fixed window on keel::steady_clock.
+using fixed_window = basic_fixed_window<>;
 
 } // namespace redis
 

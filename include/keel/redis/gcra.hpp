@@ -71,13 +71,13 @@ struct gcra_options {
 ///     if (!api.try_acquire()) { /* 429 */ }
 ///     if (!api.try_acquire(client_id)) { /* this client is over its limit */ }
 template <clock Clock = steady_clock>
-class gcra : public detail::remote_limiter_front<Clock> {
+class basic_gcra : public detail::remote_limiter_front<Clock> {
 public:
     using typename detail::remote_limiter_front<Clock>::time_point;
 
     /// Builds the limiter on `redis`; throws std::invalid_argument when an option is out of range.
-    gcra(pool& redis, gcra_options options, Clock clock = {})
-        : gcra(redis, validated(std::move(options)), std::move(clock), validated_tag{}) {}
+    basic_gcra(pool& redis, gcra_options options, Clock clock = {})
+        : basic_gcra(redis, validated(std::move(options)), std::move(clock), validated_tag{}) {}
 
     /// Returns the options.
     gcra_options const& options() const noexcept { return m_options; }
@@ -114,13 +114,13 @@ private:
     struct validated_tag {};
 
     // The base reads `o` before it moves into m_options (bases are built first).
-    gcra(pool& redis, gcra_options&& o, Clock clock, validated_tag)
+    basic_gcra(pool& redis, gcra_options&& o, Clock clock, validated_tag)
         : detail::remote_limiter_front<Clock>(
               redis, lua(), o.name, o.burst, o.on_failure, 1,
               {std::to_string(interval_us(o)), std::to_string(o.burst)}, std::move(clock)),
           m_options(std::move(o)) {
         if (m_options.on_failure.mode == failure_mode::local) {
-            this->m_core.set_local(detail::make_local_share<keel::gcra<Clock>>(
+            this->m_core.set_local(detail::make_local_share<keel::basic_gcra<Clock>>(
                 keel::gcra_options{.rate = detail::share_of(m_options.rate,
                                                             m_options.on_failure.expected_instances,
                                                             std::int64_t{1} << 31),
@@ -162,6 +162,9 @@ private:
 
     gcra_options m_options;
 };
+
+/// A Redis GCRA limiter on keel::steady_clock.
+using gcra = basic_gcra<>;
 
 } // namespace redis
 

@@ -76,14 +76,14 @@ struct sliding_counter_options {
 ///     if (!api.try_acquire()) { /* 429 */ }
 ///     if (!api.try_acquire(client_id)) { /* this client is over its limit */ }
 template <clock Clock = steady_clock>
-class sliding_counter : public detail::remote_limiter_front<Clock> {
+class basic_sliding_counter : public detail::remote_limiter_front<Clock> {
 public:
     using typename detail::remote_limiter_front<Clock>::time_point;
 
     /// Builds the limiter on `redis`; throws std::invalid_argument when an option is out of range.
-    sliding_counter(pool& redis, sliding_counter_options options, Clock clock = {})
-        : sliding_counter(redis, validated(std::move(options)), std::move(clock), validated_tag{}) {
-    }
+    basic_sliding_counter(pool& redis, sliding_counter_options options, Clock clock = {})
+        : basic_sliding_counter(redis, validated(std::move(options)), std::move(clock),
+                                validated_tag{}) {}
 
     /// Returns the options.
     sliding_counter_options const& options() const noexcept { return m_options; }
@@ -142,17 +142,17 @@ private:
     struct validated_tag {};
 
     // The base reads `o` before it moves into m_options (bases are built first).
-    sliding_counter(pool& redis, sliding_counter_options&& o, Clock clock, validated_tag)
+    basic_sliding_counter(pool& redis, sliding_counter_options&& o, Clock clock, validated_tag)
         : detail::remote_limiter_front<Clock>(
               redis, lua(), o.name, o.limit, o.on_failure, o.lease,
               {std::to_string(o.window.count() * 1000), std::to_string(o.limit)}, std::move(clock)),
           m_options(std::move(o)) {
         if (m_options.on_failure.mode == failure_mode::local) {
-            this->m_core.set_local(detail::make_local_share<keel::sliding_counter<Clock>>(
+            this->m_core.set_local(detail::make_local_share<keel::basic_sliding_counter<Clock>>(
                 keel::sliding_counter_options{
                     .limit =
                         detail::share_of(m_options.limit, m_options.on_failure.expected_instances,
-                                         keel::sliding_counter<Clock>::max_limit),
+                                         keel::basic_sliding_counter<Clock>::max_limit),
                     .window = m_options.window},
                 this->m_core.clock()));
         }
@@ -184,6 +184,9 @@ private:
 
     sliding_counter_options m_options;
 };
+
+/// A Redis sliding-window counter on keel::steady_clock.
+using sliding_counter = basic_sliding_counter<>;
 
 } // namespace redis
 

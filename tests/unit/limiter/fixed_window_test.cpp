@@ -12,7 +12,7 @@
 #include <vector>
 
 using namespace std::chrono_literals;
-using limiter = keel::fixed_window<keel::manual_clock>;
+using limiter = keel::basic_fixed_window<keel::manual_clock>;
 
 TEST_CASE("fixed_window rejects bad options naming the field", "[fixed_window]") {
     keel::manual_clock clock;

@@ -14,7 +14,7 @@
 #include <vector>
 
 using namespace std::chrono_literals;
-using limiter = keel::gcra<keel::manual_clock>;
+using limiter = keel::basic_gcra<keel::manual_clock>;
 
 TEST_CASE("gcra rejects bad options naming the field", "[gcra]") {
     keel::manual_clock clock;
@@ -54,8 +54,8 @@ TEST_CASE("gcra admits the burst at once, then one per emission interval", "[gcr
 
 TEST_CASE("gcra decides exactly as token_bucket with the same parameters", "[gcra]") {
     keel::manual_clock clock;
-    keel::gcra<keel::manual_clock> g{{.rate = 7, .period = 1s, .burst = 5}, clock};
-    keel::token_bucket<keel::manual_clock> b{{.rate = 7, .period = 1s, .burst = 5}, clock};
+    keel::basic_gcra<keel::manual_clock> g{{.rate = 7, .period = 1s, .burst = 5}, clock};
+    keel::basic_token_bucket<keel::manual_clock> b{{.rate = 7, .period = 1s, .burst = 5}, clock};
     keel::xoshiro256ss rng{42};
     int admitted = 0;
     for (int i = 0; i < 20000; ++i) {

@@ -34,7 +34,7 @@ TEST_CASE("retry_after_value gives delta-seconds rounded up", "[headers]") {
 
 TEST_CASE("ratelimit_value and ratelimit_policy_value build the draft's items", "[headers]") {
     keel::manual_clock clock;
-    keel::fixed_window<keel::manual_clock> l{{.limit = 100, .window = 60s}, clock};
+    keel::basic_fixed_window<keel::manual_clock> l{{.limit = 100, .window = 60s}, clock};
     clock.advance(30s);
     for (int i = 0; i < 50; ++i) {
         (void)l.try_acquire();
@@ -47,7 +47,7 @@ TEST_CASE("ratelimit_value and ratelimit_policy_value build the draft's items", 
 
 TEST_CASE("ratelimit_policy_value describes a GCRA by its burst and refill time", "[headers]") {
     keel::manual_clock clock;
-    keel::gcra<keel::manual_clock> g{{.rate = 10, .period = 1s, .burst = 20}, clock};
+    keel::basic_gcra<keel::manual_clock> g{{.rate = 10, .period = 1s, .burst = 20}, clock};
     CHECK(keel::ratelimit_policy_value("api", g) == "\"api\";q=20;w=2");
 }
 

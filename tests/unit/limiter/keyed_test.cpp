@@ -25,7 +25,7 @@ using keel::manual_clock;
 
 TEST_CASE("keyed rejects bad options naming the field", "[keyed]") {
     manual_clock clock;
-    using table = keel::keyed<keel::fixed_window<manual_clock>, std::uint64_t>;
+    using table = keel::keyed<keel::basic_fixed_window<manual_clock>, std::uint64_t>;
     CHECK_THROWS_WITH(table({.limit = 1}, {.shards = 3}, clock),
                       "keel::keyed: shards must be a power of two in [1, 4096], got 3");
     CHECK_THROWS_AS(table({.limit = 1}, {.max_keys = 0}, clock), std::invalid_argument);
@@ -34,7 +34,7 @@ TEST_CASE("keyed rejects bad options naming the field", "[keyed]") {
 
 TEST_CASE("keyed keeps an independent limiter per key", "[keyed]") {
     manual_clock clock;
-    keel::keyed<keel::fixed_window<manual_clock>, std::string> t{
+    keel::keyed<keel::basic_fixed_window<manual_clock>, std::string> t{
         {.limit = 2, .window = 1s}, {}, clock};
     CHECK(t.try_acquire("alice").remaining == 1);
     CHECK(t.try_acquire("alice").remaining == 0);
@@ -49,7 +49,7 @@ TEST_CASE("keyed keeps an independent limiter per key", "[keyed]") {
 
 TEST_CASE("keyed shows its per-key configuration through a const table", "[keyed]") {
     manual_clock clock;
-    keel::keyed<keel::fixed_window<manual_clock>, std::uint64_t> const t{
+    keel::keyed<keel::basic_fixed_window<manual_clock>, std::uint64_t> const t{
         {.limit = 7, .window = 3s}, {}, clock};
     CHECK(t.overflow_limiter().limit() == 7);
     CHECK(t.overflow_limiter().window() == 3s);
@@ -57,7 +57,8 @@ TEST_CASE("keyed shows its per-key configuration through a const table", "[keyed
 
 TEST_CASE("keyed stores nothing for peeks and unsatisfiable requests", "[keyed]") {
     manual_clock clock;
-    keel::keyed<keel::gcra<manual_clock>, std::uint64_t> t{{.rate = 5, .burst = 5}, {}, clock};
+    keel::keyed<keel::basic_gcra<manual_clock>, std::uint64_t> t{
+        {.rate = 5, .burst = 5}, {}, clock};
     CHECK(t.try_acquire(1, 0).allowed);
     CHECK(t.try_acquire(2, 6).unsatisfiable);
     CHECK(t.size() == 0);
@@ -67,7 +68,7 @@ TEST_CASE("keyed stores nothing for peeks and unsatisfiable requests", "[keyed]"
 TEST_CASE("keyed under a flood of new keys stays within max_keys and never resets a limited key",
           "[keyed]") {
     manual_clock clock;
-    keel::keyed<keel::sliding_counter<manual_clock>, std::uint64_t> t{
+    keel::keyed<keel::basic_sliding_counter<manual_clock>, std::uint64_t> t{
         {.limit = 3, .window = 1s}, {.max_keys = 64, .shards = 4}, clock};
     // The abuser exhausts its quota.
     CHECK(t.try_acquire(7, 3).allowed);
@@ -93,7 +94,7 @@ TEST_CASE("keyed under a flood of new keys stays within max_keys and never reset
 
 TEST_CASE("keyed evicts keys at rest to make room, keeping the others", "[keyed]") {
     manual_clock clock;
-    keel::keyed<keel::fixed_window<manual_clock>, std::uint64_t> t{
+    keel::keyed<keel::basic_fixed_window<manual_clock>, std::uint64_t> t{
         {.limit = 1, .window = 1s}, {.max_keys = 8, .shards = 1}, clock};
     for (std::uint64_t k = 0; k < 8; ++k) {
         REQUIRE(t.try_acquire(k).allowed);
@@ -113,7 +114,7 @@ TEST_CASE("keyed evicts keys at rest to make room, keeping the others", "[keyed]
 
 TEST_CASE("keyed with overflow reject refuses new keys until a key comes to rest", "[keyed]") {
     manual_clock clock;
-    keel::keyed<keel::token_bucket<manual_clock>, std::uint64_t> t{
+    keel::keyed<keel::basic_token_bucket<manual_clock>, std::uint64_t> t{
         {.rate = 1, .period = 1s, .burst = 2},
         {.max_keys = 2, .shards = 1, .overflow = keel::keyed_overflow::reject},
         clock};
@@ -131,7 +132,7 @@ TEST_CASE("keyed with overflow reject refuses new keys until a key comes to rest
 
 TEST_CASE("keyed abusers never exceed burst + rate x t while keys churn", "[keyed]") {
     manual_clock clock;
-    keel::keyed<keel::gcra<manual_clock>, std::uint64_t> t{
+    keel::keyed<keel::basic_gcra<manual_clock>, std::uint64_t> t{
         {.rate = 10, .period = 1s, .burst = 5}, {.max_keys = 128, .shards = 8}, clock};
     keel::xoshiro256ss rng{99};
     std::vector<int> abuser_admitted(4, 0);
@@ -153,7 +154,7 @@ TEST_CASE("keyed abusers never exceed burst + rate x t while keys churn", "[keye
 
 TEST_CASE("keyed admits no more than each key's limit across threads", "[keyed][concurrency]") {
     manual_clock clock;
-    keel::keyed<keel::fixed_window<manual_clock>, std::uint64_t> t{
+    keel::keyed<keel::basic_fixed_window<manual_clock>, std::uint64_t> t{
         {.limit = 100, .window = 1h}, {.max_keys = 16384, .shards = 16}, clock};
     std::atomic<int> admitted{0};
     std::vector<std::thread> threads;
@@ -179,14 +180,14 @@ TEST_CASE("keyed admits no more than each key's limit across threads", "[keyed][
 
 TEST_CASE("keyed never mistakes a stored state for an empty slot", "[keyed]") {
     manual_clock clock; // time 0: a drained bucket's empty_at is exactly 0
-    keel::keyed<keel::token_bucket<manual_clock>, std::uint64_t> t{
+    keel::keyed<keel::basic_token_bucket<manual_clock>, std::uint64_t> t{
         {.rate = 1, .period = 1s, .burst = 3}, {.max_keys = 16, .shards = 1}, clock};
     CHECK(t.try_acquire(5, 3).allowed);
     CHECK(t.size() == 1);
     auto const r = t.try_acquire(5);
     CHECK_FALSE(r.allowed);
     CHECK(r.retry_after == 1s);
-    keel::keyed<keel::fixed_window<manual_clock>, std::uint64_t> f{
+    keel::keyed<keel::basic_fixed_window<manual_clock>, std::uint64_t> f{
         {.limit = 1, .window = 1s}, {.max_keys = 16, .shards = 1}, clock};
     CHECK(f.try_acquire(0).allowed); // key 0, window 0, count 1
     CHECK_FALSE(f.try_acquire(0).allowed);
@@ -195,7 +196,7 @@ TEST_CASE("keyed never mistakes a stored state for an empty slot", "[keyed]") {
 TEST_CASE("keyed sweeps judge rest at the shard's time: a stale now never evicts a limited key",
           "[keyed]") {
     manual_clock clock;
-    keel::keyed<keel::fixed_window<manual_clock>, std::uint64_t> t{
+    keel::keyed<keel::basic_fixed_window<manual_clock>, std::uint64_t> t{
         {.limit = 1, .window = 1s}, {.max_keys = 3, .shards = 1}, clock};
     CHECK(t.try_acquire(9, 1, manual_clock::time_point{1s}).allowed); // a key written at 1 s
     clock.set(manual_clock::time_point{5s});
@@ -231,7 +232,7 @@ TEST_CASE("keyed makes room for new keys in O(1) amortized as old keys come to r
     // comes to rest. Every insert finds its shard full with one key at rest.
     manual_clock clock;
     counting_hash hash;
-    keel::keyed<keel::token_bucket<manual_clock>, std::uint64_t, counting_hash> t{
+    keel::keyed<keel::basic_token_bucket<manual_clock>, std::uint64_t, counting_hash> t{
         {.rate = 1, .period = 1s, .burst = 1}, {.max_keys = 4096, .shards = 1}, clock, hash};
     constexpr std::int64_t keys = 4096;
     auto const step = std::chrono::nanoseconds{1s} / keys;
@@ -261,7 +262,7 @@ TEST_CASE("keyed reads the clock after taking the shard lock: no window admits m
     constexpr std::int64_t limit = 5;
     constexpr std::int64_t window_ns = 10'000;
     constexpr std::size_t keys = 4;
-    keel::keyed<keel::fixed_window<>, std::uint64_t> t{
+    keel::keyed<keel::fixed_window, std::uint64_t> t{
         {.limit = limit, .window = std::chrono::nanoseconds{window_ns}}, {.shards = 1}};
     auto const ns = [] {
         return std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -323,11 +324,12 @@ TEST_CASE("keyed decides as a table that never evicts, while keys churn through 
     // Eviction removes only keys at rest, so every decision equals that of a table
     // keeping every key for ever, except a new key refused by the overflow policy.
     manual_clock clock;
-    keel::keyed<keel::token_bucket<manual_clock>, std::uint64_t, colliding_hash> t{
+    keel::keyed<keel::basic_token_bucket<manual_clock>, std::uint64_t, colliding_hash> t{
         {.rate = 1000, .period = 1s, .burst = 3},
         {.max_keys = 96, .shards = 2, .overflow = keel::keyed_overflow::reject},
         clock};
-    keel::token_bucket<manual_clock> const model{{.rate = 1000, .period = 1s, .burst = 3}, clock};
+    keel::basic_token_bucket<manual_clock> const model{{.rate = 1000, .period = 1s, .burst = 3},
+                                                       clock};
     std::unordered_map<std::uint64_t, std::uint64_t> words;
     keel::xoshiro256ss rng{7};
     std::int64_t overflowed = 0;

@@ -119,16 +119,16 @@ struct not_a_limiter { // no try_acquire(permits, now)
 
 } // namespace
 
-static_assert(keel::rate_limiter<keel::fixed_window<>>);
-static_assert(keel::rate_limiter<keel::sliding_log<>>);
-static_assert(keel::rate_limiter<keel::sliding_counter<keel::coarse_clock>>);
-static_assert(keel::rate_limiter<keel::token_bucket<manual_clock>>);
-static_assert(keel::rate_limiter<keel::gcra<>>);
-static_assert(keel::word_limiter<keel::fixed_window<>>);
-static_assert(keel::word_limiter<keel::sliding_counter<>>);
-static_assert(keel::word_limiter<keel::token_bucket<>>);
-static_assert(keel::word_limiter<keel::gcra<>>);
-static_assert(!keel::word_limiter<keel::sliding_log<>>); // a ring, not one word
+static_assert(keel::rate_limiter<keel::fixed_window>);
+static_assert(keel::rate_limiter<keel::sliding_log>);
+static_assert(keel::rate_limiter<keel::basic_sliding_counter<keel::coarse_clock>>);
+static_assert(keel::rate_limiter<keel::basic_token_bucket<manual_clock>>);
+static_assert(keel::rate_limiter<keel::gcra>);
+static_assert(keel::word_limiter<keel::fixed_window>);
+static_assert(keel::word_limiter<keel::sliding_counter>);
+static_assert(keel::word_limiter<keel::token_bucket>);
+static_assert(keel::word_limiter<keel::gcra>);
+static_assert(!keel::word_limiter<keel::sliding_log>); // a ring, not one word
 static_assert(keel::word_limiter<lifetime_quota>);
 static_assert(!keel::rate_limiter<not_a_limiter>);
 static_assert(keel::rate_limiter<no_clock> && !keel::word_limiter<no_clock>);
@@ -185,12 +185,12 @@ TEST_CASE("limiter helpers: rate parameters", "[limiter]") {
 }
 
 #define KEEL_ALL_LIMITERS                                                                          \
-    keel::fixed_window<manual_clock>, keel::sliding_counter<manual_clock>,                         \
-        keel::sliding_log<manual_clock>, keel::token_bucket<manual_clock>,                         \
-        keel::gcra<manual_clock>
+    keel::basic_fixed_window<manual_clock>, keel::basic_sliding_counter<manual_clock>,             \
+        keel::basic_sliding_log<manual_clock>, keel::basic_token_bucket<manual_clock>,             \
+        keel::basic_gcra<manual_clock>
 #define KEEL_WORD_LIMITERS                                                                         \
-    keel::fixed_window<manual_clock>, keel::sliding_counter<manual_clock>,                         \
-        keel::token_bucket<manual_clock>, keel::gcra<manual_clock>
+    keel::basic_fixed_window<manual_clock>, keel::basic_sliding_counter<manual_clock>,             \
+        keel::basic_token_bucket<manual_clock>, keel::basic_gcra<manual_clock>
 
 TEMPLATE_TEST_CASE("every limiter decides a stale now against its state, never a second quota",
                    "[limiter]", KEEL_ALL_LIMITERS) {
@@ -255,7 +255,7 @@ TEMPLATE_TEST_CASE("an unsatisfiable request reports the state as a peek does", 
 
 TEST_CASE("gcra: an unsatisfiable request's RateLimit value is the state's", "[limiter]") {
     manual_clock clock;
-    keel::gcra<manual_clock> l{{.rate = 1, .period = 1s, .burst = 5}, clock};
+    keel::basic_gcra<manual_clock> l{{.rate = 1, .period = 1s, .burst = 5}, clock};
     REQUIRE(l.try_acquire(2).allowed);
     auto const u = l.try_acquire(6);
     CHECK(u.unsatisfiable);
@@ -299,7 +299,7 @@ TEMPLATE_TEST_CASE("reset is exact: the quota is whole then, or with nothing lef
 TEST_CASE("RateLimit t agrees with Retry-After on a refusal", "[limiter]") {
     manual_clock clock;
     SECTION("token bucket 1/s, burst 20") {
-        keel::token_bucket<manual_clock> l{{.rate = 1, .period = 1s, .burst = 20}, clock};
+        keel::basic_token_bucket<manual_clock> l{{.rate = 1, .period = 1s, .burst = 20}, clock};
         REQUIRE(l.try_acquire(20).allowed);
         auto const d = l.try_acquire();
         REQUIRE_FALSE(d.allowed);
@@ -307,7 +307,7 @@ TEST_CASE("RateLimit t agrees with Retry-After on a refusal", "[limiter]") {
         CHECK(keel::ratelimit_value("default", d) == "\"default\";r=0;t=1");
     }
     SECTION("sliding counter 10 per 60 s") {
-        keel::sliding_counter<manual_clock> l{{.limit = 10, .window = 60s}, clock};
+        keel::basic_sliding_counter<manual_clock> l{{.limit = 10, .window = 60s}, clock};
         clock.advance(57s);
         REQUIRE(l.try_acquire(10).allowed);
         auto const d = l.try_acquire();
@@ -318,7 +318,8 @@ TEST_CASE("RateLimit t agrees with Retry-After on a refusal", "[limiter]") {
 }
 
 TEMPLATE_TEST_CASE("token_bucket and gcra at the clock's end admit the burst, not every request",
-                   "[limiter]", keel::token_bucket<manual_clock>, keel::gcra<manual_clock>) {
+                   "[limiter]", keel::basic_token_bucket<manual_clock>,
+                   keel::basic_gcra<manual_clock>) {
     manual_clock clock;
     TestType l{{.rate = 1, .period = 1s, .burst = 1}, clock};
     auto const max = std::numeric_limits<std::int64_t>::max();
@@ -341,28 +342,30 @@ TEST_CASE("windows and periods beyond 2^61 ns are rejected naming the field", "[
     auto const too_long = std::chrono::nanoseconds{(std::int64_t{1} << 61) + 1};
     auto const forever = std::chrono::nanoseconds::max();
     for (auto const w : {too_long, forever}) {
-        CHECK_THROWS_WITH((keel::fixed_window<manual_clock>{{.limit = 1, .window = w}, clock}),
-                          Catch::Contains("fixed_window: window must be in [1, 2^61] ns"));
-        CHECK_THROWS_WITH((keel::sliding_counter<manual_clock>{{.limit = 1, .window = w}, clock}),
-                          Catch::Contains("sliding_counter: window must be in [1, 2^61] ns"));
-        CHECK_THROWS_WITH((keel::sliding_log<manual_clock>{{.limit = 1, .window = w}, clock}),
+        CHECK_THROWS_WITH(
+            (keel::basic_fixed_window<manual_clock>{{.limit = 1, .window = w}, clock}),
+            Catch::Contains("fixed_window: window must be in [1, 2^61] ns"));
+        CHECK_THROWS_WITH(
+            (keel::basic_sliding_counter<manual_clock>{{.limit = 1, .window = w}, clock}),
+            Catch::Contains("sliding_counter: window must be in [1, 2^61] ns"));
+        CHECK_THROWS_WITH((keel::basic_sliding_log<manual_clock>{{.limit = 1, .window = w}, clock}),
                           Catch::Contains("sliding_log: window must be in [1, 2^61] ns"));
-        CHECK_THROWS_WITH((keel::gcra<manual_clock>{{.rate = 1, .period = w}, clock}),
+        CHECK_THROWS_WITH((keel::basic_gcra<manual_clock>{{.rate = 1, .period = w}, clock}),
                           Catch::Contains("gcra: period must be in [1, 2^61] ns"));
     }
     // Period max at rate 2 once overflowed while rounding and blamed the burst.
     CHECK_THROWS_WITH(
-        (keel::token_bucket<manual_clock>{{.rate = 2, .period = forever}, clock}),
+        (keel::basic_token_bucket<manual_clock>{{.rate = 2, .period = forever}, clock}),
         "keel::token_bucket: period must be in [1, 2^61] ns (about 73 years), got forever");
     // The longest period with the default burst is accepted.
     auto const longest = std::chrono::nanoseconds{std::int64_t{1} << 61};
-    CHECK_NOTHROW(keel::token_bucket<manual_clock>{{.rate = 3, .period = longest}, clock});
+    CHECK_NOTHROW(keel::basic_token_bucket<manual_clock>{{.rate = 3, .period = longest}, clock});
 }
 
 TEMPLATE_TEST_CASE("at the longest window rest_after stays positive and exact, even at the "
                    "clock's end",
-                   "[limiter]", keel::fixed_window<manual_clock>,
-                   keel::sliding_counter<manual_clock>) {
+                   "[limiter]", keel::basic_fixed_window<manual_clock>,
+                   keel::basic_sliding_counter<manual_clock>) {
     manual_clock clock;
     auto const w = std::int64_t{1} << 61;
     TestType l{{.limit = 3, .window = std::chrono::nanoseconds{w}}, clock};
@@ -373,7 +376,7 @@ TEMPLATE_TEST_CASE("at the longest window rest_after stays positive and exact, e
         REQUIRE(s.write);
         auto const e = now % w;
         auto const expected =
-            std::is_same_v<TestType, keel::fixed_window<manual_clock>> ? w - e : 2 * w - e;
+            std::is_same_v<TestType, keel::basic_fixed_window<manual_clock>> ? w - e : 2 * w - e;
         CHECK(l.rest_after(s.next, now) == expected);
         CHECK(s.result.reset.count() == expected);
         CHECK(l.rest_after(s.next, now - w) > expected); // a stale now: further from rest
@@ -437,9 +440,8 @@ std::int64_t worst_window(std::int64_t limit) {
 } // namespace
 
 TEMPLATE_TEST_CASE("no 1 ms window admits more than the limit with 8 threads on steady_clock",
-                   "[limiter][concurrency]", keel::fixed_window<keel::steady_clock>,
-                   keel::sliding_counter<keel::steady_clock>,
-                   keel::sliding_log<keel::steady_clock>) {
+                   "[limiter][concurrency]", keel::fixed_window, keel::sliding_counter,
+                   keel::sliding_log) {
     auto const worst = worst_window<TestType>(4);
     CHECK(worst <= 4);
     CHECK(worst >= 1);

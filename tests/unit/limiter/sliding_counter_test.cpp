@@ -15,7 +15,7 @@
 #include <vector>
 
 using namespace std::chrono_literals;
-using limiter = keel::sliding_counter<keel::manual_clock>;
+using limiter = keel::basic_sliding_counter<keel::manual_clock>;
 
 namespace {
 

@@ -15,7 +15,7 @@
 #include <vector>
 
 using namespace std::chrono_literals;
-using limiter = keel::sliding_log<keel::manual_clock>;
+using limiter = keel::basic_sliding_log<keel::manual_clock>;
 
 TEST_CASE("sliding_log rejects bad options naming the field", "[sliding_log]") {
     keel::manual_clock clock;
@@ -53,7 +53,7 @@ TEST_CASE("sliding_log never admits more than limit around a boundary, unlike fi
           "[sliding_log]") {
     keel::manual_clock clock;
     limiter log{{.limit = 5, .window = 1s}, clock};
-    keel::fixed_window<keel::manual_clock> fixed{{.limit = 5, .window = 1s}, clock};
+    keel::basic_fixed_window<keel::manual_clock> fixed{{.limit = 5, .window = 1s}, clock};
     clock.advance(999ms);
     int by_log = 0;
     int by_fixed = 0;

@@ -11,7 +11,7 @@
 #include <vector>
 
 using namespace std::chrono_literals;
-using limiter = keel::token_bucket<keel::manual_clock>;
+using limiter = keel::basic_token_bucket<keel::manual_clock>;
 
 TEST_CASE("token_bucket rejects bad options naming the field", "[token_bucket]") {
     keel::manual_clock clock;

@@ -157,7 +157,7 @@ TEST_CASE("drain_coordinator::attach fails a health registry's readiness before 
           "delay, while tickets are still granted",
           "[drain]") {
     virtual_fixture f;
-    keel::ops::health_registry<keel::manual_clock, keel::virtual_sleeper> health{
+    keel::ops::basic_health_registry<keel::manual_clock, keel::virtual_sleeper> health{
         {}, f.clock, f.sleeper};
     health.mark_started();
     REQUIRE(health.readiness().status == keel::ops::health_status::pass);
@@ -390,7 +390,8 @@ TEST_CASE("drain_coordinator::attach takes anything with set_not_ready", "[drain
         void set_not_ready(std::string r) { reason = std::move(r); }
     };
     STATIC_REQUIRE(keel::ops::readiness_control<flag>);
-    STATIC_REQUIRE(keel::ops::readiness_control<keel::ops::health_registry<keel::manual_clock>>);
+    STATIC_REQUIRE(
+        keel::ops::readiness_control<keel::ops::basic_health_registry<keel::manual_clock>>);
     STATIC_REQUIRE_FALSE(keel::ops::readiness_control<int>);
     virtual_fixture f;
     flag ready;

@@ -186,7 +186,7 @@ TEST_CASE("to_http_response maps pass and warn to 200 and fail to 503", "[health
 TEST_CASE("a registry's readiness renders to the exact health+json golden string",
           "[health_json]") {
     keel::manual_clock clock{keel::manual_clock::time_point{1'795'748'645s}};
-    keel::ops::health_registry<keel::manual_clock> health{manual_options(), clock};
+    keel::ops::basic_health_registry<keel::manual_clock> health{manual_options(), clock};
     health.add_check(
         {.name = "postgres", .measurement = "responseTime", .kind = check_kind::database},
         [] { return check_result::pass(3, "ms"); });

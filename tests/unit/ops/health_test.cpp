@@ -22,8 +22,9 @@ using keel::ops::health_status;
 
 namespace {
 
-using registry = keel::ops::health_registry<keel::manual_clock>;
-using virtual_registry = keel::ops::health_registry<keel::manual_clock, keel::virtual_sleeper>;
+using registry = keel::ops::basic_health_registry<keel::manual_clock>;
+using virtual_registry =
+    keel::ops::basic_health_registry<keel::manual_clock, keel::virtual_sleeper>;
 
 // Maps manual time to wall time since the Unix epoch, so report times are exact.
 keel::ops::health_registry_options<keel::manual_clock> manual_options() {
@@ -509,7 +510,7 @@ TEST_CASE("health_registry rejects bad options with the field and range", "[heal
 }
 
 TEST_CASE("health_registry on steady_clock maps report times to wall time", "[health]") {
-    keel::ops::health_registry<> health;
+    keel::ops::health_registry health;
     health.add_check({.name = "x"}, [] { return true; });
     health.mark_started();
     auto const before = std::chrono::system_clock::now();

@@ -29,7 +29,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
-using breaker_t = keel::circuit_breaker<keel::manual_clock, keel::scripted_random>;
+using breaker_t = keel::basic_circuit_breaker<keel::manual_clock, keel::scripted_random>;
 using keel::circuit_reason;
 using keel::circuit_result;
 using keel::circuit_state;
@@ -77,7 +77,7 @@ struct fixture {
 
 std::string invalid_message(keel::circuit_breaker_options const& options) {
     try {
-        keel::circuit_breaker<keel::manual_clock> b{options, keel::manual_clock{}};
+        keel::basic_circuit_breaker<keel::manual_clock> b{options, keel::manual_clock{}};
     } catch (std::invalid_argument const& e) {
         return e.what();
     }
@@ -90,8 +90,7 @@ TEST_CASE("circuit_breaker deduces steady_clock and thread_random from an option
           "[circuit_breaker]") {
     keel::circuit_breaker users_breaker{
         {.failure_rate_threshold = 50, .minimum_calls = 10, .reset_timeout = 30s}};
-    STATIC_REQUIRE(std::is_same_v<decltype(users_breaker),
-                                  keel::circuit_breaker<keel::steady_clock, keel::thread_random>>);
+    STATIC_REQUIRE(std::is_same_v<decltype(users_breaker), keel::circuit_breaker>);
     CHECK(users_breaker.options().minimum_calls == 10);
     CHECK(users_breaker.options().reset_timeout == 30s);
     CHECK(users_breaker.state() == circuit_state::closed);
@@ -285,8 +284,8 @@ TEST_CASE("circuit_breaker closed admission reads no clock when the caller times
     o.minimum_calls = 2;
     counting_clock clock;
     SECTION("count window") {
-        keel::circuit_breaker<counting_clock, keel::scripted_random> b{o, clock,
-                                                                       keel::scripted_random{0}};
+        keel::basic_circuit_breaker<counting_clock, keel::scripted_random> b{
+            o, clock, keel::scripted_random{0}};
         b.try_acquire(keel::call_timing::by_caller).success(2s);
         CHECK(clock.reads->load() == 0);
         CHECK(b.metrics().slow_calls == 1);
@@ -303,8 +302,8 @@ TEST_CASE("circuit_breaker closed admission reads no clock when the caller times
     SECTION("time window: only the placement reads the clock") {
         o.window = keel::circuit_window::time_based;
         o.window_size = 5;
-        keel::circuit_breaker<counting_clock, keel::scripted_random> b{o, clock,
-                                                                       keel::scripted_random{0}};
+        keel::basic_circuit_breaker<counting_clock, keel::scripted_random> b{
+            o, clock, keel::scripted_random{0}};
         auto p = b.try_acquire(keel::call_timing::by_caller);
         CHECK(clock.reads->load() == 0);
         clock.clock.advance(3s);
@@ -315,8 +314,8 @@ TEST_CASE("circuit_breaker closed admission reads no clock when the caller times
         CHECK(m.slow_calls == 0);
     }
     SECTION("open and half-open read the clock to decide") {
-        keel::circuit_breaker<counting_clock, keel::scripted_random> b{o, clock,
-                                                                       keel::scripted_random{0}};
+        keel::basic_circuit_breaker<counting_clock, keel::scripted_random> b{
+            o, clock, keel::scripted_random{0}};
         b.try_acquire(keel::call_timing::by_caller).failure(1ms);
         b.try_acquire(keel::call_timing::by_caller).failure(1ms);
         REQUIRE(b.state() == circuit_state::open);
@@ -579,8 +578,8 @@ TEST_CASE("circuit_breaker backoff jitter follows a seeded xoshiro256ss", "[circ
     o.permitted_calls_in_half_open = 1;
     o.reset_jitter = 3s;
     o.max_reset_timeout = 1000s;
-    keel::circuit_breaker<keel::manual_clock, keel::xoshiro256ss> b{o, clock,
-                                                                    keel::xoshiro256ss{42}};
+    keel::basic_circuit_breaker<keel::manual_clock, keel::xoshiro256ss> b{o, clock,
+                                                                          keel::xoshiro256ss{42}};
     keel::xoshiro256ss expected_random{42};
     for (int i = 0; i < 10; ++i) {
         b.try_acquire().failure();
@@ -847,7 +846,7 @@ TEST_CASE("resilient{call, guard(breaker), retry} records one outcome per logica
           "[circuit_breaker]") {
     keel::manual_clock clock;
     keel::virtual_sleeper sleeper{clock};
-    keel::circuit_breaker<keel::manual_clock> breaker{
+    keel::basic_circuit_breaker<keel::manual_clock> breaker{
         {.window_size = 10, .minimum_calls = 10, .reset_timeout = 10s, .reset_jitter = 0s}, clock};
     int attempts = 0;
     bool healthy = false;
@@ -1133,7 +1132,7 @@ private:
     counts m_probe;
 };
 
-using model_breaker = keel::circuit_breaker<keel::manual_clock, keel::xoshiro256ss>;
+using model_breaker = keel::basic_circuit_breaker<keel::manual_clock, keel::xoshiro256ss>;
 
 std::int64_t ns(keel::manual_clock const& clock) {
     return clock.now().time_since_epoch().count();
@@ -1304,7 +1303,7 @@ TEST_CASE("circuit_breaker closed-state recording from several threads conserves
     o.window_size = 32768;
     o.minimum_calls = 32768; // never reached: nothing trips
     keel::manual_clock clock;
-    keel::circuit_breaker<keel::manual_clock> b{o, clock};
+    keel::basic_circuit_breaker<keel::manual_clock> b{o, clock};
     constexpr int per_thread = 6000;
     run_threads(hammer_threads, [&](int) {
         for (int i = 0; i < per_thread; ++i) {
@@ -1328,7 +1327,7 @@ TEST_CASE("circuit_breaker count ring stays conserved under eviction and concurr
     o.failure_rate_threshold = 100; // at most one failure in three: never trips
     o.slow_call_rate_threshold = 100;
     keel::manual_clock clock;
-    keel::circuit_breaker<keel::manual_clock> b{o, clock};
+    keel::basic_circuit_breaker<keel::manual_clock> b{o, clock};
     std::atomic<int> running{hammer_threads};
     std::atomic<int> resets{0};
     std::thread resetter([&] {
@@ -1370,7 +1369,7 @@ TEST_CASE("circuit_breaker never admits more half-open probes than permitted",
     o.permitted_calls_in_half_open = 3;
     o.max_wait_in_half_open = 0s;
     keel::manual_clock clock;
-    keel::circuit_breaker<keel::manual_clock> b{o, clock};
+    keel::basic_circuit_breaker<keel::manual_clock> b{o, clock};
     for (int i = 0; i < 10; ++i) {
         b.try_acquire().failure(1ms);
     }
@@ -1419,7 +1418,7 @@ TEST_CASE("circuit_breaker half-open decides exactly once when probes race",
     auto o = small_options();
     o.permitted_calls_in_half_open = 5;
     keel::manual_clock clock;
-    keel::circuit_breaker<keel::manual_clock> b{o, clock};
+    keel::basic_circuit_breaker<keel::manual_clock> b{o, clock};
     std::atomic<int> closes{0};
     b.on_transition([&](auto const& t) {
         if (t.to == circuit_state::closed) {
@@ -1454,7 +1453,7 @@ TEST_CASE("circuit_breaker time window conserves counts within a second across t
     o.window_size = 5;
     o.minimum_calls = 1'000'000;
     keel::manual_clock clock;
-    keel::circuit_breaker<keel::manual_clock> b{o, clock};
+    keel::basic_circuit_breaker<keel::manual_clock> b{o, clock};
     run_threads(hammer_threads, [&](int) {
         for (int i = 0; i < 3000; ++i) {
             auto p = b.try_acquire();
@@ -1478,7 +1477,7 @@ TEST_CASE("circuit_breaker survives concurrent outcomes, time steps and manual c
     o.permitted_calls_in_half_open = 2;
     o.max_wait_in_half_open = 2ms;
     keel::manual_clock clock;
-    keel::circuit_breaker<keel::manual_clock, keel::scripted_random> b{
+    keel::basic_circuit_breaker<keel::manual_clock, keel::scripted_random> b{
         o, clock, keel::scripted_random::from_units({0.5, 0.25})};
     std::atomic<int> transitions{0};
     b.on_transition([&](auto const&) { transitions.fetch_add(1); });

@@ -99,7 +99,7 @@ TEST_CASE("fallback: outermost, it replaces what retry and timeout could not fix
                                         .backoff = keel::constant{std::chrono::milliseconds{10}},
                                         .jitter = keel::jitter::none},
                                     keel::on_failure{}, clock, sleeper},
-                        keel::timeout{std::chrono::seconds{1}, clock}};
+                        keel::basic_timeout{std::chrono::seconds{1}, clock}};
     CHECK(guarded() == "cached");
     CHECK(attempts == 2);
     CHECK(clock.now().time_since_epoch() == std::chrono::milliseconds{2010});

@@ -25,11 +25,12 @@ using namespace std::chrono_literals;
 using keel::manual_clock;
 using ctx_type = keel::basic_context<manual_clock>;
 
-static_assert(keel::policy_for<keel::rate_limit<keel::token_bucket<>>, int>);
-static_assert(keel::policy_for<keel::rate_limit<keel::gcra<manual_clock>, keel::virtual_sleeper>,
-                               int, ctx_type>);
+static_assert(keel::policy_for<keel::rate_limit<keel::token_bucket>, int>);
 static_assert(
-    std::is_same_v<keel::policy_clock_t<keel::rate_limit<keel::gcra<manual_clock>>>, manual_clock>);
+    keel::policy_for<keel::rate_limit<keel::basic_gcra<manual_clock>, keel::virtual_sleeper>, int,
+                     ctx_type>);
+static_assert(std::is_same_v<keel::policy_clock_t<keel::rate_limit<keel::basic_gcra<manual_clock>>>,
+                             manual_clock>);
 
 namespace {
 // A limiter that refuses with scripted retry_after values, then grants.
@@ -65,7 +66,7 @@ struct counting_call {
 TEST_CASE("rate_limit runs the call while permits last, then rejects with retry_after",
           "[rate_limit]") {
     manual_clock clock;
-    keel::gcra<manual_clock> limiter{{.rate = 1, .period = 1s, .burst = 2}, clock};
+    keel::basic_gcra<manual_clock> limiter{{.rate = 1, .period = 1s, .burst = 2}, clock};
     keel::rate_limit policy{limiter};
     int calls = 0;
     ctx_type ctx;
@@ -82,7 +83,7 @@ TEST_CASE("rate_limit runs the call while permits last, then rejects with retry_
 TEST_CASE("rate_limit waits through the sleeper up to max_wait", "[rate_limit]") {
     manual_clock clock;
     keel::virtual_sleeper sleeper{clock};
-    keel::token_bucket<manual_clock> limiter{{.rate = 10, .period = 1s, .burst = 1}, clock};
+    keel::basic_token_bucket<manual_clock> limiter{{.rate = 10, .period = 1s, .burst = 1}, clock};
     keel::rate_limit policy{limiter, {.max_wait = 250ms}, sleeper};
     int calls = 0;
     ctx_type ctx;
@@ -102,7 +103,7 @@ TEST_CASE("rate_limit waits through the sleeper up to max_wait", "[rate_limit]")
 TEST_CASE("rate_limit does not start a wait that ends past the deadline", "[rate_limit]") {
     manual_clock clock;
     keel::virtual_sleeper sleeper{clock};
-    keel::token_bucket<manual_clock> limiter{{.rate = 1, .period = 1s, .burst = 1}, clock};
+    keel::basic_token_bucket<manual_clock> limiter{{.rate = 1, .period = 1s, .burst = 1}, clock};
     keel::rate_limit policy{limiter, {.max_wait = 10s}, sleeper};
     int calls = 0;
     CHECK(policy.execute(counting_call{&calls}, ctx_type{}).has_value());
@@ -115,7 +116,7 @@ TEST_CASE("rate_limit does not start a wait that ends past the deadline", "[rate
 TEST_CASE("rate_limit stops waiting when the stop token fires", "[rate_limit]") {
     manual_clock clock;
     keel::virtual_sleeper sleeper{clock};
-    keel::fixed_window<manual_clock> limiter{{.limit = 1, .window = 1s}, clock};
+    keel::basic_fixed_window<manual_clock> limiter{{.limit = 1, .window = 1s}, clock};
     keel::rate_limit policy{limiter, {.max_wait = 5s}, sleeper};
     int calls = 0;
     std::stop_source source;
@@ -132,7 +133,7 @@ TEST_CASE("rate_limit stops waiting when the stop token fires", "[rate_limit]") 
 
 TEST_CASE("rate_limit fails unsatisfiable requests with exceeds_capacity", "[rate_limit]") {
     manual_clock clock;
-    keel::fixed_window<manual_clock> limiter{{.limit = 3, .window = 1s}, clock};
+    keel::basic_fixed_window<manual_clock> limiter{{.limit = 3, .window = 1s}, clock};
     keel::rate_limit policy{limiter, {.permits = 4, .max_wait = 1h}};
     int calls = 0;
     auto const r = policy.execute(counting_call{&calls}, ctx_type{});
@@ -146,7 +147,7 @@ TEST_CASE("rate_limit fails unsatisfiable requests with exceeds_capacity", "[rat
 TEST_CASE("rate_limit composes in keel::resilient: try_call rejects, call throws rate_limited",
           "[rate_limit]") {
     manual_clock clock;
-    keel::sliding_counter<manual_clock> limiter{{.limit = 2, .window = 1s}, clock};
+    keel::basic_sliding_counter<manual_clock> limiter{{.limit = 2, .window = 1s}, clock};
     int calls = 0;
     auto guarded =
         keel::resilient{[&](ctx_type const&) { return ++calls; }, keel::rate_limit{limiter}};
@@ -211,4 +212,44 @@ TEST_CASE("rate_limit with max_wait of nanoseconds::max() waits as long as the l
     CHECK(policy.execute(counting_call{&calls}, ctx_type{}).has_value());
     CHECK(calls == 1);
     CHECK(sleeper.total() == 2 * decade);
+}
+
+TEST_CASE("guard(limiter) returns the rate_limit policy with the limiter and options",
+          "[rate_limit]") {
+    manual_clock clock;
+    keel::virtual_sleeper sleeper{clock};
+    keel::basic_token_bucket<manual_clock> limiter{{.rate = 10, .period = 1s, .burst = 1}, clock};
+    auto const rejects = keel::guard(limiter);
+    static_assert(std::is_same_v<decltype(rejects),
+                                 keel::rate_limit<keel::basic_token_bucket<manual_clock>> const>);
+    CHECK(&rejects.limiter() == &limiter);
+    CHECK(rejects.options().permits == 1);
+    CHECK(rejects.options().max_wait == 0ns);
+
+    auto const waits = keel::guard(limiter, {.max_wait = 250ms}, sleeper);
+    static_assert(
+        std::is_same_v<decltype(waits), keel::rate_limit<keel::basic_token_bucket<manual_clock>,
+                                                         keel::virtual_sleeper> const>);
+    CHECK(waits.options().max_wait == 250ms);
+    int calls = 0;
+    auto guarded = keel::resilient{[&](ctx_type const&) { return ++calls; }, waits};
+    CHECK(guarded() == 1);
+    CHECK(guarded() == 2); // waited 100 ms for the next token
+    CHECK(sleeper.total() == 100ms);
+    auto const r = keel::resilient{[&](ctx_type const&) { return ++calls; }, rejects}.try_call();
+    CHECK(r.failure().is(keel::errc::rate_limited));
+    CHECK(r.retry_after() == 100ms);
+    CHECK(calls == 2);
+    CHECK_THROWS_WITH(keel::guard(limiter, {.permits = 0}),
+                      "keel::rate_limit: permits must be at least 1, got 0");
+}
+
+TEST_CASE("guard(limiter) guards a pipeline with a default-clock limiter", "[rate_limit]") {
+    keel::token_bucket limiter{{.rate = 1, .period = 1h, .burst = 1}};
+    int calls = 0;
+    auto guarded = keel::resilient{[&](keel::context const&) { return ++calls; },
+                                   keel::guard(limiter, {.max_wait = 0ms})};
+    CHECK(guarded.try_call().value() == 1);
+    CHECK(guarded.try_call().failure().is(keel::errc::rate_limited));
+    CHECK(calls == 1);
 }

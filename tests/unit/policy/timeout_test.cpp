@@ -48,7 +48,7 @@ TEST_CASE("timeout: the stop token fires at the deadline and the outcome is time
                                        saw_stop = !sleeper.sleep_for(5s, ctx.stop_token());
                                        return 1;
                                    },
-                                   keel::timeout{1s, clock}};
+                                   keel::basic_timeout{1s, clock}};
     auto const r = guarded.try_call();
     CHECK(r.error() == keel::errc::timeout);
     CHECK(saw_stop);
@@ -65,7 +65,7 @@ TEST_CASE("timeout: a late result is replaced by timeout even if the call ignore
                                        clock.advance(3s); // ignores cancellation
                                        return 42;
                                    },
-                                   keel::timeout{1s, clock}};
+                                   keel::basic_timeout{1s, clock}};
     CHECK(guarded.try_call().error() == keel::errc::timeout);
     CHECK(elapsed(clock) == 3s); // cooperative: the caller waited for the call
 }
@@ -78,15 +78,15 @@ TEST_CASE("timeout: an early result passes unchanged and cancels its timer", "[t
                                        CHECK_FALSE(ctx.stop_requested());
                                        return 42;
                                    },
-                                   keel::timeout{1s, clock}};
+                                   keel::basic_timeout{1s, clock}};
     CHECK(guarded() == 42);
     CHECK(clock.pending_timers() == 0);
 }
 
 TEST_CASE("timeout: exceptions thrown before the deadline propagate unchanged", "[timeout]") {
     keel::manual_clock clock;
-    auto guarded =
-        keel::resilient{[]() -> int { throw upstream_error{"boom"}; }, keel::timeout{1s, clock}};
+    auto guarded = keel::resilient{[]() -> int { throw upstream_error{"boom"}; },
+                                   keel::basic_timeout{1s, clock}};
     CHECK_THROWS_AS(guarded(), upstream_error);
 }
 
@@ -100,19 +100,21 @@ TEST_CASE("timeout: an inner timeout never extends an outer one", "[timeout]") {
         return 0;
     };
     SECTION("outer shorter") {
-        auto guarded = keel::resilient{call, keel::timeout{1s, clock}, keel::timeout{5s, clock}};
+        auto guarded =
+            keel::resilient{call, keel::basic_timeout{1s, clock}, keel::basic_timeout{5s, clock}};
         CHECK(guarded.try_call().error() == keel::errc::timeout);
         CHECK(deadline == context::time_point{1s});
         CHECK(elapsed(clock) == 1s);
     }
     SECTION("inner shorter") {
-        auto guarded = keel::resilient{call, keel::timeout{5s, clock}, keel::timeout{2s, clock}};
+        auto guarded =
+            keel::resilient{call, keel::basic_timeout{5s, clock}, keel::basic_timeout{2s, clock}};
         CHECK(guarded.try_call().error() == keel::errc::timeout);
         CHECK(deadline == context::time_point{2s});
         CHECK(elapsed(clock) == 2s);
     }
     SECTION("a caller's deadline bounds the timeout") {
-        auto guarded = keel::resilient{call, keel::timeout{5s, clock}};
+        auto guarded = keel::resilient{call, keel::basic_timeout{5s, clock}};
         CHECK(guarded.try_call_with(context{1, context::time_point{500ms}, {}}).error() ==
               keel::errc::timeout);
         CHECK(deadline == context::time_point{500ms});
@@ -123,7 +125,7 @@ TEST_CASE("timeout: an inner timeout never extends an outer one", "[timeout]") {
 TEST_CASE("timeout: a deadline already passed fails without calling", "[timeout]") {
     keel::manual_clock clock{keel::manual_clock::time_point{10s}};
     int calls = 0;
-    auto guarded = keel::resilient{[&] { return ++calls; }, keel::timeout{5s, clock}};
+    auto guarded = keel::resilient{[&] { return ++calls; }, keel::basic_timeout{5s, clock}};
     CHECK(guarded.try_call_with(context{1, context::time_point{1s}, {}}).error() ==
           keel::errc::timeout);
     CHECK(calls == 0);
@@ -138,7 +140,7 @@ TEST_CASE("timeout: the caller's stop token reaches the call", "[timeout]") {
                                        stopped = ctx.stop_requested();
                                        return 1;
                                    },
-                                   keel::timeout{1s, clock}};
+                                   keel::basic_timeout{1s, clock}};
     CHECK(guarded.call_with(context{}.with_stop_token(caller.get_token())) == 1);
     CHECK(stopped);
 }
@@ -158,7 +160,7 @@ TEST_CASE("timeout: retry(timeout) gives each attempt its own deadline", "[timeo
                                                                   .backoff = keel::constant{100ms},
                                                                   .jitter = keel::jitter::none},
                     keel::on_failure{}, clock, sleeper},
-        keel::timeout{1s, clock}};
+        keel::basic_timeout{1s, clock}};
     CHECK(guarded.try_call().error() == keel::errc::timeout);
     CHECK(attempts == 3);
     CHECK(elapsed(clock) == 3s + 200ms); // three 1 s attempts, two waits
@@ -174,7 +176,7 @@ TEST_CASE("timeout: timeout(retry) gives all attempts and waits one deadline", "
         return 1;
     };
     auto guarded = keel::resilient{
-        slow, keel::timeout{1s, clock},
+        slow, keel::basic_timeout{1s, clock},
         keel::retry{keel::basic_retry_options<keel::manual_clock>{.max_attempts = 3,
                                                                   .backoff = keel::constant{100ms},
                                                                   .jitter = keel::jitter::none},
@@ -201,13 +203,13 @@ TEST_CASE("timeout: with fast failures, the orders differ in how many attempts f
             keel::on_failure{}, clock, sleeper};
     };
     SECTION("retry(timeout 1 s): three attempts, 1.4 s") {
-        auto guarded = keel::resilient{failing, make_retry(), keel::timeout{1s, clock}};
+        auto guarded = keel::resilient{failing, make_retry(), keel::basic_timeout{1s, clock}};
         CHECK_THROWS_AS(guarded(), upstream_error);
         CHECK(attempts == 3);
         CHECK(elapsed(clock) == 1400ms);
     }
     SECTION("timeout 1 s (retry): two attempts, the retry will not wait past the deadline") {
-        auto guarded = keel::resilient{failing, keel::timeout{1s, clock}, make_retry()};
+        auto guarded = keel::resilient{failing, keel::basic_timeout{1s, clock}, make_retry()};
         CHECK_THROWS_AS(guarded(), upstream_error);
         CHECK(attempts == 2);
         CHECK(elapsed(clock) == 900ms);
@@ -233,7 +235,7 @@ TEST_CASE("timeout: on a clock near its end the deadline saturates instead of ex
                                        deadline = ctx.deadline();
                                        return 1;
                                    },
-                                   keel::timeout{1h, clock}};
+                                   keel::basic_timeout{1h, clock}};
     CHECK(guarded.try_call().value() == 1);
     CHECK(calls == 1);
     CHECK(deadline == context::time_point::max());

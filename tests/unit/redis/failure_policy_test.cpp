@@ -36,7 +36,7 @@ TEST_CASE("redis failure policy: Redis killed mid-run fails open, opens the brea
     REQUIRE(server.running());
     keel::redis::pool redis{keel_test::private_pool(server.port())};
     keel::manual_clock clock;
-    keel::redis::fixed_window<keel::manual_clock> limiter{
+    keel::redis::basic_fixed_window<keel::manual_clock> limiter{
         redis,
         {.name = "killed",
          .limit = 5,
@@ -81,7 +81,7 @@ TEST_CASE("redis failure policy: a failed probe opens the breaker again",
     REQUIRE(server.running());
     keel::redis::pool redis{keel_test::private_pool(server.port())};
     keel::manual_clock clock;
-    keel::redis::gcra<keel::manual_clock> limiter{
+    keel::redis::basic_gcra<keel::manual_clock> limiter{
         redis,
         {.name = "probe",
          .rate = 5,
@@ -107,7 +107,7 @@ TEST_CASE("redis failure policy: fail closed refuses until Redis is probed again
     REQUIRE(server.running());
     keel::redis::pool redis{keel_test::private_pool(server.port())};
     keel::manual_clock clock;
-    keel::redis::fixed_window<keel::manual_clock> limiter{
+    keel::redis::basic_fixed_window<keel::manual_clock> limiter{
         redis,
         {.name = "closed",
          .limit = 5,
@@ -136,7 +136,7 @@ TEST_CASE("redis failure policy: a hung Redis costs at most the command timeout"
     REQUIRE(server.running());
     keel::redis::pool redis{keel_test::private_pool(server.port())};
     keel::manual_clock clock;
-    keel::redis::fixed_window<keel::manual_clock> limiter{
+    keel::redis::basic_fixed_window<keel::manual_clock> limiter{
         redis,
         {.name = "hung", .limit = 5, .window = 1h, .on_failure = {.breaker_failures = 2}},
         clock};
@@ -166,7 +166,7 @@ TEST_CASE("redis failure policy: a hung Redis costs at most the command timeout"
 TEST_CASE("redis failure policy: NOSCRIPT after SCRIPT FLUSH is recovered without a fallback",
           "[redis][failure_policy]") {
     keel::redis::pool redis{keel_test::shared_pool(1)};
-    keel::redis::fixed_window<> limiter{
+    keel::redis::fixed_window limiter{
         redis, {.name = keel_test::unique_name("flush"), .limit = 10, .window = 1h}};
     CHECK(limiter.try_acquire().source == decision_source::remote);
     {
@@ -194,7 +194,7 @@ TEST_CASE("redis failure policy: local mode asks the local fallback, per key",
     REQUIRE(server.running());
     keel::redis::pool redis{keel_test::private_pool(server.port())};
     keel::manual_clock clock;
-    keel::redis::fixed_window<keel::manual_clock> limiter{
+    keel::redis::basic_fixed_window<keel::manual_clock> limiter{
         redis,
         {.name = "local",
          .limit = 8,
@@ -226,7 +226,7 @@ TEST_CASE("redis failure policy: a quick Redis restart costs no fallback decisio
     keel_test::redis_server server;
     REQUIRE(server.running());
     keel::redis::pool redis{keel_test::private_pool(server.port())};
-    keel::redis::fixed_window<> limiter{redis, {.name = "restart", .limit = 5, .window = 1h}};
+    keel::redis::fixed_window limiter{redis, {.name = "restart", .limit = 5, .window = 1h}};
     {
         // Open both pooled connections.
         auto a = redis.acquire();
@@ -247,7 +247,7 @@ TEST_CASE("redis failure policy: 4 threads keep deciding while Redis dies and co
     REQUIRE(server.running());
     keel::redis::pool redis{keel_test::private_pool(server.port())};
     keel::manual_clock clock;
-    keel::redis::gcra<keel::manual_clock> limiter{
+    keel::redis::basic_gcra<keel::manual_clock> limiter{
         redis,
         {.name = "threads",
          .rate = 1'000'000,
@@ -305,7 +305,7 @@ TEST_CASE("redis failure policy: local mode falls back to the local limiter's sh
     REQUIRE(server.running());
     keel::redis::pool redis{keel_test::private_pool(server.port())};
     keel::manual_clock clock;
-    keel::redis::fixed_window<keel::manual_clock> limiter{
+    keel::redis::basic_fixed_window<keel::manual_clock> limiter{
         redis,
         {.name = "share",
          .limit = 8,
@@ -326,7 +326,7 @@ TEST_CASE("redis failure policy: local mode falls back to the local limiter's sh
     CHECK_FALSE(limiter.try_acquire("alice").allowed);
     CHECK(limiter.try_acquire("bob").allowed);
 
-    keel::redis::gcra<keel::manual_clock> bucket{
+    keel::redis::basic_gcra<keel::manual_clock> bucket{
         redis,
         {.name = "share-gcra",
          .rate = 40,

@@ -17,14 +17,14 @@ using namespace std::chrono_literals;
 using keel::decision_source;
 
 // Same interface as the local limiters: code written against keel::rate_limiter switches by type.
-static_assert(keel::rate_limiter<keel::redis::fixed_window<>>);
-static_assert(keel::rate_limiter<keel::redis::fixed_window<keel::manual_clock>>);
+static_assert(keel::rate_limiter<keel::redis::fixed_window>);
+static_assert(keel::rate_limiter<keel::redis::basic_fixed_window<keel::manual_clock>>);
 
 TEST_CASE("redis::fixed_window: admits exactly limit per window, then refuses until the window "
           "ends",
           "[redis][fixed_window]") {
     keel::redis::pool redis{keel_test::shared_pool()};
-    keel::redis::fixed_window<> limiter{
+    keel::redis::fixed_window limiter{
         redis, {.name = keel_test::unique_name("fw-seq"), .limit = 3, .window = 1h}};
     for (std::int64_t expected_remaining : {2, 1, 0}) {
         keel::decision const d = limiter.try_acquire();
@@ -50,7 +50,7 @@ TEST_CASE("redis::fixed_window: weighted requests take several permits and too m
           "unsatisfiable",
           "[redis][fixed_window]") {
     keel::redis::pool redis{keel_test::shared_pool()};
-    keel::redis::fixed_window<> limiter{
+    keel::redis::fixed_window limiter{
         redis, {.name = keel_test::unique_name("fw-weight"), .limit = 5, .window = 1h}};
     CHECK(limiter.try_acquire(3).remaining == 2);
     keel::decision const too_many = limiter.try_acquire(3);
@@ -68,7 +68,7 @@ TEST_CASE("redis::fixed_window: keys are hash-tagged and expire at the window's 
           "[redis][fixed_window]") {
     keel::redis::pool redis{keel_test::shared_pool()};
     std::string const name = keel_test::unique_name("fw-ttl");
-    keel::redis::fixed_window<> limiter{redis, {.name = name, .limit = 10, .window = 2s}};
+    keel::redis::fixed_window limiter{redis, {.name = name, .limit = 10, .window = 2s}};
     CHECK(limiter.redis_key() == "keel:{" + name + "}");
     CHECK(limiter.redis_key("client-7") == "keel:{" + name + ":client-7}");
     REQUIRE(limiter.try_acquire().allowed);
@@ -85,7 +85,7 @@ TEST_CASE("redis::fixed_window: keys are hash-tagged and expire at the window's 
 
 TEST_CASE("redis::fixed_window: each key has its own count", "[redis][fixed_window]") {
     keel::redis::pool redis{keel_test::shared_pool()};
-    keel::redis::fixed_window<> limiter{
+    keel::redis::fixed_window limiter{
         redis, {.name = keel_test::unique_name("fw-keys"), .limit = 2, .window = 1h}};
     CHECK(limiter.try_acquire("alice").allowed);
     CHECK(limiter.try_acquire("alice").allowed);
@@ -102,9 +102,9 @@ TEST_CASE("redis::fixed_window: instances with skewed local clocks share one cou
     std::string const name = keel_test::unique_name("fw-skew");
     keel::manual_clock behind{};
     keel::manual_clock ahead{keel::manual_clock::time_point{240h}};
-    keel::redis::fixed_window<keel::manual_clock> a{
+    keel::redis::basic_fixed_window<keel::manual_clock> a{
         redis, {.name = name, .limit = 4, .window = 1h}, behind};
-    keel::redis::fixed_window<keel::manual_clock> b{
+    keel::redis::basic_fixed_window<keel::manual_clock> b{
         redis, {.name = name, .limit = 4, .window = 1h}, ahead};
     CHECK(a.try_acquire().remaining == 3);
     CHECK(b.try_acquire().remaining == 2);
@@ -118,7 +118,7 @@ TEST_CASE("redis::fixed_window: instances with skewed local clocks share one cou
 TEST_CASE("redis::fixed_window: 4 threads on one limiter admit exactly the limit",
           "[redis][fixed_window][concurrency]") {
     keel::redis::pool redis{keel_test::shared_pool(4)};
-    keel::redis::fixed_window<> limiter{
+    keel::redis::fixed_window limiter{
         redis, {.name = keel_test::unique_name("fw-threads"), .limit = 150, .window = 1h}};
     std::atomic<long> admitted{0};
     std::atomic<long> not_remote{0};
@@ -175,7 +175,7 @@ TEST_CASE("redis::fixed_window: leasing never exceeds the limit and loses at mos
 TEST_CASE("redis::fixed_window: a lease serves several permits per round trip",
           "[redis][fixed_window]") {
     keel::redis::pool redis{keel_test::shared_pool()};
-    keel::redis::fixed_window<> limiter{
+    keel::redis::fixed_window limiter{
         redis,
         {.name = keel_test::unique_name("fw-lease1"), .limit = 20, .window = 1h, .lease = 5}};
     int admitted = 0;
@@ -188,15 +188,15 @@ TEST_CASE("redis::fixed_window: a lease serves several permits per round trip",
 
 TEST_CASE("redis::fixed_window: options out of range are rejected", "[redis][fixed_window]") {
     keel::redis::pool redis{keel_test::shared_pool()};
-    CHECK_THROWS_WITH(keel::redis::fixed_window<>(redis, {.name = "x", .limit = 0}),
+    CHECK_THROWS_WITH(keel::redis::fixed_window(redis, {.name = "x", .limit = 0}),
                       "keel::redis::fixed_window: limit must be in [1, 2^31), got 0");
-    CHECK_THROWS_WITH(keel::redis::fixed_window<>(redis, {.limit = 1}),
+    CHECK_THROWS_WITH(keel::redis::fixed_window(redis, {.limit = 1}),
                       "keel::redis::fixed_window: name must not be empty");
-    CHECK_THROWS_WITH(keel::redis::fixed_window<>(redis, {.name = "x", .limit = 5, .lease = 6}),
+    CHECK_THROWS_WITH(keel::redis::fixed_window(redis, {.name = "x", .limit = 5, .lease = 6}),
                       "keel::redis::fixed_window: lease must be in [1, limit], got 6");
-    CHECK_THROWS_AS(keel::redis::fixed_window<>(redis, {.name = "x", .limit = 1, .window = 0ms}),
+    CHECK_THROWS_AS(keel::redis::fixed_window(redis, {.name = "x", .limit = 1, .window = 0ms}),
                     std::invalid_argument);
-    CHECK_THROWS_AS(keel::redis::fixed_window<>(
+    CHECK_THROWS_AS(keel::redis::fixed_window(
                         redis, {.name = "x", .limit = 1, .on_failure = {.expected_instances = 0}}),
                     std::invalid_argument);
 }

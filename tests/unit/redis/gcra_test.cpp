@@ -17,14 +17,14 @@ using namespace std::chrono_literals;
 using keel::decision_source;
 
 // Same interface as the local limiters: code written against keel::rate_limiter switches by type.
-static_assert(keel::rate_limiter<keel::redis::gcra<>>);
-static_assert(keel::rate_limiter<keel::redis::gcra<keel::manual_clock>>);
+static_assert(keel::rate_limiter<keel::redis::gcra>);
+static_assert(keel::rate_limiter<keel::redis::basic_gcra<keel::manual_clock>>);
 
 TEST_CASE("redis::gcra: admits the burst at once, then one permit per emission interval",
           "[redis][gcra]") {
     keel::redis::pool redis{keel_test::shared_pool()};
     // 1 permit per 10 minutes, burst 3: the test runs far inside one interval.
-    keel::redis::gcra<> limiter{
+    keel::redis::gcra limiter{
         redis, {.name = keel_test::unique_name("gcra-seq"), .rate = 6, .period = 1h, .burst = 3}};
     for (std::int64_t expected_remaining : {2, 1, 0}) {
         keel::decision const d = limiter.try_acquire();
@@ -46,7 +46,7 @@ TEST_CASE("redis::gcra: admits the burst at once, then one permit per emission i
 
 TEST_CASE("redis::gcra: weighted requests and the unsatisfiable case", "[redis][gcra]") {
     keel::redis::pool redis{keel_test::shared_pool()};
-    keel::redis::gcra<> limiter{
+    keel::redis::gcra limiter{
         redis, {.name = keel_test::unique_name("gcra-weight"), .rate = 4, .period = 1h}};
     CHECK(limiter.try_acquire(3).remaining == 1);
     keel::decision const refused = limiter.try_acquire(2);
@@ -63,7 +63,7 @@ TEST_CASE("redis::gcra: weighted requests and the unsatisfiable case", "[redis][
 TEST_CASE("redis::gcra: the state key expires when the bucket would be full again",
           "[redis][gcra]") {
     keel::redis::pool redis{keel_test::shared_pool()};
-    keel::redis::gcra<> limiter{
+    keel::redis::gcra limiter{
         redis, {.name = keel_test::unique_name("gcra-ttl"), .rate = 10, .period = 1s}};
     REQUIRE(limiter.try_acquire(2).allowed);
     auto lease = redis.acquire();
@@ -79,8 +79,10 @@ TEST_CASE("redis::gcra: skewed local clocks share one bucket", "[redis][gcra]") 
     std::string const name = keel_test::unique_name("gcra-skew");
     keel::manual_clock behind{};
     keel::manual_clock ahead{keel::manual_clock::time_point{1000h}};
-    keel::redis::gcra<keel::manual_clock> a{redis, {.name = name, .rate = 2, .period = 1h}, behind};
-    keel::redis::gcra<keel::manual_clock> b{redis, {.name = name, .rate = 2, .period = 1h}, ahead};
+    keel::redis::basic_gcra<keel::manual_clock> a{
+        redis, {.name = name, .rate = 2, .period = 1h}, behind};
+    keel::redis::basic_gcra<keel::manual_clock> b{
+        redis, {.name = name, .rate = 2, .period = 1h}, ahead};
     CHECK(a.try_acquire().allowed);
     CHECK(b.try_acquire().allowed);
     CHECK_FALSE(a.try_acquire().allowed);
@@ -106,7 +108,7 @@ TEST_CASE("redis::gcra: 4 processes sharing one bucket admit exactly the burst",
 TEST_CASE("redis::gcra: 4 threads on one limiter admit exactly the burst",
           "[redis][gcra][concurrency]") {
     keel::redis::pool redis{keel_test::shared_pool(4)};
-    keel::redis::gcra<> limiter{
+    keel::redis::gcra limiter{
         redis, {.name = keel_test::unique_name("gcra-threads"), .rate = 100, .period = 1h}};
     std::atomic<long> admitted{0};
     std::vector<std::thread> threads;
@@ -125,10 +127,10 @@ TEST_CASE("redis::gcra: 4 threads on one limiter admit exactly the burst",
 
 TEST_CASE("redis::gcra: options out of range are rejected", "[redis][gcra]") {
     keel::redis::pool redis{keel_test::shared_pool()};
-    CHECK_THROWS_WITH(keel::redis::gcra<>(redis, {.name = "x", .rate = 0}),
+    CHECK_THROWS_WITH(keel::redis::gcra(redis, {.name = "x", .rate = 0}),
                       "keel::redis::gcra: rate must be in [1, 2^31), got 0");
-    CHECK_THROWS_WITH(keel::redis::gcra<>(redis, {.name = "x", .rate = 1, .burst = -1}),
+    CHECK_THROWS_WITH(keel::redis::gcra(redis, {.name = "x", .rate = 1, .burst = -1}),
                       "keel::redis::gcra: burst must be in [0, 2^31), got -1");
-    CHECK(keel::redis::gcra<>(redis, {.name = "x", .rate = 7}).options().burst == 7);
-    CHECK(keel::redis::gcra<>::interval_us({.rate = 3, .period = 1s}) == 333334);
+    CHECK(keel::redis::gcra(redis, {.name = "x", .rate = 7}).options().burst == 7);
+    CHECK(keel::redis::gcra::interval_us({.rate = 3, .period = 1s}) == 333334);
 }

@@ -17,8 +17,8 @@ using namespace std::chrono_literals;
 using keel::decision_source;
 
 // Same interface as the local limiters: code written against keel::rate_limiter switches by type.
-static_assert(keel::rate_limiter<keel::redis::sliding_counter<>>);
-static_assert(keel::rate_limiter<keel::redis::sliding_counter<keel::manual_clock>>);
+static_assert(keel::rate_limiter<keel::redis::sliding_counter>);
+static_assert(keel::rate_limiter<keel::redis::basic_sliding_counter<keel::manual_clock>>);
 
 namespace {
 // Reads Redis' clock in microseconds.
@@ -33,7 +33,7 @@ std::int64_t redis_now_us(keel::redis::pool& redis) {
 
 TEST_CASE("redis::sliding_counter: a fresh key admits exactly limit", "[redis][sliding_counter]") {
     keel::redis::pool redis{keel_test::shared_pool()};
-    keel::redis::sliding_counter<> limiter{
+    keel::redis::sliding_counter limiter{
         redis, {.name = keel_test::unique_name("sc-seq"), .limit = 3, .window = 1h}};
     for (std::int64_t expected_remaining : {2, 1, 0}) {
         keel::decision const d = limiter.try_acquire();
@@ -52,7 +52,7 @@ TEST_CASE("redis::sliding_counter: the previous window counts by its remaining o
     keel::redis::pool redis{keel_test::shared_pool()};
     std::string const name = keel_test::unique_name("sc-prev");
     constexpr std::int64_t window_us = 3'600'000'000; // 1 h
-    keel::redis::sliding_counter<> limiter{redis, {.name = name, .limit = 100, .window = 1h}};
+    keel::redis::sliding_counter limiter{redis, {.name = name, .limit = 100, .window = 1h}};
     // Pretend the previous window saw 60 requests.
     std::int64_t const now = redis_now_us(redis);
     std::int64_t const index = now / window_us;
@@ -84,9 +84,9 @@ TEST_CASE("redis::sliding_counter: skewed local clocks share one count",
     std::string const name = keel_test::unique_name("sc-skew");
     keel::manual_clock behind{};
     keel::manual_clock ahead{keel::manual_clock::time_point{500h}};
-    keel::redis::sliding_counter<keel::manual_clock> a{
+    keel::redis::basic_sliding_counter<keel::manual_clock> a{
         redis, {.name = name, .limit = 2, .window = 1h}, behind};
-    keel::redis::sliding_counter<keel::manual_clock> b{
+    keel::redis::basic_sliding_counter<keel::manual_clock> b{
         redis, {.name = name, .limit = 2, .window = 1h}, ahead};
     CHECK(a.try_acquire().allowed);
     CHECK(b.try_acquire().allowed);
@@ -111,6 +111,6 @@ TEST_CASE("redis::sliding_counter: 4 processes sharing one limit admit exactly t
 
 TEST_CASE("redis::sliding_counter: options out of range are rejected", "[redis][sliding_counter]") {
     keel::redis::pool redis{keel_test::shared_pool()};
-    CHECK_THROWS_WITH(keel::redis::sliding_counter<>(redis, {.name = "x", .limit = 0}),
+    CHECK_THROWS_WITH(keel::redis::sliding_counter(redis, {.name = "x", .limit = 0}),
                       "keel::redis::sliding_counter: limit must be in [1, 2^31), got 0");
 }

@@ -103,8 +103,8 @@ public:
     Clock const& clock() const noexcept { return m_clock; }
     std::int64_t limit() const noexcept { return m_limit; }
     failure_policy const& policy() const noexcept { return m_policy; }
-    circuit_breaker<Clock>& breaker() noexcept { return m_breaker; }
-    circuit_breaker<Clock> const& breaker() const noexcept { return m_breaker; }
+    basic_circuit_breaker<Clock>& breaker() noexcept { return m_breaker; }
+    basic_circuit_breaker<Clock> const& breaker() const noexcept { return m_breaker; }
     bool breaker_open() const noexcept { return m_breaker.state() != circuit_state::closed; }
     std::uint64_t breaker_trips() const noexcept { return m_trips.load(std::memory_order_relaxed); }
     void set_local(local_decider local) { m_local = std::move(local); }
@@ -259,7 +259,7 @@ private:
     std::int64_t m_limit;
     failure_policy m_policy;
     std::int64_t m_lease;
-    circuit_breaker<Clock> m_breaker;
+    basic_circuit_breaker<Clock> m_breaker;
     std::atomic<std::uint64_t> m_trips{0};
     local_decider m_local;
     mutable std::mutex m_lease_mutex;
@@ -342,7 +342,7 @@ public:
     std::uint64_t breaker_trips() const noexcept { return m_core.breaker_trips(); }
     /// Returns the keel::circuit_breaker guarding Redis (for its metrics() and
     /// on_transition() listeners); it lives as long as the limiter.
-    circuit_breaker<Clock>& breaker() noexcept { return m_core.breaker(); }
+    basic_circuit_breaker<Clock>& breaker() noexcept { return m_core.breaker(); }
     /// Returns the Redis key holding the limiter-wide state, or `key`'s state.
     std::string redis_key(std::optional<std::string_view> key = std::nullopt) const {
         return m_core.redis_key(key);
