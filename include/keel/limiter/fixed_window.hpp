@@ -10,7 +10,6 @@
 #include <keel/limiter/limiter.hpp>
 #include <keel/version.hpp>
 
-#include <atomic>
 #include <bit>
 #include <chrono>
 #include <cstdint>
@@ -45,10 +44,8 @@ struct fixed_window_options {
 ///     keel::fixed_window per_second{{.limit = 100, .window = 1s}};
 ///     if (!per_second.try_acquire()) { return reply_429(); }
 template <clock Clock = steady_clock>
-class basic_fixed_window {
+class basic_fixed_window : public detail::word_limiter_front<basic_fixed_window<Clock>, Clock> {
 public:
-    using clock_type = Clock;
-    using time_point = typename Clock::time_point;
     using options = fixed_window_options;
 
     /// The state of a limiter that has admitted nothing.
@@ -56,49 +53,14 @@ public:
 
     /// Validates `opts` (throws std::invalid_argument naming the field) and starts empty.
     explicit basic_fixed_window(options const& opts, Clock clock = Clock{})
-        : m_limit(opts.limit), m_window(opts.window.count()),
+        : front(std::move(clock)), m_limit(opts.limit), m_window(opts.window.count()),
           m_divider(opts.window.count() > 0 ? opts.window.count() : 1),
           m_count_bits(static_cast<int>(
-              std::bit_width(static_cast<std::uint64_t>(opts.limit > 0 ? opts.limit : 1)))),
-          m_clock(std::move(clock)) {
+              std::bit_width(static_cast<std::uint64_t>(opts.limit > 0 ? opts.limit : 1)))) {
         if (opts.limit < 1 || opts.limit > max_limit) {
             detail::invalid_option("keel::fixed_window", "limit", "in [1, 2^32 - 1]", opts.limit);
         }
         detail::check_window("keel::fixed_window", "window", opts.window);
-    }
-
-    basic_fixed_window(basic_fixed_window const&) = delete;
-    basic_fixed_window& operator=(basic_fixed_window const&) = delete;
-
-    /// Takes `permits` if the current window has room; reads the clock once.
-    KEEL_ALWAYS_INLINE decision try_acquire(std::int64_t permits = 1) noexcept {
-        return try_acquire(permits, m_clock.now());
-    }
-    /// Takes `permits` at time `now` (a time the caller already read).
-    ///
-    /// `permits` == 0 peeks (allowed, nothing taken); more than `limit` or
-    /// negative is refused as unsatisfiable.
-    KEEL_ALWAYS_INLINE decision try_acquire(std::int64_t permits, time_point now) noexcept {
-        return detail::acquire_word(*this, m_state, permits, detail::to_ns(now));
-    }
-
-    /// Computes the decision and next state for state word `word` at `now_ns`.
-    KEEL_ALWAYS_INLINE limiter_step step(std::uint64_t word, std::int64_t permits,
-                                         std::int64_t now_ns) const noexcept {
-        if (permits < 0 || permits > m_limit) [[unlikely]] {
-            return {detail::unsatisfiable(peek(word, now_ns))};
-        }
-        return decide(word, permits, now_ns);
-    }
-
-    /// Returns the word step() writes for `permits` at `now_ns`, or fresh_state if none.
-    KEEL_ALWAYS_INLINE std::uint64_t next_word(std::uint64_t word, std::int64_t permits,
-                                               std::int64_t now_ns) const noexcept {
-        if (permits <= 0 || permits > m_limit) {
-            return fresh_state;
-        }
-        auto const v = current(word, now_ns);
-        return v.count + permits <= m_limit ? pack(v.index, v.count + permits) : fresh_state;
     }
 
     /// Returns how long from `now_ns` until `word` is indistinguishable from fresh_state.
@@ -115,10 +77,20 @@ public:
     std::int64_t limit() const noexcept { return m_limit; }
     /// Returns the window length.
     std::chrono::nanoseconds window() const noexcept { return std::chrono::nanoseconds{m_window}; }
-    /// Returns the clock this limiter reads.
-    Clock const& clock() const noexcept { return m_clock; }
 
 private:
+    using front = detail::word_limiter_front<basic_fixed_window<Clock>, Clock>;
+    friend front;
+
+    KEEL_ALWAYS_INLINE std::int64_t capacity() const noexcept { return m_limit; }
+
+    // The word decide writes for 1 <= permits <= capacity, or fresh_state.
+    KEEL_ALWAYS_INLINE std::uint64_t admit(std::uint64_t word, std::int64_t permits,
+                                           std::int64_t now_ns) const noexcept {
+        auto const v = current(word, now_ns);
+        return v.count + permits <= m_limit ? pack(v.index, v.count + permits) : fresh_state;
+    }
+
     static constexpr std::int64_t max_limit = 0xffff'ffff;
 
     struct counted {
@@ -191,12 +163,10 @@ private:
                static_cast<std::uint64_t>(count);
     }
 
-    std::atomic<std::uint64_t> m_state{fresh_state};
     std::int64_t m_limit;
     std::int64_t m_window;
     detail::divider m_divider; // by m_window
     int m_count_bits;          // bits of the count field: bit_width(limit), 1 to 32
-    [[no_unique_address]] Clock m_clock;
 };
 
 /// A fixed window on keel::steady_clock.

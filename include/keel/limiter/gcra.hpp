@@ -9,7 +9,6 @@
 #include <keel/limiter/limiter.hpp>
 #include <keel/version.hpp>
 
-#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <limits>
@@ -43,10 +42,8 @@ struct gcra_options {
 ///     keel::gcra login{{.rate = 5, .period = 1min, .burst = 5}};
 ///     auto d = login.try_acquire();
 template <clock Clock = steady_clock>
-class basic_gcra {
+class basic_gcra : public detail::word_limiter_front<basic_gcra<Clock>, Clock> {
 public:
-    using clock_type = Clock;
-    using time_point = typename Clock::time_point;
     using options = gcra_options;
 
     /// The state of a limiter that has admitted nothing: TAT at the beginning of time.
@@ -55,39 +52,8 @@ public:
 
     /// Validates `opts` (throws std::invalid_argument naming the field).
     explicit basic_gcra(options const& opts, Clock clock = Clock{})
-        : m_params(detail::make_rate_params("keel::gcra", opts.rate, opts.period, opts.burst)),
-          m_clock(std::move(clock)) {}
-
-    basic_gcra(basic_gcra const&) = delete;
-    basic_gcra& operator=(basic_gcra const&) = delete;
-
-    /// Takes `permits` if they conform; reads the clock once.
-    KEEL_ALWAYS_INLINE decision try_acquire(std::int64_t permits = 1) noexcept {
-        return try_acquire(permits, m_clock.now());
-    }
-    /// Takes `permits` at time `now`. 0 peeks; more than `burst` or negative is unsatisfiable.
-    KEEL_ALWAYS_INLINE decision try_acquire(std::int64_t permits, time_point now) noexcept {
-        return detail::acquire_word(*this, m_state, permits, detail::to_ns(now));
-    }
-
-    /// Computes the decision and next state for state word `word` at `now_ns`.
-    KEEL_ALWAYS_INLINE limiter_step step(std::uint64_t word, std::int64_t permits,
-                                         std::int64_t now_ns) const noexcept {
-        if (permits < 0 || permits > m_params.burst) [[unlikely]] {
-            return {detail::unsatisfiable(peek(word, now_ns))};
-        }
-        return decide(word, permits, now_ns);
-    }
-
-    /// Returns the word step() writes for `permits` at `now_ns`, or fresh_state if none.
-    KEEL_ALWAYS_INLINE std::uint64_t next_word(std::uint64_t word, std::int64_t permits,
-                                               std::int64_t now_ns) const noexcept {
-        if (permits <= 0 || permits > m_params.burst) {
-            return fresh_state;
-        }
-        auto const due = detail::saturating_add(ahead(word, now_ns), permits * m_params.interval);
-        return conforms(due, now_ns) ? static_cast<std::uint64_t>(now_ns + due) : fresh_state;
-    }
+        : front(std::move(clock)),
+          m_params(detail::make_rate_params("keel::gcra", opts.rate, opts.period, opts.burst)) {}
 
     /// Returns how long from `now_ns` until TAT is in the past (fresh_state's decisions).
     std::int64_t rest_after(std::uint64_t word, std::int64_t now_ns) const noexcept {
@@ -100,10 +66,20 @@ public:
     std::chrono::nanoseconds interval() const noexcept {
         return std::chrono::nanoseconds{m_params.interval};
     }
-    /// Returns the clock this limiter reads.
-    Clock const& clock() const noexcept { return m_clock; }
 
 private:
+    using front = detail::word_limiter_front<basic_gcra<Clock>, Clock>;
+    friend front;
+
+    KEEL_ALWAYS_INLINE std::int64_t capacity() const noexcept { return m_params.burst; }
+
+    // The word decide writes for 1 <= permits <= capacity, or fresh_state.
+    KEEL_ALWAYS_INLINE std::uint64_t admit(std::uint64_t word, std::int64_t permits,
+                                           std::int64_t now_ns) const noexcept {
+        auto const due = detail::saturating_add(ahead(word, now_ns), permits * m_params.interval);
+        return conforms(due, now_ns) ? static_cast<std::uint64_t>(now_ns + due) : fresh_state;
+    }
+
     // TAT - now when TAT is ahead, else 0; saturating for a `now` far behind TAT.
     KEEL_ALWAYS_INLINE static std::int64_t ahead(std::uint64_t word, std::int64_t now_ns) noexcept {
         auto const tat = static_cast<std::int64_t>(word);
@@ -153,9 +129,7 @@ private:
         return decide(word, 0, now_ns).result;
     }
 
-    std::atomic<std::uint64_t> m_state{fresh_state};
     detail::rate_params m_params;
-    [[no_unique_address]] Clock m_clock;
 };
 
 /// A GCRA limiter on keel::steady_clock.

@@ -19,6 +19,8 @@
 #include <cstdint>
 #include <limits>
 #include <string_view>
+#include <type_traits>
+#include <utility>
 
 KEEL_BEGIN_NAMESPACE
 
@@ -182,6 +184,83 @@ KEEL_ALWAYS_INLINE decision acquire_word(L const& limiter, std::atomic<std::uint
         }
     }
 }
+
+/// Holds what every one-word limiter shares, written once: a CRTP base
+/// (`class basic_x : public detail::word_limiter_front<basic_x<Clock>, Clock>`)
+/// that owns the state word and the clock and provides the clock and time
+/// types, no copies, both `try_acquire`s (through acquire_word), `step`,
+/// `next_word` and `clock()`. A request for more permits than the limiter's
+/// capacity, or negative, is unsatisfiable: `step` answers the decision of a
+/// peek marked so and `next_word` writes nothing; 0 permits peeks.
+///
+/// A derived limiter provides its algorithm and the rest of word_limiter:
+/// publicly `options`, a constructor from options and a clock that hands the
+/// clock to this base, `fresh_state` and `rest_after`; privately, with this
+/// base as a friend, `capacity()` (the most permits one request may take: its
+/// limit or burst), `decide(word, permits, now_ns)` (the step for 0 <= permits
+/// <= capacity), `admit(word, permits, now_ns)` (the word decide writes for
+/// 1 <= permits <= capacity, or fresh_state when it refuses: the admission test
+/// alone, which acquire_word runs between its load and compare-exchange) and
+/// `peek(word, now_ns)` (decide's decision for 0 permits). The clock is
+/// [[no_unique_address]], so a stateless clock adds no bytes.
+template <class Derived, clock Clock>
+class word_limiter_front {
+public:
+    using clock_type = Clock;
+    using time_point = typename Clock::time_point;
+
+    word_limiter_front(word_limiter_front const&) = delete;
+    word_limiter_front& operator=(word_limiter_front const&) = delete;
+
+    /// Takes `permits` if the limiter admits them; reads the clock once.
+    KEEL_ALWAYS_INLINE decision try_acquire(std::int64_t permits = 1) noexcept {
+        return try_acquire(permits, m_clock.now());
+    }
+    /// Takes `permits` at time `now` (a time the caller already read).
+    ///
+    /// `permits` == 0 peeks (allowed, nothing taken); more than the limiter's
+    /// limit or burst, or negative, is refused as unsatisfiable.
+    KEEL_ALWAYS_INLINE decision try_acquire(std::int64_t permits, time_point now) noexcept {
+        return acquire_word(derived(), m_state, permits, to_ns(now));
+    }
+
+    /// Computes the decision and next state for state word `word` at `now_ns`.
+    KEEL_ALWAYS_INLINE limiter_step step(std::uint64_t word, std::int64_t permits,
+                                         std::int64_t now_ns) const noexcept {
+        auto const& self = derived();
+        if (permits < 0 || permits > self.capacity()) [[unlikely]] {
+            return {unsatisfiable(self.peek(word, now_ns))};
+        }
+        return self.decide(word, permits, now_ns);
+    }
+
+    /// Returns the word step() writes for `permits` at `now_ns`, or fresh_state if none.
+    KEEL_ALWAYS_INLINE std::uint64_t next_word(std::uint64_t word, std::int64_t permits,
+                                               std::int64_t now_ns) const noexcept {
+        auto const& self = derived();
+        if (permits <= 0 || permits > self.capacity()) {
+            return Derived::fresh_state;
+        }
+        return self.admit(word, permits, now_ns);
+    }
+
+    /// Returns the clock this limiter reads.
+    Clock const& clock() const noexcept { return m_clock; }
+
+protected:
+    explicit word_limiter_front(Clock clock) noexcept(std::is_nothrow_move_constructible_v<Clock>)
+        : m_clock(std::move(clock)) {}
+    ~word_limiter_front() = default;
+
+private:
+    KEEL_ALWAYS_INLINE Derived& derived() noexcept { return static_cast<Derived&>(*this); }
+    KEEL_ALWAYS_INLINE Derived const& derived() const noexcept {
+        return static_cast<Derived const&>(*this);
+    }
+
+    std::atomic<std::uint64_t> m_state{Derived::fresh_state};
+    [[no_unique_address]] Clock m_clock;
+};
 
 } // namespace detail
 

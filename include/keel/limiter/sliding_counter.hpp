@@ -10,7 +10,6 @@
 #include <keel/limiter/limiter.hpp>
 #include <keel/version.hpp>
 
-#include <atomic>
 #include <bit>
 #include <chrono>
 #include <cstdint>
@@ -55,10 +54,9 @@ struct sliding_counter_options {
 ///     keel::sliding_counter api{{.limit = 600, .window = 1min}};
 ///     auto d = api.try_acquire();
 template <clock Clock = steady_clock>
-class basic_sliding_counter {
+class basic_sliding_counter
+    : public detail::word_limiter_front<basic_sliding_counter<Clock>, Clock> {
 public:
-    using clock_type = Clock;
-    using time_point = typename Clock::time_point;
     using options = sliding_counter_options;
 
     /// The state of a limiter that has admitted nothing.
@@ -68,49 +66,17 @@ public:
 
     /// Validates `opts` (throws std::invalid_argument naming the field) and starts empty.
     explicit basic_sliding_counter(options const& opts, Clock clock = Clock{})
-        : m_limit(opts.limit), m_window(opts.window.count()),
+        : front(std::move(clock)), m_limit(opts.limit), m_window(opts.window.count()),
           m_divider(opts.window.count() > 0 ? opts.window.count() : 1),
           m_count_bits(static_cast<int>(
               std::bit_width(static_cast<std::uint64_t>(opts.limit > 0 ? opts.limit : 1)))),
           m_products_fit_64(opts.limit >= 1 && opts.limit <= max_limit && opts.window.count() > 0 &&
                             opts.window.count() <=
-                                std::numeric_limits<std::int64_t>::max() / (opts.limit + 1)),
-          m_clock(std::move(clock)) {
+                                std::numeric_limits<std::int64_t>::max() / (opts.limit + 1)) {
         if (opts.limit < 1 || opts.limit > max_limit) {
             detail::invalid_option("keel::sliding_counter", "limit", "in [1, 4194303]", opts.limit);
         }
         detail::check_window("keel::sliding_counter", "window", opts.window);
-    }
-
-    basic_sliding_counter(basic_sliding_counter const&) = delete;
-    basic_sliding_counter& operator=(basic_sliding_counter const&) = delete;
-
-    /// Takes `permits` if the weighted count leaves room; reads the clock once.
-    KEEL_ALWAYS_INLINE decision try_acquire(std::int64_t permits = 1) noexcept {
-        return try_acquire(permits, m_clock.now());
-    }
-    /// Takes `permits` at time `now`. 0 peeks; more than `limit` or negative is unsatisfiable.
-    KEEL_ALWAYS_INLINE decision try_acquire(std::int64_t permits, time_point now) noexcept {
-        return detail::acquire_word(*this, m_state, permits, detail::to_ns(now));
-    }
-
-    /// Computes the decision and next state for state word `word` at `now_ns`.
-    KEEL_ALWAYS_INLINE limiter_step step(std::uint64_t word, std::int64_t permits,
-                                         std::int64_t now_ns) const noexcept {
-        if (permits < 0 || permits > m_limit) [[unlikely]] {
-            return {detail::unsatisfiable(peek(word, now_ns))};
-        }
-        return decide(word, permits, now_ns);
-    }
-
-    /// Returns the word step() writes for `permits` at `now_ns`, or fresh_state if none.
-    KEEL_ALWAYS_INLINE std::uint64_t next_word(std::uint64_t word, std::int64_t permits,
-                                               std::int64_t now_ns) const noexcept {
-        if (permits <= 0 || permits > m_limit) {
-            return fresh_state;
-        }
-        auto const v = current(word, now_ns);
-        return fits(v, permits) ? pack(v.index, v.prev, v.curr + permits) : fresh_state;
     }
 
     /// Returns how long from `now_ns` until `word` is indistinguishable from fresh_state.
@@ -129,10 +95,20 @@ public:
     std::int64_t limit() const noexcept { return m_limit; }
     /// Returns the window length.
     std::chrono::nanoseconds window() const noexcept { return std::chrono::nanoseconds{m_window}; }
-    /// Returns the clock this limiter reads.
-    Clock const& clock() const noexcept { return m_clock; }
 
 private:
+    using front = detail::word_limiter_front<basic_sliding_counter<Clock>, Clock>;
+    friend front;
+
+    KEEL_ALWAYS_INLINE std::int64_t capacity() const noexcept { return m_limit; }
+
+    // The word decide writes for 1 <= permits <= capacity, or fresh_state.
+    KEEL_ALWAYS_INLINE std::uint64_t admit(std::uint64_t word, std::int64_t permits,
+                                           std::int64_t now_ns) const noexcept {
+        auto const v = current(word, now_ns);
+        return fits(v, permits) ? pack(v.index, v.prev, v.curr + permits) : fresh_state;
+    }
+
     struct counts {
         std::int64_t index;   // the aligned window decided in (full width)
         std::int64_t elapsed; // e: ns into it, [0, W)
@@ -275,13 +251,11 @@ private:
                static_cast<std::uint64_t>(curr);
     }
 
-    std::atomic<std::uint64_t> m_state{fresh_state};
     std::int64_t m_limit;
     std::int64_t m_window;
     detail::divider m_divider; // by m_window
     int m_count_bits;          // bits of each count field: bit_width(limit), 1 to 22
     bool m_products_fit_64;    // (limit + 1) * window fits in int64: step needs no 128-bit math
-    [[no_unique_address]] Clock m_clock;
 };
 
 /// A sliding-window counter on keel::steady_clock.

@@ -9,7 +9,6 @@
 #include <keel/limiter/limiter.hpp>
 #include <keel/version.hpp>
 
-#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <limits>
@@ -47,10 +46,8 @@ struct token_bucket_options {
 ///     keel::token_bucket calls{{.rate = 100, .period = 1s, .burst = 20}};
 ///     if (auto d = calls.try_acquire(); !d) { wait(d.retry_after); }
 template <clock Clock = steady_clock>
-class basic_token_bucket {
+class basic_token_bucket : public detail::word_limiter_front<basic_token_bucket<Clock>, Clock> {
 public:
-    using clock_type = Clock;
-    using time_point = typename Clock::time_point;
     using options = token_bucket_options;
 
     /// The state of a full bucket: empty_at at the beginning of time.
@@ -59,41 +56,8 @@ public:
 
     /// Validates `opts` (throws std::invalid_argument naming the field); the bucket starts full.
     explicit basic_token_bucket(options const& opts, Clock clock = Clock{})
-        : m_params(
-              detail::make_rate_params("keel::token_bucket", opts.rate, opts.period, opts.burst)),
-          m_clock(std::move(clock)) {}
-
-    basic_token_bucket(basic_token_bucket const&) = delete;
-    basic_token_bucket& operator=(basic_token_bucket const&) = delete;
-
-    /// Takes `permits` if the bucket holds them; reads the clock once.
-    KEEL_ALWAYS_INLINE decision try_acquire(std::int64_t permits = 1) noexcept {
-        return try_acquire(permits, m_clock.now());
-    }
-    /// Takes `permits` at time `now`. 0 peeks; more than `burst` or negative is unsatisfiable.
-    KEEL_ALWAYS_INLINE decision try_acquire(std::int64_t permits, time_point now) noexcept {
-        return detail::acquire_word(*this, m_state, permits, detail::to_ns(now));
-    }
-
-    /// Computes the decision and next state for state word `word` at `now_ns`.
-    KEEL_ALWAYS_INLINE limiter_step step(std::uint64_t word, std::int64_t permits,
-                                         std::int64_t now_ns) const noexcept {
-        if (permits < 0 || permits > m_params.burst) [[unlikely]] {
-            return {detail::unsatisfiable(peek(word, now_ns))};
-        }
-        return decide(word, permits, now_ns);
-    }
-
-    /// Returns the word step() writes for `permits` at `now_ns`, or fresh_state if none.
-    KEEL_ALWAYS_INLINE std::uint64_t next_word(std::uint64_t word, std::int64_t permits,
-                                               std::int64_t now_ns) const noexcept {
-        if (permits <= 0 || permits > m_params.burst) {
-            return fresh_state;
-        }
-        auto const f = fill(word, now_ns);
-        auto const cost = permits * m_params.interval;
-        return f.elapsed >= cost ? static_cast<std::uint64_t>(f.from + cost) : fresh_state;
-    }
+        : front(std::move(clock)), m_params(detail::make_rate_params(
+                                       "keel::token_bucket", opts.rate, opts.period, opts.burst)) {}
 
     /// Returns how long from `now_ns` until `word` is a full bucket (fresh_state's decisions).
     std::int64_t rest_after(std::uint64_t word, std::int64_t now_ns) const noexcept {
@@ -107,10 +71,21 @@ public:
     std::chrono::nanoseconds interval() const noexcept {
         return std::chrono::nanoseconds{m_params.interval};
     }
-    /// Returns the clock this limiter reads.
-    Clock const& clock() const noexcept { return m_clock; }
 
 private:
+    using front = detail::word_limiter_front<basic_token_bucket<Clock>, Clock>;
+    friend front;
+
+    KEEL_ALWAYS_INLINE std::int64_t capacity() const noexcept { return m_params.burst; }
+
+    // The word decide writes for 1 <= permits <= capacity, or fresh_state.
+    KEEL_ALWAYS_INLINE std::uint64_t admit(std::uint64_t word, std::int64_t permits,
+                                           std::int64_t now_ns) const noexcept {
+        auto const f = fill(word, now_ns);
+        auto const cost = permits * m_params.interval;
+        return f.elapsed >= cost ? static_cast<std::uint64_t>(f.from + cost) : fresh_state;
+    }
+
     struct filled {
         std::int64_t from;    // empty_at, or the time before which the bucket is full
         std::int64_t elapsed; // now - from: at most span; negative for a now before empty_at
@@ -160,9 +135,7 @@ private:
         return decide(word, 0, now_ns).result;
     }
 
-    std::atomic<std::uint64_t> m_state{fresh_state};
     detail::rate_params m_params;
-    [[no_unique_address]] Clock m_clock;
 };
 
 /// A token bucket on keel::steady_clock.
