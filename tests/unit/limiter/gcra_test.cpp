@@ -105,6 +105,13 @@ TEST_CASE("gcra never admits more than burst + rate x t across threads", "[gcra]
             }
         });
     }
+    // The burst is there from t = 0: let the threads take it before time moves, so
+    // the lower bound does not depend on when the scheduler first runs them (on a
+    // loaded machine all 200 steps could pass before any thread started).
+    auto const give_up = std::chrono::steady_clock::now() + 10s;
+    while (admitted.load() < 50 && std::chrono::steady_clock::now() < give_up) {
+        std::this_thread::yield();
+    }
     for (int i = 0; i < 200; ++i) {
         clock.advance(1ms);
         std::this_thread::yield();
