@@ -171,19 +171,6 @@ TEST_CASE("acquire_word never grants more than the word allows across threads",
     CHECK(granted.load() == 10'000);
 }
 
-TEST_CASE("limiter helpers: rate parameters", "[limiter]") {
-    auto const p = keel::detail::make_rate_params("keel::token_bucket", 3, 1s, 0);
-    CHECK(p.burst == 3);              // 0 means the same as the rate
-    CHECK(p.interval == 333'333'334); // rounded up: the rate is never exceeded
-    CHECK(p.span == 3 * 333'333'334);
-    CHECK_THROWS_WITH(keel::detail::make_rate_params("keel::token_bucket", 2'000'000'000, 1s, 0),
-                      "keel::token_bucket: rate must be in [1, period in ns], got 2000000000");
-    CHECK_THROWS_AS(keel::detail::make_rate_params("keel::token_bucket", 0, 1s, 0),
-                    std::invalid_argument);
-    CHECK_THROWS_AS(keel::detail::make_rate_params("keel::token_bucket", 1, 1s, -1),
-                    std::invalid_argument);
-}
-
 #define KEEL_ALL_LIMITERS                                                                          \
     keel::basic_fixed_window<manual_clock>, keel::basic_sliding_counter<manual_clock>,             \
         keel::basic_sliding_log<manual_clock>, keel::basic_token_bucket<manual_clock>,             \
