@@ -12,6 +12,10 @@ packages=(
   catch2 libfmt-dev libbenchmark-dev               # tests, formatting, benchmarks
   libhiredis-dev redis-server                      # keel::redis and its real-Redis tests
   libcpp-httplib-dev                               # the demo service
+  libasio-dev libboost1.81-dev                     # keel::asio on standalone Asio and Boost.Asio; Beast
+  prometheus                                       # promtool and a real server for the metrics tests
+  nlohmann-json3-dev                               # the simulator's scenario files
+  librsvg2-bin                                     # rsvg-convert: checks that the charts render
   procps                                           # pgrep/kill used by process tests
 )
 
