@@ -140,7 +140,8 @@ public:
         if constexpr (virtual_time) {
             cancel();
             return net::async_initiate<Token, void(error_code)>(
-                [this, when](auto handler) { start_virtual(std::move(handler), when); }, token);
+                [this, when](auto handler) { this->start_virtual(std::move(handler), when); },
+                token);
         } else {
             m_timer->expires_at(when);
             return m_timer->async_wait(std::forward<Token>(token));

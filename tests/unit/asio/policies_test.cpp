@@ -2,6 +2,7 @@
 // keel's synchronous policy objects in the asynchronous pipeline, in virtual
 // time: the same decisions as their execute(), with waits on Asio timers.
 #include <keel/asio/resilient.hpp>
+#include <keel/core/clock.hpp>
 #include <keel/limiter/token_bucket.hpp>
 #include <keel/policy/bulkhead.hpp>
 #include <keel/policy/circuit_breaker.hpp>
@@ -10,15 +11,18 @@
 #include <keel/policy/retry.hpp>
 #include <keel/policy/retry_budget.hpp>
 #include <keel/policy/timeout.hpp>
+#include <keel/resilient.hpp>
 #include <keel/testing/manual_clock.hpp>
 #include <keel/testing/virtual_sleeper.hpp>
 
 #include <catch2/catch.hpp>
 
+#include <atomic>
 #include <chrono>
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "asio_support.hpp"
@@ -426,4 +430,68 @@ TEST_CASE("async fallback substitutes a failure and passes a value through", "[a
     CHECK(keel::testing_asio::run(io, clock, pipeline.async_call()).value() == "cached");
     fail = false;
     CHECK(keel::testing_asio::run(io, clock, pipeline.async_call()).value() == "fresh");
+}
+
+TEST_CASE("a bulkhead shared by asynchronous and synchronous callers never runs more than its "
+          "limit, and a slot released on a thread wakes a coroutine waiting on the io thread",
+          "[asio][bulkhead][concurrency]") {
+    keel::bulkhead shared{{.max_concurrent_calls = 2, .max_queued_calls = 64, .max_wait = 10s}};
+    std::atomic<int> running{0};
+    std::atomic<int> most{0};
+    auto enter = [&] {
+        int const now = running.fetch_add(1) + 1;
+        int seen = most.load();
+        while (now > seen && !most.compare_exchange_weak(seen, now)) {
+        }
+    };
+    net::io_context io;
+    auto async_pipeline =
+        keel::asio::resilient{[&]() -> keel::asio::awaitable<int> {
+                                  enter();
+                                  co_await keel::asio::sleep_for(keel::steady_clock{}, 200us);
+                                  running.fetch_sub(1);
+                                  co_return 1;
+                              },
+                              keel::guard(shared)};
+    auto sync_pipeline = keel::resilient{[&] {
+                                             enter();
+                                             std::this_thread::sleep_for(200us);
+                                             running.fetch_sub(1);
+                                             return 1;
+                                         },
+                                         keel::guard(shared)};
+    constexpr int async_calls = 40;
+    constexpr int sync_calls = 20;
+    std::atomic<int> async_ok{0};
+    for (int i = 0; i < async_calls; ++i) {
+        net::co_spawn(
+            io,
+            [&]() -> keel::asio::awaitable<void> {
+                auto const r = co_await async_pipeline.async_call();
+                if (r.has_value()) {
+                    async_ok.fetch_add(1);
+                }
+            },
+            net::detached);
+    }
+    std::atomic<int> sync_ok{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 2; ++t) {
+        threads.emplace_back([&] {
+            for (int i = 0; i < sync_calls / 2; ++i) {
+                if (sync_pipeline.try_call().has_value()) {
+                    sync_ok.fetch_add(1);
+                }
+            }
+        });
+    }
+    io.run();
+    for (auto& t : threads) {
+        t.join();
+    }
+    CHECK(async_ok == async_calls);
+    CHECK(sync_ok == sync_calls);
+    CHECK(most.load() <= 2);
+    CHECK(shared.snapshot().in_flight == 0);
+    CHECK(shared.snapshot().queued == 0);
 }
