@@ -2,6 +2,7 @@
 #include <keel/asio/hedge.hpp>
 #include <keel/asio/resilient.hpp>
 #include <keel/policy/circuit_breaker.hpp>
+#include <keel/policy/policy.hpp>
 #include <keel/policy/retry_budget.hpp>
 #include <keel/testing/manual_clock.hpp>
 
@@ -10,6 +11,7 @@
 #include <chrono>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "asio_support.hpp"
@@ -222,4 +224,14 @@ TEST_CASE("keel::hedge rejects options out of range, naming the field", "[asio][
     CHECK_THROWS_WITH(keel::hedge<>({.max_hedged_attempts = 11}),
                       Catch::Contains("max_hedged_attempts"));
     CHECK_THROWS_WITH(keel::hedge<>({.delay = -1ms}), Catch::Contains("delay"));
+}
+
+// The synchronous pipeline cannot run attempts in parallel: keel::resilient refuses it.
+static_assert(!keel::policy_for<keel::hedge<>, int>, "keel::hedge is asynchronous only");
+
+TEST_CASE("keel::hedge is deduced from its options alone, on keel::steady_clock", "[asio][hedge]") {
+    auto const h = keel::hedge{{.max_hedged_attempts = 2, .delay = 50ms}};
+    static_assert(std::is_same_v<std::remove_cv_t<decltype(h)>, keel::hedge<>>);
+    CHECK(h.delay_before(1) == 50ms);
+    CHECK(h.options().max_hedged_attempts == 2);
 }

@@ -2,16 +2,19 @@
 #include <keel/asio/resilient.hpp>
 #include <keel/policy/retry.hpp>
 #include <keel/policy/timeout.hpp>
+#include <keel/resilient.hpp>
 #include <keel/testing/asio.hpp>
 #include <keel/testing/manual_clock.hpp>
 #include <keel/testing/virtual_sleeper.hpp>
 
 #include <catch2/catch.hpp>
 
+#include <atomic>
 #include <chrono>
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "asio_support.hpp"
@@ -199,4 +202,37 @@ TEST_CASE("keel::asio::resilient gives each attempt its number and the deadline 
     CHECK_FALSE(keel::testing_asio::run(io, clock, pipeline.async_call()).has_value());
     CHECK(attempts == std::vector<int>{1, 2, 3});
     CHECK(deadlines == std::vector<std::chrono::nanoseconds>{100ms, 110ms, 120ms});
+}
+
+namespace {
+// The user policy docs/async.md shows: one shape for each pipeline.
+struct count_calls {
+    std::atomic<long>* calls;
+
+    template <class Next, class Context>
+    auto execute(Next const& next, Context const& ctx) const {
+        calls->fetch_add(1, std::memory_order_relaxed);
+        return next(ctx);
+    }
+
+    template <class Next, class Context>
+    auto async_execute(Next next, Context const& ctx) const
+        -> std::invoke_result_t<Next&, Context const&> {
+        calls->fetch_add(1, std::memory_order_relaxed);
+        co_return co_await next(ctx);
+    }
+};
+} // namespace
+
+TEST_CASE("a user's policy with execute() and async_execute() runs in both pipelines",
+          "[asio][resilient][policy]") {
+    keel::manual_clock clock;
+    net::io_context io;
+    std::atomic<long> calls{0};
+    auto async_pipeline = keel::asio::resilient{
+        []() -> keel::asio::awaitable<int> { co_return 5; }, count_calls{&calls}};
+    auto sync_pipeline = keel::resilient{[] { return 5; }, count_calls{&calls}};
+    CHECK(keel::testing_asio::run(io, clock, async_pipeline()) == 5);
+    CHECK(sync_pipeline() == 5);
+    CHECK(calls == 2);
 }
