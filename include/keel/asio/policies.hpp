@@ -99,6 +99,7 @@ struct async_policy<keel::retry<Predicate, Clock, Sleeper, Random>> {
             try {
                 while (auto const delay = plan.next_delay(result, ctx.stop_requested())) {
                     if (!co_await sleep_for(policy.clock(), *delay)) {
+                        plan.wait_interrupted();
                         break;
                     }
                     result = co_await next(ctx.with_attempt(plan.attempt()));
@@ -110,6 +111,7 @@ struct async_policy<keel::retry<Predicate, Clock, Sleeper, Random>> {
                 // An on_retry listener threw: report it rather than escape.
                 result = keel::failure::from_current_exception();
             }
+            plan.finish(result);
         }
         co_return result;
     }
@@ -149,7 +151,9 @@ struct async_policy<basic_timeout<Clock>> {
             co_await detail::run_in_scope<R>(scope, ctx.with_deadline(deadline), std::move(next));
         alarm.cancel();
         if (scope->timed_out || policy.clock().now() >= deadline) {
-            co_return keel::failure::from(errc::timeout);
+            outcome<R> expired{keel::failure::from(errc::timeout)};
+            expired.set_stats(result.stats());
+            co_return expired;
         }
         co_return result;
     }
@@ -265,7 +269,12 @@ struct async_policy<rate_limit<Limiter, Sleeper>> {
         for (;;) {
             admission step = policy.admit(ctx, waited);
             if (step.verdict == admission::kind::run) {
-                co_return co_await next(ctx);
+                auto result = co_await next(ctx);
+                if (waited != std::chrono::nanoseconds::zero()) {
+                    result.set_stats(
+                        {result.attempts(), keel::detail::saturating_add(result.waited(), waited)});
+                }
+                co_return result;
             }
             if (step.verdict == admission::kind::reject) {
                 co_return std::move(step.rejection);

@@ -104,7 +104,9 @@ public:
             auto result =
                 run_until(next, ctx.with_deadline(deadline, source.get_token()), deadline, source);
             if (m_clock.now() >= deadline) {
-                return keel::failure::from(errc::timeout);
+                decltype(result) expired{keel::failure::from(errc::timeout)};
+                expired.set_stats(result.stats());
+                return expired;
             }
             return result;
         } catch (...) {
