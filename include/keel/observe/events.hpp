@@ -147,8 +147,8 @@ public:
     /// Adds `listener` (shared with the caller); it receives every later event.
     void subscribe(std::shared_ptr<event_listener> listener) {
         std::lock_guard lock{m_state->mutex};
-        auto next = std::make_shared<std::vector<std::shared_ptr<event_listener>>>(
-            *m_state->listeners);
+        auto next =
+            std::make_shared<std::vector<std::shared_ptr<event_listener>>>(*m_state->listeners);
         next->push_back(std::move(listener));
         m_state->listeners = std::move(next);
     }
@@ -208,8 +208,7 @@ public:
     template <class Drain>
     void watch_drain(std::string name, Drain& drain) {
         drain.on_phase_end([state = m_state, name = std::move(name)](auto const& phase) {
-            drain_phase_event const e{name, to_string(phase.phase), phase.elapsed,
-                                      phase.timed_out};
+            drain_phase_event const e{name, to_string(phase.phase), phase.elapsed, phase.timed_out};
             state->each([&](event_listener& l) { l.on_drain_phase(e); });
         });
     }

@@ -46,11 +46,18 @@ inline constexpr std::size_t call_outcome_count = 12;
 
 /// Returns the label value of `outcome`, e.g. "circuit_open".
 constexpr std::string_view to_string(call_outcome outcome) noexcept {
-    constexpr std::string_view names[call_outcome_count] = {
-        "success",           "circuit_open",           "rate_limited", "timeout",
-        "bulkhead_full",     "retries_exhausted",      "retry_budget_exhausted",
-        "cancelled",         "exceeds_capacity",       "shutting_down", "unavailable",
-        "failure"};
+    constexpr std::string_view names[call_outcome_count] = {"success",
+                                                            "circuit_open",
+                                                            "rate_limited",
+                                                            "timeout",
+                                                            "bulkhead_full",
+                                                            "retries_exhausted",
+                                                            "retry_budget_exhausted",
+                                                            "cancelled",
+                                                            "exceeds_capacity",
+                                                            "shutting_down",
+                                                            "unavailable",
+                                                            "failure"};
     auto const i = static_cast<std::size_t>(outcome);
     return i < call_outcome_count ? names[i] : "unknown";
 }
@@ -70,9 +77,9 @@ inline call_outcome classify(std::error_code code) noexcept {
 struct pipeline_snapshot {
     /// Logical calls by how they ended, indexed by call_outcome.
     std::array<std::uint64_t, call_outcome_count> calls{};
-    std::uint64_t attempts = 0;              ///< Attempts made (first attempts and retries).
-    std::uint64_t retries = 0;               ///< Retries decided (waits started).
-    std::chrono::nanoseconds retry_wait{0};  ///< Backoff chosen before those retries, summed.
+    std::uint64_t attempts = 0;             ///< Attempts made (first attempts and retries).
+    std::uint64_t retries = 0;              ///< Retries decided (waits started).
+    std::chrono::nanoseconds retry_wait{0}; ///< Backoff chosen before those retries, summed.
 
     /// Returns the calls that ended as `outcome`.
     std::uint64_t calls_of(call_outcome outcome) const noexcept {

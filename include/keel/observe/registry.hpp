@@ -249,9 +249,9 @@ struct health_view {
     bool not_ready = false;
     std::uint64_t checks = 0;
 };
-using component_view = std::variant<breaker_view, limiter_view, bulkhead_snapshot,
-                                    retry_budget_snapshot, pipeline_snapshot, drain_view,
-                                    health_view>;
+using component_view =
+    std::variant<breaker_view, limiter_view, bulkhead_snapshot, retry_budget_snapshot,
+                 pipeline_snapshot, drain_view, health_view>;
 
 // Transitions a breaker's listener counts for one registration.
 struct transition_counts {
@@ -305,8 +305,8 @@ inline double seconds(std::chrono::nanoseconds d) noexcept {
         w.sample(e.labels, static_cast<double>(expr), e.created);                                  \
     }
 
-inline constexpr std::array<std::string_view, 5> breaker_states = {
-    "closed", "open", "half_open", "forced_open", "disabled"};
+inline constexpr std::array<std::string_view, 5> breaker_states = {"closed", "open", "half_open",
+                                                                   "forced_open", "disabled"};
 
 inline constexpr family_spec breaker_families[] = {
     {"keel_circuit_breaker_state", metric_type::gauge,
@@ -354,16 +354,20 @@ inline constexpr family_spec breaker_families[] = {
      KEEL_OBSERVE_PLAIN(breaker_view, v.metrics.slow_call_rate / 100.0), nullptr},
     {"keel_circuit_breaker_open_remaining_seconds", metric_type::gauge,
      "Time until an open circuit breaker admits a probe; 0 in every other state.", "seconds",
-     KEEL_OBSERVE_PLAIN(breaker_view,
-                        seconds(v.metrics.time_until_half_open.value_or(std::chrono::nanoseconds{}))),
+     KEEL_OBSERVE_PLAIN(breaker_view, seconds(v.metrics.time_until_half_open.value_or(
+                                          std::chrono::nanoseconds{}))),
      nullptr},
     {"keel_circuit_breaker_consecutive_openings", metric_type::gauge,
      "Openings since the circuit breaker last closed (the reset backoff's exponent).", "",
      KEEL_OBSERVE_PLAIN(breaker_view, v.metrics.consecutive_openings), nullptr},
 };
 
-inline bool is_keyed(component_view const& v) noexcept { return as<limiter_view>(v).keyed; }
-inline bool is_single(component_view const& v) noexcept { return !as<limiter_view>(v).keyed; }
+inline bool is_keyed(component_view const& v) noexcept {
+    return as<limiter_view>(v).keyed;
+}
+inline bool is_single(component_view const& v) noexcept {
+    return !as<limiter_view>(v).keyed;
+}
 
 inline constexpr family_spec limiter_families[] = {
     {"keel_rate_limiter_decisions", metric_type::counter,
@@ -381,8 +385,8 @@ inline constexpr family_spec limiter_families[] = {
      "keyed table).",
      "", KEEL_OBSERVE_PLAIN(limiter_view, v.limit), nullptr},
     {"keel_rate_limiter_available_permits", metric_type::gauge,
-     "Permits the rate limiter would grant now.", "",
-     KEEL_OBSERVE_PLAIN(limiter_view, v.available), is_single},
+     "Permits the rate limiter would grant now.", "", KEEL_OBSERVE_PLAIN(limiter_view, v.available),
+     is_single},
     {"keel_rate_limiter_keys", metric_type::gauge, "Keys the keyed rate limiter table holds.", "",
      KEEL_OBSERVE_PLAIN(limiter_view, v.keys), is_keyed},
     {"keel_rate_limiter_max_keys", metric_type::gauge,
@@ -412,8 +416,7 @@ inline constexpr family_spec retry_budget_families[] = {
     {"keel_retry_budget_available_retries", metric_type::gauge,
      "Retries the budget would grant now (its floor plus ratio times calls, less retries).", "",
      KEEL_OBSERVE_PLAIN(retry_budget_snapshot, v.balance), nullptr},
-    {"keel_retry_budget_refused_retries", metric_type::counter,
-     "Retries the budget refused.", "",
+    {"keel_retry_budget_refused_retries", metric_type::counter, "Retries the budget refused.", "",
      KEEL_OBSERVE_PLAIN(retry_budget_snapshot, v.refused), nullptr},
 };
 
@@ -446,8 +449,8 @@ inline constexpr family_spec drain_families[] = {
     {"keel_drain_draining", metric_type::gauge, "1 once new work is refused, else 0.", "",
      KEEL_OBSERVE_PLAIN(drain_view, v.draining ? 1 : 0), nullptr},
     {"keel_drain_in_flight_requests", metric_type::gauge,
-     "Units of work (drain tickets) in flight.", "",
-     KEEL_OBSERVE_PLAIN(drain_view, v.in_flight), nullptr},
+     "Units of work (drain tickets) in flight.", "", KEEL_OBSERVE_PLAIN(drain_view, v.in_flight),
+     nullptr},
     {"keel_drain_admitted_requests", metric_type::counter,
      "Units of work (drain tickets) admitted, modulo 2^40.", "",
      KEEL_OBSERVE_PLAIN(drain_view, v.admitted), nullptr},
@@ -485,8 +488,8 @@ inline constexpr std::array<kind_families, 7> families_of_kind = {{
 }};
 
 // Label names the families add themselves, and the registration's own.
-inline constexpr std::string_view reserved_labels[] = {"name", "state", "to", "kind", "decision",
-                                                       "outcome", "le", "quantile"};
+inline constexpr std::string_view reserved_labels[] = {"name",     "state",   "to", "kind",
+                                                       "decision", "outcome", "le", "quantile"};
 
 } // namespace detail
 
@@ -518,6 +521,9 @@ void registry::add(std::string name, B& breaker, std::vector<label> labels) {
 
 template <observable_limiter L>
 void registry::add(std::string name, L& limiter, std::vector<label> labels) {
+    if constexpr (requires { limiter.count_decisions(); }) {
+        limiter.count_decisions(); // a lock-free limiter counts only once observed
+    }
     detail::registry_entry e;
     e.kind = component_kind::rate_limiter;
     e.name = std::move(name);
@@ -598,10 +604,9 @@ void registry::add(std::string name, D const& drain, std::vector<label> labels) 
     e.component = const_cast<D*>(&drain); // NOLINT(cppcoreguidelines-pro-type-const-cast)
     e.read = [](detail::registry_entry const& entry) -> detail::component_view {
         auto const& d = *static_cast<D const*>(entry.component);
-        return detail::drain_view{static_cast<bool>(d.shutdown_requested()),
-                                  static_cast<bool>(d.draining()),
-                                  static_cast<std::uint64_t>(d.in_flight()),
-                                  static_cast<std::uint64_t>(d.admitted())};
+        return detail::drain_view{
+            static_cast<bool>(d.shutdown_requested()), static_cast<bool>(d.draining()),
+            static_cast<std::uint64_t>(d.in_flight()), static_cast<std::uint64_t>(d.admitted())};
     };
     insert(std::move(e), labels);
 }
@@ -614,8 +619,7 @@ void registry::add(std::string name, H const& health, std::vector<label> labels)
     e.component = const_cast<H*>(&health); // NOLINT(cppcoreguidelines-pro-type-const-cast)
     e.read = [](detail::registry_entry const& entry) -> detail::component_view {
         auto const& h = *static_cast<H const*>(entry.component);
-        return detail::health_view{static_cast<bool>(h.started()),
-                                   h.broken_reason().has_value(),
+        return detail::health_view{static_cast<bool>(h.started()), h.broken_reason().has_value(),
                                    h.not_ready_reason().has_value(),
                                    static_cast<std::uint64_t>(h.check_count())};
     };
@@ -640,8 +644,9 @@ inline void registry::insert(detail::registry_entry entry, std::vector<label> co
         }
         for (std::size_t j = 0; j < i; ++j) {
             if (labels[j].name == l.name) {
-                keel::detail::invalid_configuration(
-                    component, "label \"" + l.name + "\" is given twice for \"" + entry.name + "\"");
+                keel::detail::invalid_configuration(component, "label \"" + l.name +
+                                                                   "\" is given twice for \"" +
+                                                                   entry.name + "\"");
             }
         }
     }
@@ -649,8 +654,8 @@ inline void registry::insert(detail::registry_entry entry, std::vector<label> co
     for (auto const& l : labels) {
         exposition_writer::append_label(entry.labels, l.name, l.value);
     }
-    entry.created = m_options.wall_clock ? m_options.wall_clock()
-                                         : std::chrono::system_clock::now();
+    entry.created =
+        m_options.wall_clock ? m_options.wall_clock() : std::chrono::system_clock::now();
 
     std::unique_lock lock{m_mutex};
     auto const key = [](detail::registry_entry const& e) {
@@ -669,9 +674,8 @@ inline void registry::insert(detail::registry_entry entry, std::vector<label> co
 
 inline bool registry::remove(component_kind kind, std::string_view name) {
     std::unique_lock lock{m_mutex};
-    auto const it = std::find_if(m_entries.begin(), m_entries.end(), [&](auto const& e) {
-        return e.kind == kind && e.name == name;
-    });
+    auto const it = std::find_if(m_entries.begin(), m_entries.end(),
+                                 [&](auto const& e) { return e.kind == kind && e.name == name; });
     if (it == m_entries.end()) {
         return false;
     }

@@ -35,8 +35,8 @@ struct recorder final : keel::observe::event_listener {
     }
     void on_state_change(keel::observe::state_change_event const& e) override {
         add("state " + std::string{keel::observe::to_string(e.kind)} + " " +
-            std::string{e.component} + " " + std::string{e.from} + "->" + std::string{e.to} +
-            " " + std::string{e.reason});
+            std::string{e.component} + " " + std::string{e.from} + "->" + std::string{e.to} + " " +
+            std::string{e.reason});
     }
     void on_retry(keel::observe::retry_attempt_event const& e) override {
         add("retry " + std::string{e.component} + " attempt=" + std::to_string(e.attempt) +
@@ -67,10 +67,12 @@ struct upstream_error : std::runtime_error {
 
 TEST_CASE("event_hub::watch publishes a breaker's transitions", "[events]") {
     keel::manual_clock clock;
-    keel::basic_circuit_breaker<keel::manual_clock> breaker{
-        {.window_size = 2, .minimum_calls = 2, .reset_timeout = 5s, .reset_jitter = 0s,
-         .permitted_calls_in_half_open = 1},
-        clock};
+    keel::basic_circuit_breaker<keel::manual_clock> breaker{{.window_size = 2,
+                                                             .minimum_calls = 2,
+                                                             .reset_timeout = 5s,
+                                                             .reset_jitter = 0s,
+                                                             .permitted_calls_in_half_open = 1},
+                                                            clock};
     auto log = std::make_shared<recorder>();
     keel::observe::event_hub hub;
     hub.subscribe(std::make_shared<thrower>()); // its exception is ignored
@@ -81,11 +83,10 @@ TEST_CASE("event_hub::watch publishes a breaker's transitions", "[events]") {
     }
     clock.advance(5s);
     breaker.try_acquire().success();
-    CHECK(log->lines ==
-          std::vector<std::string>{
-              "state circuit_breaker users closed->open failure_rate_exceeded",
-              "state circuit_breaker users open->half_open reset_timeout_elapsed",
-              "state circuit_breaker users half_open->closed probes_succeeded"});
+    CHECK(log->lines == std::vector<std::string>{
+                            "state circuit_breaker users closed->open failure_rate_exceeded",
+                            "state circuit_breaker users open->half_open reset_timeout_elapsed",
+                            "state circuit_breaker users half_open->closed probes_succeeded"});
 }
 
 TEST_CASE("event_hub: hooks it installed stay safe after the hub is gone", "[events]") {
@@ -116,32 +117,35 @@ TEST_CASE("event_hub::retry_listener publishes each retry with its attempt, dela
             }
             return calls;
         },
-        keel::retry{keel::basic_retry_options<keel::manual_clock>{
-                        .max_attempts = 3,
-                        .backoff = keel::constant{100ms},
-                        .jitter = keel::jitter::none,
-                        .on_retry = hub.retry_listener("users")},
-                    keel::on_failure{}, clock, sleeper, keel::scripted_random::from_units({0.5})}};
+        keel::retry{
+            keel::basic_retry_options<keel::manual_clock>{.max_attempts = 3,
+                                                          .backoff = keel::constant{100ms},
+                                                          .jitter = keel::jitter::none,
+                                                          .on_retry = hub.retry_listener("users")},
+            keel::on_failure{}, clock, sleeper, keel::scripted_random::from_units({0.5})}};
     auto const result = guarded.try_call();
     REQUIRE(result.has_value());
-    CHECK(log->lines == std::vector<std::string>{"retry users attempt=1 delay_ms=100 what=HTTP 503",
-                                                 "retry users attempt=2 delay_ms=100 what=HTTP 503"});
+    CHECK(log->lines ==
+          std::vector<std::string>{"retry users attempt=1 delay_ms=100 what=HTTP 503",
+                                   "retry users attempt=2 delay_ms=100 what=HTTP 503"});
 }
 
 TEST_CASE("event_hub::report publishes keel's rejections and nothing else", "[events]") {
     auto log = std::make_shared<recorder>();
     keel::observe::event_hub hub;
     hub.subscribe(log);
-    CHECK(hub.report("users", keel::outcome<int>{keel::failure::from(keel::errc::circuit_open, 2s)}));
+    CHECK(
+        hub.report("users", keel::outcome<int>{keel::failure::from(keel::errc::circuit_open, 2s)}));
     CHECK(hub.report("api", keel::make_error_code(keel::errc::rate_limited)));
     CHECK(hub.report("db", keel::outcome<void>{keel::failure::from(keel::errc::bulkhead_full)}));
     CHECK_FALSE(hub.report("users", keel::outcome<int>{7}));
     CHECK_FALSE(hub.report("users", keel::make_error_code(keel::errc::timeout)));
     CHECK_FALSE(hub.report("users", std::make_error_code(std::errc::connection_refused)));
     CHECK(log->lines ==
-          std::vector<std::string>{"reject circuit_breaker users circuit breaker is open retry_after_ms=2000",
-                                   "reject rate_limiter api rate limit exceeded",
-                                   "reject bulkhead db bulkhead is full"});
+          std::vector<std::string>{
+              "reject circuit_breaker users circuit breaker is open retry_after_ms=2000",
+              "reject rate_limiter api rate limit exceeded",
+              "reject bulkhead db bulkhead is full"});
 }
 
 TEST_CASE("event_hub::watch_drain publishes each drain phase as it ends", "[events]") {
@@ -155,9 +159,8 @@ TEST_CASE("event_hub::watch_drain publishes each drain phase as it ends", "[even
     hub.watch_drain("service", drain);
     auto const report = drain.shutdown();
     CHECK(report.clean());
-    CHECK(log->lines == std::vector<std::string>{"drain service mark_not_ready",
-                                                 "drain service stop_accepting",
-                                                 "drain service drain_in_flight",
-                                                 "drain service close_resources",
-                                                 "drain service flush"});
+    CHECK(log->lines ==
+          std::vector<std::string>{"drain service mark_not_ready", "drain service stop_accepting",
+                                   "drain service drain_in_flight", "drain service close_resources",
+                                   "drain service flush"});
 }

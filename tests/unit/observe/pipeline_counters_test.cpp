@@ -24,7 +24,8 @@ TEST_CASE("classify: a value is success, keel's codes are themselves, others are
           call_outcome::failure);
     CHECK(keel::observe::classify(std::error_code{99, keel::error_category()}) ==
           call_outcome::failure);
-    CHECK(keel::observe::to_string(call_outcome::retry_budget_exhausted) == "retry_budget_exhausted");
+    CHECK(keel::observe::to_string(call_outcome::retry_budget_exhausted) ==
+          "retry_budget_exhausted");
     CHECK(keel::observe::to_string(call_outcome::failure) == "failure");
     CHECK(keel::observe::to_string(static_cast<call_outcome>(200)) == "unknown");
 }

@@ -78,7 +78,9 @@ TEST_CASE("registry: renders a circuit breaker in each state", "[registry]") {
     keel::observe::registry r{fixed_time()};
     r.add("users", breaker, {{"dependency", "users"}});
 
-    SECTION("closed, with an empty window") { check_both("breaker_closed", r); }
+    SECTION("closed, with an empty window") {
+        check_both("breaker_closed", r);
+    }
     SECTION("closed, with calls in the window") {
         record(breaker, 2, 1);
         check_both("breaker_closed_calls", r);
@@ -110,8 +112,7 @@ TEST_CASE("registry: renders a circuit breaker in each state", "[registry]") {
     }
 }
 
-TEST_CASE("registry: renders local limiters and a keyed table with their decisions",
-          "[registry]") {
+TEST_CASE("registry: renders local limiters and a keyed table with their decisions", "[registry]") {
     keel::manual_clock clock;
     keel::basic_token_bucket<keel::manual_clock> bucket{{.rate = 10, .period = 1s, .burst = 3},
                                                         clock};
@@ -123,7 +124,9 @@ TEST_CASE("registry: renders local limiters and a keyed table with their decisio
     r.add("strict", log);
     r.add("per_client", per_client, {{"route", "/api/work"}});
 
-    SECTION("fresh") { check_both("limiters_fresh", r); }
+    SECTION("fresh") {
+        check_both("limiters_fresh", r);
+    }
     SECTION("after allowed, refused and unsatisfiable requests") {
         for (int i = 0; i < 4; ++i) {
             (void)bucket.try_acquire();
@@ -150,7 +153,9 @@ TEST_CASE("registry: renders bulkheads, retry budgets and pipelines", "[registry
     r.add("users", budget);
     r.add("users", calls, {{"dependency", "users"}});
 
-    SECTION("idle") { check_both("bulkhead_budget_pipeline_idle", r); }
+    SECTION("idle") {
+        check_both("bulkhead_budget_pipeline_idle", r);
+    }
     SECTION("busy") {
         REQUIRE(pool.try_acquire());
         REQUIRE(pool.try_acquire());
@@ -183,7 +188,9 @@ TEST_CASE("registry: renders the drain coordinator and the health registry", "[r
     r.add("service", drain);
     r.add("service", health);
 
-    SECTION("starting") { check_both("ops_starting", r); }
+    SECTION("starting") {
+        check_both("ops_starting", r);
+    }
     SECTION("serving") {
         health.mark_started();
         auto a = drain.try_enter();
@@ -269,8 +276,8 @@ TEST_CASE("registry::remove drops a registration and frees its name", "[registry
     CHECK(r.render(exposition_format::prometheus).empty());
     second.record_attempt();
     r.add("users", second);
-    CHECK(r.render(exposition_format::prometheus).find("keel_pipeline_attempts_total{name=\"users\"} 1") !=
-          std::string::npos);
+    CHECK(r.render(exposition_format::prometheus)
+              .find("keel_pipeline_attempts_total{name=\"users\"} 1") != std::string::npos);
 }
 
 TEST_CASE("registry: a breaker re-registered counts transitions from its new registration",
@@ -284,7 +291,8 @@ TEST_CASE("registry: a breaker re-registered counts transitions from its new reg
     r.add("users", breaker);
     breaker.reset();
     auto const page = r.render(exposition_format::prometheus);
-    CHECK(page.find("keel_circuit_breaker_transitions_total{name=\"users\",to=\"forced_open\"} 0\n") !=
+    CHECK(page.find(
+              "keel_circuit_breaker_transitions_total{name=\"users\",to=\"forced_open\"} 0\n") !=
           std::string::npos);
     CHECK(page.find("keel_circuit_breaker_transitions_total{name=\"users\",to=\"closed\"} 1\n") !=
           std::string::npos);
@@ -326,8 +334,8 @@ TEST_CASE("registry: renders while components are used and registrations change"
     });
     std::size_t pages = 0;
     for (int i = 0; i < 300; ++i) {
-        auto const page = r.render(i % 2 == 0 ? exposition_format::prometheus
-                                              : exposition_format::openmetrics);
+        auto const page =
+            r.render(i % 2 == 0 ? exposition_format::prometheus : exposition_format::openmetrics);
         pages += page.empty() ? 0U : 1U;
     }
     threads[1].join();
