@@ -11,6 +11,7 @@
 #include <charconv>
 #include <chrono>
 #include <cmath>
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -119,9 +120,16 @@ public:
         write_line(counter ? "_total" : "", labels, value);
         if (counter && m_format == exposition_format::openmetrics &&
             created.time_since_epoch().count() > 0) {
-            auto const ns =
-                std::chrono::duration_cast<std::chrono::nanoseconds>(created.time_since_epoch());
-            write_line("_created", labels, static_cast<double>(ns.count()) / 1e9);
+            // A component's samples share one creation time: format it once.
+            if (created != m_created) {
+                m_created = created;
+                auto const ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                    created.time_since_epoch());
+                auto const r = std::to_chars(m_created_text, m_created_text + sizeof m_created_text,
+                                             static_cast<double>(ns.count()) / 1e9);
+                m_created_size = static_cast<std::size_t>(r.ptr - m_created_text);
+            }
+            write_line("_created", labels, std::string_view{m_created_text, m_created_size});
         }
     }
 
@@ -200,7 +208,7 @@ private:
         }
     }
 
-    void write_line(std::string_view suffix, std::string_view labels, double value) {
+    void write_name(std::string_view suffix, std::string_view labels) {
         std::string& out = *m_out;
         out += m_family;
         out += suffix;
@@ -210,14 +218,25 @@ private:
             out += '}';
         }
         out += ' ';
-        append_value(out, value);
-        out += '\n';
+    }
+    void write_line(std::string_view suffix, std::string_view labels, double value) {
+        write_name(suffix, labels);
+        append_value(*m_out, value);
+        *m_out += '\n';
+    }
+    void write_line(std::string_view suffix, std::string_view labels, std::string_view value) {
+        write_name(suffix, labels);
+        *m_out += value;
+        *m_out += '\n';
     }
 
     std::string* m_out;
     exposition_format m_format;
     metric_type m_type = metric_type::gauge;
     std::string_view m_family;
+    std::chrono::system_clock::time_point m_created{};
+    char m_created_text[32]{}; // shortest round-trip text of m_created in seconds
+    std::size_t m_created_size = 0;
 };
 
 namespace detail {

@@ -207,10 +207,14 @@ public:
     /// scrapes: rendering then allocates only what the components' snapshots do).
     void render_to(std::string& out, exposition_format format) const;
 
-    /// Returns the page in `format`.
+    /// Returns the page in `format`, in a string reserved at the size of the last
+    /// page rendered (one allocation for a steady registry).
     std::string render(exposition_format format) const {
         std::string out;
+        auto const last = m_last_size.load(std::memory_order_relaxed);
+        out.reserve(last + last / 8);
         render_to(out, format);
+        m_last_size.store(out.size(), std::memory_order_relaxed);
         return out;
     }
 
@@ -220,6 +224,7 @@ private:
     registry_options m_options;
     mutable std::shared_mutex m_mutex;
     std::vector<detail::registry_entry> m_entries; // sorted by (kind, name)
+    mutable std::atomic<std::size_t> m_last_size{0};
 };
 
 namespace detail {
