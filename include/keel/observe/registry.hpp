@@ -267,6 +267,8 @@ struct registry_entry {
     component_kind kind{};
     std::string name;
     std::string labels; // name="..." and the constant labels, escaped
+    // Non-const for the limiters' peeks; a component added as const is only read
+    // through a const pointer by its `read`.
     void* component = nullptr;
     component_view (*read)(registry_entry const&) = nullptr;
     std::shared_ptr<transition_counts> transitions;
@@ -569,7 +571,7 @@ void registry::add(std::string name, B const& bulkhead, std::vector<label> label
     detail::registry_entry e;
     e.kind = component_kind::bulkhead;
     e.name = std::move(name);
-    e.component = const_cast<B*>(&bulkhead); // NOLINT(cppcoreguidelines-pro-type-const-cast)
+    e.component = const_cast<B*>(&bulkhead);
     e.read = [](detail::registry_entry const& entry) -> detail::component_view {
         return static_cast<B const*>(entry.component)->snapshot();
     };
@@ -581,7 +583,7 @@ void registry::add(std::string name, B const& budget, std::vector<label> labels)
     detail::registry_entry e;
     e.kind = component_kind::retry_budget;
     e.name = std::move(name);
-    e.component = const_cast<B*>(&budget); // NOLINT(cppcoreguidelines-pro-type-const-cast)
+    e.component = const_cast<B*>(&budget);
     e.read = [](detail::registry_entry const& entry) -> detail::component_view {
         return static_cast<B const*>(entry.component)->snapshot();
     };
@@ -593,7 +595,6 @@ inline void registry::add(std::string name, pipeline_counters const& counters,
     detail::registry_entry e;
     e.kind = component_kind::pipeline;
     e.name = std::move(name);
-    // NOLINTNEXTLINE(cppcoreguidelines-pro-type-const-cast): only read through const
     e.component = const_cast<pipeline_counters*>(&counters);
     e.read = [](detail::registry_entry const& entry) -> detail::component_view {
         return static_cast<pipeline_counters const*>(entry.component)->snapshot();
@@ -606,7 +607,7 @@ void registry::add(std::string name, D const& drain, std::vector<label> labels) 
     detail::registry_entry e;
     e.kind = component_kind::drain;
     e.name = std::move(name);
-    e.component = const_cast<D*>(&drain); // NOLINT(cppcoreguidelines-pro-type-const-cast)
+    e.component = const_cast<D*>(&drain);
     e.read = [](detail::registry_entry const& entry) -> detail::component_view {
         auto const& d = *static_cast<D const*>(entry.component);
         return detail::drain_view{
@@ -621,7 +622,7 @@ void registry::add(std::string name, H const& health, std::vector<label> labels)
     detail::registry_entry e;
     e.kind = component_kind::health;
     e.name = std::move(name);
-    e.component = const_cast<H*>(&health); // NOLINT(cppcoreguidelines-pro-type-const-cast)
+    e.component = const_cast<H*>(&health);
     e.read = [](detail::registry_entry const& entry) -> detail::component_view {
         auto const& h = *static_cast<H const*>(entry.component);
         return detail::health_view{static_cast<bool>(h.started()), h.broken_reason().has_value(),
