@@ -164,7 +164,7 @@ struct registry_entry;
 class registry {
 public:
     /// Builds an empty registry.
-    explicit registry(registry_options options = {}) : m_options(std::move(options)) {}
+    explicit registry(registry_options options = {});
     registry(registry const&) = delete;
     registry& operator=(registry const&) = delete;
 
@@ -499,6 +499,9 @@ inline constexpr std::string_view reserved_labels[] = {"name",     "state",   "t
                                                        "decision", "outcome", "le", "quantile"};
 
 } // namespace detail
+
+// Out of the class, where detail::registry_entry is complete.
+inline registry::registry(registry_options options) : m_options(std::move(options)) {}
 
 template <observable_breaker B>
 void registry::add(std::string name, B& breaker, std::vector<label> labels) {
