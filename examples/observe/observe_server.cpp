@@ -2,8 +2,8 @@
 // keel_example_observe: a small HTTP service (cpp-httplib) whose /metrics page
 // comes from a keel::observe::registry, in the format the scrape's Accept
 // header asks for (OpenMetrics for Prometheus, the 0.0.4 text format for
-// others), and whose events (breaker transitions, retries, rejections, drain
-// phases) are logged through a keel::observe::event_listener bridged to fmt.
+// others), and whose events (breaker transitions, health flags, retries,
+// rejections, drain phases) are logged through a keel::observe::event_listener bridged to fmt.
 //
 //   GET /work          one request: a per-client rate limit (X-Client header), then
 //                      a guarded call to a simulated dependency, bulkhead(breaker(
@@ -191,6 +191,7 @@ int main(int argc, char** argv) try {
 
     events.watch("inventory", breaker);
     events.watch_drain("service", drain);
+    events.watch_health("service", health);
     auto const log_retry = events.retry_listener("inventory");
 
     auto const inventory = keel::resilient{

@@ -27,7 +27,8 @@
 KEEL_BEGIN_NAMESPACE
 namespace observe {
 
-/// Describes a component's change of state (a circuit breaker's transition).
+/// Describes a component's change of state (a circuit breaker's transition, a
+/// health registry's manual flag).
 struct state_change_event {
     component_kind kind{};      ///< What changed state.
     std::string_view component; ///< Its name.
@@ -127,11 +128,10 @@ inline std::optional<component_kind> rejecting_kind(std::error_code code) noexce
 ///
 /// subscribe() listeners, then connect the sources: watch() a circuit breaker
 /// (adds a transition listener), watch_drain() a drain coordinator (adds a
-/// phase listener), pass retry_listener() as keel::retry_options::on_retry, and
-/// report() each guarded call's outcome (a rejection becomes an event). The
-/// hooks a hub installs share its listener list, so they stay valid if the hub
-/// is destroyed first. Thread-safe: listeners are copied on subscribe and called
-/// without any lock.
+/// phase listener), watch_health() a health registry (adds a flag listener), pass retry_listener()
+/// as keel::retry_options::on_retry, and report() each guarded call's outcome (a rejection becomes
+/// an event). The hooks a hub installs share its listener list, so they stay valid if the hub is
+/// destroyed first. Thread-safe: listeners are copied on subscribe and called without any lock.
 ///
 ///     keel::observe::event_hub events;
 ///     events.subscribe(std::make_shared<my_logger>());
@@ -210,6 +210,30 @@ public:
         drain.on_phase_end([state = m_state, name = std::move(name)](auto const& phase) {
             drain_phase_event const e{name, to_string(phase.phase), phase.elapsed, phase.timed_out};
             state->each([&](event_listener& l) { l.on_drain_phase(e); });
+        });
+    }
+
+    /// Publishes each change of `health`'s manual flags as a state_change_event of
+    /// kind health named `name` (keel::ops::health_registry::on_flag_change):
+    /// "starting" to "started", "ready" to "not_ready" and back, "live" to "broken"
+    /// and back, with the reason given.
+    template <class Health>
+    void watch_health(std::string name, Health& health) {
+        health.on_flag_change([state = m_state, name = std::move(name)](auto const& change) {
+            std::string_view from;
+            std::string_view to;
+            if (change.flag == "started") {
+                from = "starting";
+                to = "started";
+            } else if (change.flag == "broken") {
+                from = change.set ? "live" : "broken";
+                to = change.set ? "broken" : "live";
+            } else {
+                from = change.set ? "ready" : "not_ready";
+                to = change.set ? "not_ready" : "ready";
+            }
+            state_change_event const e{component_kind::health, name, from, to, change.reason};
+            state->each([&](event_listener& l) { l.on_state_change(e); });
         });
     }
 

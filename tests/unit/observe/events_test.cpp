@@ -3,6 +3,7 @@
 
 #include <keel/core/context.hpp>
 #include <keel/ops/drain.hpp>
+#include <keel/ops/health.hpp>
 #include <keel/policy/circuit_breaker.hpp>
 #include <keel/policy/retry.hpp>
 #include <keel/resilient.hpp>
@@ -163,4 +164,25 @@ TEST_CASE("event_hub::watch_drain publishes each drain phase as it ends", "[even
           std::vector<std::string>{"drain service mark_not_ready", "drain service stop_accepting",
                                    "drain service drain_in_flight", "drain service close_resources",
                                    "drain service flush"});
+}
+
+TEST_CASE("event_hub::watch_health publishes the health registry's flag changes", "[events]") {
+    keel::manual_clock clock;
+    keel::ops::basic_health_registry<keel::manual_clock> health{{}, clock};
+    auto log = std::make_shared<recorder>();
+    keel::observe::event_hub hub;
+    hub.subscribe(log);
+    hub.watch_health("service", health);
+    health.mark_started();
+    health.mark_started(); // no change: no event
+    health.set_not_ready("draining");
+    health.mark_broken("stalled");
+    health.clear_broken();
+    health.clear_not_ready();
+    health.clear_not_ready(); // no change
+    CHECK(log->lines == std::vector<std::string>{"state health service starting->started ",
+                                                 "state health service ready->not_ready draining",
+                                                 "state health service live->broken stalled",
+                                                 "state health service broken->live ",
+                                                 "state health service not_ready->ready "});
 }
