@@ -17,6 +17,7 @@
 #include <keel/core/outcome.hpp>
 #include <keel/detail/deadline_timer.hpp>
 #include <keel/detail/time.hpp>
+#include <keel/observe/pipeline_counters.hpp>
 #include <keel/policy/bulkhead.hpp>
 #include <keel/policy/circuit_breaker.hpp>
 #include <keel/policy/fallback.hpp>
@@ -294,6 +295,18 @@ struct async_policy<fallback<Handler, Predicate>> {
     static awaitable<outcome<detail::next_result_t<Next, Context>>>
     execute(fallback<Handler, Predicate> const& policy, Next next, Context const& ctx) {
         co_return policy.substitute(co_await next(ctx));
+    }
+};
+
+/// keel::observe::count(counters), asynchronously: records the awaited outcome.
+template <>
+struct async_policy<observe::count_policy> {
+    template <class Next, class Context>
+    static awaitable<outcome<detail::next_result_t<Next, Context>>>
+    execute(observe::count_policy const& policy, Next next, Context const& ctx) {
+        auto result = co_await next(ctx);
+        policy.counters().record_call(result);
+        co_return result;
     }
 };
 

@@ -135,6 +135,24 @@ public:
         record(classify(result.error()));
     }
 
+    /// Counts one logical call with everything its outcome says: how it ended, the
+    /// attempts it made (keel::call_stats) and, for the retries among them, the time
+    /// waited. What keel::observe::count(counters) records for every call.
+    template <class T>
+    void record_call(outcome<T> const& result) noexcept {
+        record(result);
+        auto const attempts = result.attempts() > 0 ? result.attempts() : 1;
+        m_attempts.fetch_add(static_cast<std::uint64_t>(attempts), std::memory_order_relaxed);
+        if (attempts > 1) {
+            m_retries.fetch_add(static_cast<std::uint64_t>(attempts - 1),
+                                std::memory_order_relaxed);
+        }
+        if (auto const waited = result.waited().count(); waited > 0) {
+            m_retry_wait_ns.fetch_add(static_cast<std::uint64_t>(waited),
+                                      std::memory_order_relaxed);
+        }
+    }
+
     /// Returns the counts (each read on its own: a snapshot taken while calls run
     /// may see an attempt before the call it belongs to).
     pipeline_snapshot snapshot() const noexcept {
@@ -155,6 +173,39 @@ private:
     std::atomic<std::uint64_t> m_retries{0};
     std::atomic<std::uint64_t> m_retry_wait_ns{0};
 };
+
+/// The policy keel::observe::count(counters) returns: records every logical call
+/// through the rest of the pipeline in `counters` (record_call: its outcome, its
+/// attempts, its waits), then returns the outcome unchanged. Put it outermost, so
+/// that calls the breaker or a limiter rejects are counted too. Adds a few relaxed
+/// atomic adds per call; thread-safe; holds a pointer (`counters` must outlive it).
+/// keel::asio::resilient runs it as well.
+///
+///     keel::observe::pipeline_counters users_calls;
+///     auto get_user = keel::resilient{fetch, keel::observe::count(users_calls),
+///                                     keel::guard(breaker), keel::retry{}};
+class count_policy {
+public:
+    /// Counts into `counters`.
+    explicit count_policy(pipeline_counters& counters) noexcept : m_counters(&counters) {}
+
+    /// Runs `next(ctx)` and records its outcome.
+    template <class Next, class Context>
+    auto execute(Next const& next, Context const& ctx) const -> decltype(next(ctx)) {
+        auto result = next(ctx);
+        m_counters->record_call(result);
+        return result;
+    }
+
+    /// Returns the counters.
+    pipeline_counters& counters() const noexcept { return *m_counters; }
+
+private:
+    pipeline_counters* m_counters;
+};
+
+/// Returns the policy that counts every call of a pipeline in `counters`.
+inline count_policy count(pipeline_counters& counters) noexcept { return count_policy{counters}; }
 
 } // namespace observe
 KEEL_END_NAMESPACE

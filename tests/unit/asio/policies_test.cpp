@@ -519,3 +519,26 @@ TEST_CASE("async retry and guard(limiter) record the attempts made and the time 
     CHECK(result.attempts() == 3);
     CHECK(result.waited() == 30ms + 70ms + 30ms + 70ms);
 }
+
+TEST_CASE("observe::count in the async pipeline records the awaited outcome and its attempts",
+          "[asio][observe]") {
+    keel::manual_clock clock;
+    net::io_context io;
+    keel::observe::pipeline_counters counters;
+    int calls = 0;
+    auto pipeline = keel::asio::resilient{
+        [&]() -> keel::asio::awaitable<keel::outcome<int>> {
+            if (++calls < 2) {
+                co_return boom();
+            }
+            co_return calls;
+        },
+        keel::observe::count(counters),
+        vretry(clock, {.backoff = keel::constant{5ms}, .jitter = keel::jitter::none})};
+    CHECK(keel::testing_asio::run(io, clock, pipeline.async_call()).has_value());
+    auto const s = counters.snapshot();
+    CHECK(s.calls_of(keel::observe::call_outcome::success) == 1);
+    CHECK(s.attempts == 2);
+    CHECK(s.retries == 1);
+    CHECK(s.retry_wait == 5ms);
+}

@@ -3,10 +3,17 @@
 
 #include <keel/core/error.hpp>
 #include <keel/core/outcome.hpp>
+#include <keel/limiter/token_bucket.hpp>
+#include <keel/policy/rate_limit.hpp>
+#include <keel/policy/retry.hpp>
+#include <keel/resilient.hpp>
+#include <keel/testing/manual_clock.hpp>
+#include <keel/testing/virtual_sleeper.hpp>
 
 #include <catch2/catch.hpp>
 
 #include <chrono>
+#include <stdexcept>
 #include <system_error>
 #include <thread>
 #include <vector>
@@ -73,4 +80,38 @@ TEST_CASE("pipeline_counters: loses no count under concurrent use",
     CHECK(s.retries == 40000);
     CHECK(s.retry_wait == 40000ns);
     CHECK(s.calls_of(call_outcome::success) == 40000);
+}
+
+TEST_CASE("observe::count records each call's outcome, attempts, retries and waits from the "
+          "outcome, rejections included",
+          "[observe][pipeline_counters]") {
+    keel::manual_clock clock;
+    keel::virtual_sleeper sleeper{clock};
+    keel::observe::pipeline_counters counters;
+    int calls = 0;
+    auto guarded = keel::resilient{[&]() -> int {
+                                       if (++calls % 3 != 0) {
+                                           throw std::runtime_error{"503"};
+                                       }
+                                       return calls;
+                                   },
+                                   keel::observe::count(counters),
+                                   keel::retry{{.max_attempts = 3,
+                                                .backoff = keel::constant{10ms},
+                                                .jitter = keel::jitter::none},
+                                               keel::on_failure{}, clock, sleeper}};
+    CHECK(guarded.try_call().has_value()); // attempts 1, 2 fail; 3 succeeds
+    auto const s = counters.snapshot();
+    CHECK(s.calls_of(keel::observe::call_outcome::success) == 1);
+    CHECK(s.attempts == 3);
+    CHECK(s.retries == 2);
+    CHECK(s.retry_wait == 20ms);
+
+    keel::token_bucket bucket{{.rate = 1, .burst = 1}};
+    auto limited = keel::resilient{[] { return 1; }, keel::observe::count(counters),
+                                   keel::guard(bucket)};
+    CHECK(limited.try_call().has_value());
+    CHECK(limited.try_call().failure().is(keel::errc::rate_limited));
+    CHECK(counters.snapshot().calls_of(keel::observe::call_outcome::rate_limited) == 1);
+    CHECK(counters.snapshot().attempts == 5);
 }
