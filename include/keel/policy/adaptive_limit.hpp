@@ -107,9 +107,9 @@ struct adaptive_limit_options {
 
 /// Describes an adaptive limit at one instant.
 struct adaptive_limit_snapshot {
-    int limit = 0;      ///< The current limit.
-    int in_flight = 0;  ///< Calls holding a permit.
-    int queued = 0;     ///< Calls waiting for one.
+    int limit = 0;           ///< The current limit.
+    int in_flight = 0;       ///< Calls holding a permit.
+    int queued = 0;          ///< Calls waiting for one.
     bool overloaded = false; ///< True while the queue is in CoDel's overloaded (LIFO) regime.
 };
 
@@ -190,7 +190,8 @@ public:
         friend class basic_adaptive_limit;
         permit(basic_adaptive_limit* owner, std::int64_t start_ns, int in_flight,
                std::size_t partition) noexcept
-            : m_owner(owner), m_start_ns(start_ns), m_in_flight(in_flight), m_partition(partition) {}
+            : m_owner(owner), m_start_ns(start_ns), m_in_flight(in_flight), m_partition(partition) {
+        }
 
         basic_adaptive_limit* m_owner = nullptr;
         std::int64_t m_start_ns = 0;
@@ -206,9 +207,9 @@ public:
     };
 
     /// Builds a limit; throws std::invalid_argument when an option is out of range.
-    explicit basic_adaptive_limit(adaptive_limit_options options = {}) requires
-        std::default_initializable<Clock> && std::default_initializable<Sleeper> &&
-        std::default_initializable<Random>
+    explicit basic_adaptive_limit(
+        adaptive_limit_options options = {}) requires std::default_initializable<Clock> &&
+        std::default_initializable<Sleeper> && std::default_initializable<Random>
         : basic_adaptive_limit(std::move(options), Clock{}, Sleeper{}, Random{}) {}
 
     /// Builds a limit reading `clock` (keel::manual_clock in tests).
@@ -219,7 +220,8 @@ public:
     /// Builds a limit reading `clock` and waiting through `sleeper` (keel::virtual_sleeper).
     basic_adaptive_limit(adaptive_limit_options options, Clock clock,
                          Sleeper sleeper) requires std::default_initializable<Random>
-        : basic_adaptive_limit(std::move(options), std::move(clock), std::move(sleeper), Random{}) {}
+        : basic_adaptive_limit(std::move(options), std::move(clock), std::move(sleeper), Random{}) {
+    }
 
     /// Builds a limit reading `clock`, waiting through `sleeper`; `random` seeds the
     /// algorithms' jitter (a keel::xoshiro256ss with a fixed seed in tests).
@@ -231,9 +233,10 @@ public:
           m_queue(m_options.queue.codel_target.count(), m_options.queue.codel_interval.count()),
           m_partitions(m_options.partitions.size()) {
         validate(m_options);
-        m_min_rtt_threshold_ns = std::holds_alternative<gradient_controller_options>(m_options.algorithm)
-                                     ? 0
-                                     : m_options.window.min_rtt_threshold.count();
+        m_min_rtt_threshold_ns =
+            std::holds_alternative<gradient_controller_options>(m_options.algorithm)
+                ? 0
+                : m_options.window.min_rtt_threshold.count();
         publish(std::visit([](auto const& c) { return c.limit(); }, m_controller));
     }
 
@@ -275,9 +278,9 @@ public:
             static_cast<sync_wait*>(w.context)->wake.request_stop();
         };
         switch (try_enqueue(self)) {
-            case enqueue_result::granted: out = claim(self); return {};
-            case enqueue_result::rejected: return make_error_code(errc::bulkhead_full);
-            case enqueue_result::queued: break;
+        case enqueue_result::granted: out = claim(self); return {};
+        case enqueue_result::rejected: return make_error_code(errc::bulkhead_full);
+        case enqueue_result::queued: break;
         }
         {
             struct forward {
@@ -302,7 +305,8 @@ public:
     enqueue_result try_enqueue(detail::limit_waiter& w) {
         std::int64_t const now = now_ns();
         if (m_options.queue.max_queued == 0) {
-            int const in_flight = m_queued.load(std::memory_order_seq_cst) == 0 ? admit(w.partition) : 0;
+            int const in_flight =
+                m_queued.load(std::memory_order_seq_cst) == 0 ? admit(w.partition) : 0;
             return grant_now(w, now, in_flight);
         }
         std::lock_guard lock{m_mutex};
@@ -362,8 +366,9 @@ public:
 
     /// Returns the current limit of partition `index` (its guaranteed share).
     int partition_limit(std::size_t index) const noexcept {
-        return index < m_partitions.size() ? m_partitions[index].limit.load(std::memory_order_relaxed)
-                                           : 0;
+        return index < m_partitions.size()
+                   ? m_partitions[index].limit.load(std::memory_order_relaxed)
+                   : 0;
     }
 
     /// Returns the limit, the calls in flight and queued now.
@@ -405,9 +410,9 @@ public:
     adaptive_limit_options const& options() const noexcept { return m_options; }
 
 private:
-    using controller = std::variant<detail::netflix_window<vegas_limit>,
-                                    detail::netflix_window<gradient2_limit>,
-                                    detail::netflix_window<aimd_limit>, gradient_controller>;
+    using controller =
+        std::variant<detail::netflix_window<vegas_limit>, detail::netflix_window<gradient2_limit>,
+                     detail::netflix_window<aimd_limit>, gradient_controller>;
 
     struct alignas(64) partition_state {
         std::atomic<int> in_flight{0};
@@ -732,9 +737,9 @@ struct adaptive_guard_options {
 /// `outcome<R> const&` to a keel::limit_result (an HTTP 503 as dropped, say).
 template <class Clock, class Sleeper, class Random, class Classifier>
 requires(!std::same_as<std::remove_cvref_t<Classifier>, adaptive_guard_options>)
-adaptive_limit_policy<basic_adaptive_limit<Clock, Sleeper, Random>, Classifier>
-guard(basic_adaptive_limit<Clock, Sleeper, Random>& limit, Classifier classify,
-      adaptive_guard_options options = {}) {
+    adaptive_limit_policy<basic_adaptive_limit<Clock, Sleeper, Random>, Classifier> guard(
+        basic_adaptive_limit<Clock, Sleeper, Random>& limit, Classifier classify,
+        adaptive_guard_options options = {}) {
     using limit_type = basic_adaptive_limit<Clock, Sleeper, Random>;
     std::size_t partition = limit_type::no_partition;
     if (!options.partition.empty()) {

@@ -39,7 +39,8 @@ struct aimd_options {
 class aimd_limit {
 public:
     /// Builds the algorithm; throws std::invalid_argument when an option is out of range.
-    explicit aimd_limit(aimd_options options = {}) : m_options(options), m_limit(options.initial_limit) {
+    explicit aimd_limit(aimd_options options = {})
+        : m_options(options), m_limit(options.initial_limit) {
         constexpr std::string_view component = "keel::aimd_limit";
         if (options.initial_limit < 1) {
             detail::invalid_option(component, "initial_limit", ">= 1", options.initial_limit);
@@ -51,7 +52,8 @@ public:
             detail::invalid_option(component, "max_limit", ">= min_limit", options.max_limit);
         }
         if (!(options.backoff_ratio >= 0.5 && options.backoff_ratio < 1.0)) {
-            detail::invalid_option(component, "backoff_ratio", "in [0.5, 1)", options.backoff_ratio);
+            detail::invalid_option(component, "backoff_ratio", "in [0.5, 1)",
+                                   options.backoff_ratio);
         }
         if (options.timeout <= std::chrono::nanoseconds::zero()) {
             detail::invalid_option(component, "timeout", "> 0", options.timeout);

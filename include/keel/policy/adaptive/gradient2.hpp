@@ -78,7 +78,8 @@ class gradient2_limit {
 public:
     /// Builds the algorithm; throws std::invalid_argument when an option is out of range.
     explicit gradient2_limit(gradient2_options options = {})
-        : m_options(options), m_estimate(options.initial_limit), m_long_rtt(options.long_window, 10) {
+        : m_options(options), m_estimate(options.initial_limit),
+          m_long_rtt(options.long_window, 10) {
         constexpr std::string_view component = "keel::gradient2_limit";
         if (options.initial_limit < 1) {
             detail::invalid_option(component, "initial_limit", ">= 1", options.initial_limit);

@@ -105,15 +105,21 @@ public:
                             : std::min(m_next_reset_ns, m_next_min_rtt_ns);
     }
     /// Returns the sample count that ends the minRTT measurement, 0 outside one.
-    std::int64_t close_at_count() const noexcept { return m_in_min_rtt ? m_options.request_count : 0; }
+    std::int64_t close_at_count() const noexcept {
+        return m_in_min_rtt ? m_options.request_count : 0;
+    }
     /// Returns the start of the current minRTT epoch: calls started before it are not sampled.
     std::int64_t epoch_ns() const noexcept { return m_epoch_ns; }
     /// Returns true while minRTT is being measured.
     bool measuring_min_rtt() const noexcept { return m_in_min_rtt; }
     /// Returns the last minRTT measured (0 before the first ends).
-    std::chrono::nanoseconds min_rtt() const noexcept { return std::chrono::nanoseconds{m_min_rtt_ns}; }
+    std::chrono::nanoseconds min_rtt() const noexcept {
+        return std::chrono::nanoseconds{m_min_rtt_ns};
+    }
     /// Returns the last window's sample RTT (0 before the first).
-    std::chrono::nanoseconds sample_rtt() const noexcept { return std::chrono::nanoseconds{m_sample_rtt_ns}; }
+    std::chrono::nanoseconds sample_rtt() const noexcept {
+        return std::chrono::nanoseconds{m_sample_rtt_ns};
+    }
     /// Returns the options the controller was built with.
     gradient_controller_options const& options() const noexcept { return m_options; }
 
@@ -164,7 +170,8 @@ private:
 
     std::int64_t jittered_interval_ns() {
         auto const interval_ms =
-            std::chrono::duration_cast<std::chrono::milliseconds>(m_options.min_rtt_interval).count();
+            std::chrono::duration_cast<std::chrono::milliseconds>(m_options.min_rtt_interval)
+                .count();
         if (m_options.jitter == 0) {
             return interval_ms * 1'000'000;
         }
@@ -176,20 +183,22 @@ private:
 
     int calculate_new_limit() const {
         double const min_rtt = static_cast<double>(m_min_rtt_ns / 1000); // Envoy keeps microseconds
-        double const sample = static_cast<double>(std::max<std::int64_t>(1, m_sample_rtt_ns / 1000));
+        double const sample =
+            static_cast<double>(std::max<std::int64_t>(1, m_sample_rtt_ns / 1000));
         double const buffered = min_rtt + min_rtt * m_options.buffer;
         double const gradient = std::max(0.5, std::min(2.0, buffered / sample));
         double const limit = m_limit * gradient;
         double const headroom = std::sqrt(limit);
         auto const next = static_cast<std::int64_t>(limit + headroom);
-        return static_cast<int>(std::clamp<std::int64_t>(next, m_options.min_concurrency,
-                                                         m_options.max_limit));
+        return static_cast<int>(
+            std::clamp<std::int64_t>(next, m_options.min_concurrency, m_options.max_limit));
     }
 
     void update_limit(int next) {
         int const old = m_limit;
         m_limit = next;
-        if (!m_in_min_rtt && old == m_options.min_concurrency && next == m_options.min_concurrency) {
+        if (!m_in_min_rtt && old == m_options.min_concurrency &&
+            next == m_options.min_concurrency) {
             ++m_consecutive_min;
         } else {
             m_consecutive_min = 0;

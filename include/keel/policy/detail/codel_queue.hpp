@@ -23,13 +23,13 @@ namespace detail {
 /// post a completion): it runs no user code.
 struct limit_waiter {
     enum class state : std::uint8_t { waiting, granted, expired };
-    std::int64_t enqueued_ns = 0;           ///< When it joined the queue.
-    std::int64_t granted_ns = 0;            ///< When it was granted a slot.
-    int in_flight = 0;                      ///< The in-flight count its grant made.
-    std::size_t partition = 0;              ///< The partition it asked for.
-    state status = state::waiting;          ///< Written under the queue's lock.
+    std::int64_t enqueued_ns = 0;                   ///< When it joined the queue.
+    std::int64_t granted_ns = 0;                    ///< When it was granted a slot.
+    int in_flight = 0;                              ///< The in-flight count its grant made.
+    std::size_t partition = 0;                      ///< The partition it asked for.
+    state status = state::waiting;                  ///< Written under the queue's lock.
     void (*wake)(limit_waiter&) noexcept = nullptr; ///< Signals the waiting call.
-    void* context = nullptr;                ///< The wake callback's own state.
+    void* context = nullptr;                        ///< The wake callback's own state.
 };
 
 /// folly::Codel's overload detector, without its atomics (the queue's lock serialises it).
@@ -115,7 +115,8 @@ public:
     template <class TakeSlot, class GiveBack>
     void dispatch_locked(std::int64_t now_ns, TakeSlot&& take_slot, GiveBack&& give_back) {
         if (m_codel.is_overloaded()) {
-            while (!m_waiters.empty() && now_ns - m_waiters.front()->enqueued_ns > m_codel.slough_ns()) {
+            while (!m_waiters.empty() &&
+                   now_ns - m_waiters.front()->enqueued_ns > m_codel.slough_ns()) {
                 expire_oldest_locked();
             }
         }

@@ -42,14 +42,15 @@ struct window_summary {
 /// stops counting at 2^21 samples rather than wrap. take() exchanges each field with its
 /// empty value: a sample racing a take lands in this window or the next, never nowhere,
 /// though its minimum may land in one and its count in the other (harmless for a mean).
-/// The histogram, when enabled, has 16 sub-buckets per power of two of microseconds
-/// (relative error <= 1/16, the order of Envoy's circllhist).
+/// The histogram, when enabled, keeps two significant decimal digits of microseconds, as
+/// Envoy's circllhist does; a percentile is
+/// interpolated inside its bucket as circllhist's hist_approx_quantile does.
 class sample_window {
 public:
     static constexpr int sum_bits = 42;
     static constexpr std::uint64_t sum_mask = (std::uint64_t{1} << sum_bits) - 1;
     static constexpr std::uint64_t max_count = std::uint64_t{1} << 21;
-    static constexpr std::size_t buckets = 624; // (41 - 3) x 16 + 16
+    static constexpr std::size_t buckets = 1090; // 100 exact + 11 decades of 90
 
     /// Builds an empty window; `percentile` in (0, 1] adds the histogram, 0 keeps only the mean.
     explicit sample_window(double percentile = 0)
@@ -104,42 +105,67 @@ public:
                 total += counts[i];
             }
             if (total > 0) {
-                auto const rank = std::max<std::uint64_t>(
-                    1, static_cast<std::uint64_t>(std::ceil(m_percentile * static_cast<double>(total))));
+                // circllhist's hist_approx_quantile: interpolate linearly inside the bucket
+                // that holds rank p x total.
+                double const target = m_percentile * static_cast<double>(total);
                 std::uint64_t seen = 0;
                 for (std::size_t i = 0; i < buckets; ++i) {
-                    seen += counts[i];
-                    if (seen >= rank) {
-                        s.percentile_ns = midpoint_us(i) * 1000;
+                    if (counts[i] != 0 && static_cast<double>(seen + counts[i]) >= target) {
+                        auto const lower = static_cast<double>(lower_us(i));
+                        auto const width = static_cast<double>(lower_us(i + 1)) - lower;
+                        double const inside = std::max(0.0, target - static_cast<double>(seen)) /
+                                              static_cast<double>(counts[i]);
+                        s.percentile_ns =
+                            static_cast<std::int64_t>((lower + width * inside) * 1000);
                         break;
                     }
+                    seen += counts[i];
                 }
             }
         }
         return s;
     }
 
-    /// Returns the histogram bucket of `us` microseconds.
+    /// Returns the histogram bucket of `us` microseconds: exact below 100, then two
+    /// significant decimal digits (as Envoy's circllhist: 5000 and 5099 share a bucket).
     static std::size_t bucket_of(std::uint64_t us) noexcept {
-        if (us < 16) {
+        if (us < 100) {
             return static_cast<std::size_t>(us);
         }
-        auto const e = static_cast<std::size_t>(std::bit_width(us)) - 1; // >= 4
-        return (e - 3) * 16 + static_cast<std::size_t>((us >> (e - 4)) & 15);
+        // floor(log10(us)) from the bit width (1233 / 4096 ~ log10(2)), corrected once.
+        auto digits = static_cast<std::size_t>((std::bit_width(us) * 1233) >> 12);
+        if (us < pow10[digits]) {
+            --digits;
+        }
+        std::size_t const e = digits - 1; // us / 10^e is in [10, 99]
+        return 100 + (e - 1) * 90 + static_cast<std::size_t>(us / pow10[e]) - 10;
     }
 
-    /// Returns the middle of bucket `i`, in microseconds.
-    static std::int64_t midpoint_us(std::size_t i) noexcept {
-        if (i < 16) {
+    /// Returns the lower bound of bucket `i`, in microseconds.
+    static std::int64_t lower_us(std::size_t i) noexcept {
+        if (i < 100) {
             return static_cast<std::int64_t>(i);
         }
-        std::size_t const e = i / 16 + 3;
-        auto const lower = static_cast<std::int64_t>(16 + i % 16) << (e - 4);
-        return lower + ((std::int64_t{1} << (e - 4)) >> 1);
+        std::size_t const e = (i - 100) / 90 + 1;
+        return static_cast<std::int64_t>(((i - 100) % 90 + 10) * pow10[e]);
     }
 
 private:
     static constexpr std::int64_t no_min = std::numeric_limits<std::int64_t>::max();
+    static constexpr std::uint64_t pow10[] = {1,
+                                              10,
+                                              100,
+                                              1'000,
+                                              10'000,
+                                              100'000,
+                                              1'000'000,
+                                              10'000'000,
+                                              100'000'000,
+                                              1'000'000'000,
+                                              10'000'000'000,
+                                              100'000'000'000,
+                                              1'000'000'000'000,
+                                              10'000'000'000'000};
 
     template <class T>
     static void lower_to(std::atomic<T>& a, T v) noexcept {
@@ -197,7 +223,8 @@ public:
         if (s.count == 0) {
             return; // a racing take emptied it
         }
-        auto const rtt = m_timing.percentile ? std::chrono::nanoseconds{s.percentile_ns} : s.average();
+        auto const rtt =
+            m_timing.percentile ? std::chrono::nanoseconds{s.percentile_ns} : s.average();
         m_next_update_ns =
             now_ns + std::clamp(2 * s.min_rtt_ns, m_timing.min_window_ns, m_timing.max_window_ns);
         m_algorithm.update(limit_sample{rtt, s.max_in_flight, s.dropped});

@@ -34,7 +34,7 @@ TEST_CASE("aimd_limit: an RTT above the timeout counts as a drop; the limit stay
           "[aimd]") {
     keel::aimd_limit limit{{.initial_limit = 30, .min_limit = 25, .max_limit = 31, .timeout = 1s}};
     CHECK(limit.update({.rtt = 1s + 1ns, .in_flight = 30}) == 27);
-    CHECK(limit.update({.rtt = 2s, .in_flight = 30}) == 25); // floor(27 x 0.9) = 24, clamped
+    CHECK(limit.update({.rtt = 2s, .in_flight = 30}) == 25);  // floor(27 x 0.9) = 24, clamped
     CHECK(limit.update({.rtt = 1ms, .in_flight = 12}) == 25); // 12 x 2 < 25: app-limited
     for (int i = 0; i < 10; ++i) {
         limit.update({.rtt = 1ms, .in_flight = 40});

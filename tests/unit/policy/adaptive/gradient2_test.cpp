@@ -49,7 +49,7 @@ TEST_CASE("gradient2_limit: an RTT above tolerance x long RTT shrinks the limit 
 
 TEST_CASE("gradient2_limit: app-limited windows and drops leave the limit alone", "[gradient2]") {
     keel::gradient2_limit limit{{.initial_limit = 50, .min_limit = 1}};
-    CHECK(limit.update({.rtt = 10ms, .in_flight = 24}) == 50);                 // 24 < 50 / 2
+    CHECK(limit.update({.rtt = 10ms, .in_flight = 24}) == 50);                  // 24 < 50 / 2
     CHECK(limit.update({.rtt = 10ms, .in_flight = 25, .dropped = true}) == 50); // 50.8
 }
 

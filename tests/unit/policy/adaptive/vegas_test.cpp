@@ -58,10 +58,10 @@ TEST_CASE("vegas_limit: VegasLimitTest.noChangeIfWithinThresholds", "[vegas]") {
 }
 
 TEST_CASE("vegas_limit: VegasLimitTest.decreaseSmoothing", "[vegas]") {
-    keel::vegas_limit limit{{.initial_limit = 100,
-                             .max_limit = 200,
-                             .smoothing = 0.5,
-                             .decrease = [](double current) { return current / 2; }}};
+    keel::vegas_limit limit{
+        {.initial_limit = 100, .max_limit = 200, .smoothing = 0.5, .decrease = [](double current) {
+             return current / 2;
+         }}};
     CHECK(limit.update({.rtt = 10ms, .in_flight = 100}) == 100); // picks up the first min-rtt
     CHECK(limit.update({.rtt = 20ms, .in_flight = 100}) == 75);
     CHECK(limit.update({.rtt = 20ms, .in_flight = 100}) == 56);
