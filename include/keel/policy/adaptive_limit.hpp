@@ -233,10 +233,10 @@ public:
           m_queue(m_options.queue.codel_target.count(), m_options.queue.codel_interval.count()),
           m_partitions(m_options.partitions.size()) {
         validate(m_options);
-        m_min_rtt_threshold_ns =
-            std::holds_alternative<gradient_controller_options>(m_options.algorithm)
-                ? 0
-                : m_options.window.min_rtt_threshold.count();
+        // Envoy's filter samples every response, a timeout (504) included, and has no
+        // threshold; Netflix's WindowedLimit ignores fast samples and only flags drops.
+        m_sample_drops = std::holds_alternative<gradient_controller_options>(m_options.algorithm);
+        m_min_rtt_threshold_ns = m_sample_drops ? 0 : m_options.window.min_rtt_threshold.count();
         publish(std::visit([](auto const& c) { return c.limit(); }, m_controller));
     }
 
@@ -570,7 +570,7 @@ private:
         if (result != limit_result::ignored &&
             start_ns >= m_epoch_ns.load(std::memory_order_relaxed)) {
             std::int64_t const rtt = now - start_ns;
-            if (result == limit_result::dropped) {
+            if (result == limit_result::dropped && !m_sample_drops) {
                 m_window.add_dropped(in_flight);
             } else if (rtt >= m_min_rtt_threshold_ns) {
                 m_window.add(rtt, in_flight);
@@ -647,6 +647,7 @@ private:
     std::atomic<std::int64_t> m_close_at{0};
     std::atomic<std::int64_t> m_epoch_ns{std::numeric_limits<std::int64_t>::min()};
     std::int64_t m_min_rtt_threshold_ns = 0;
+    bool m_sample_drops = false;
     alignas(64) std::atomic<int> m_queued{0};
     mutable std::atomic<bool> m_updating{false};
     alignas(64) detail::sample_window m_window;
