@@ -243,10 +243,9 @@ public:
     basic_adaptive_limit(basic_adaptive_limit const&) = delete;
     basic_adaptive_limit& operator=(basic_adaptive_limit const&) = delete;
 
-    /// Takes a slot if the limit allows and nobody is queued; never waits. Lock-free.
+    /// Takes a slot if the limit allows and nobody is queued; never waits. Lock-free; a
+    /// rejection reads no clock.
     permit try_acquire(std::size_t partition = no_partition) noexcept {
-        std::int64_t const now = now_ns();
-        maybe_update(now);
         if (m_queued.load(std::memory_order_seq_cst) != 0) {
             return {};
         }
@@ -254,6 +253,8 @@ public:
         if (in_flight == 0) {
             return {};
         }
+        std::int64_t const now = now_ns();
+        maybe_update(now); // a due window or minRTT epoch starts before this call's sample
         return permit{this, now, in_flight, partition};
     }
 
