@@ -92,9 +92,11 @@ struct limit_partition {
 
 /// Options of keel::adaptive_limit.
 struct adaptive_limit_options {
-    /// Default Vegas (AbstractLimiter.Builder's default limit is VegasLimit); each
-    /// algorithm's options cite their own defaults.
-    limit_algorithm algorithm = vegas_options{};
+    /// Default Gradient2 (Gradient2Limit's defaults). concurrency-limits' AbstractLimiter
+    /// defaults to VegasLimit; keel does not, because on the M/M/c proof (docs/adaptive.md)
+    /// Vegas keeps 56 % of capacity where Gradient2 keeps all of it. Each algorithm's options
+    /// cite their own defaults.
+    limit_algorithm algorithm = gradient2_options{};
     /// The sampling window of Vegas, Gradient2 and AIMD.
     limit_window_options window{};
     /// Load shedding once the limit is reached: reject (default) or queue.
@@ -131,7 +133,7 @@ enum class limit_result : std::uint8_t {
 /// Waiting goes through `Sleeper`; `Random` draws the algorithms' jitter. Thread-safe;
 /// non-copyable; outlives its permits and policies.
 ///
-///     keel::adaptive_limit db_limit{{.algorithm = keel::gradient2_options{}}};
+///     keel::adaptive_limit db_limit{{.algorithm = keel::vegas_options{}}};
 ///     if (auto permit = db_limit.try_acquire()) {
 ///         run_query();
 ///         permit.success();

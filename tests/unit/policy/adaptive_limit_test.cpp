@@ -342,9 +342,9 @@ TEST_CASE("adaptive_limit: rejects invalid options naming the field and range",
                       "keel::gradient2_limit: rtt_tolerance must be >= 1, got 0.5");
 }
 
-TEST_CASE("adaptive_limit: defaults follow concurrency-limits and folly", "[adaptive_limit]") {
+TEST_CASE("adaptive_limit: defaults follow concurrency-limits (Gradient2, WindowedLimit) and folly", "[adaptive_limit]") {
     keel::adaptive_limit_options const o;
-    CHECK(std::holds_alternative<keel::vegas_options>(o.algorithm));
+    CHECK(std::holds_alternative<keel::gradient2_options>(o.algorithm));
     CHECK(o.window.min_window == 1s);
     CHECK(o.window.max_window == 1s);
     CHECK(o.window.window_size == 10);
