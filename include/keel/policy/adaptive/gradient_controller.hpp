@@ -182,9 +182,11 @@ private:
     }
 
     int calculate_new_limit() const {
-        double const min_rtt = static_cast<double>(m_min_rtt_ns / 1000); // Envoy keeps microseconds
-        double const sample =
-            static_cast<double>(std::max<std::int64_t>(1, m_sample_rtt_ns / 1000));
+        // Envoy keeps whole microseconds.
+        auto const min_rtt_us = m_min_rtt_ns / 1000;
+        auto const sample_us = std::max<std::int64_t>(1, m_sample_rtt_ns / 1000);
+        auto const min_rtt = static_cast<double>(min_rtt_us);
+        auto const sample = static_cast<double>(sample_us);
         double const buffered = min_rtt + min_rtt * m_options.buffer;
         double const gradient = std::max(0.5, std::min(2.0, buffered / sample));
         double const limit = m_limit * gradient;
