@@ -412,6 +412,9 @@ public:
     /// Returns the options the limit was built with.
     adaptive_limit_options const& options() const noexcept { return m_options; }
 
+    /// Returns the sleeper queued calls wait through (the async pipeline waits on its clock).
+    Sleeper const& sleeper() const noexcept { return m_sleeper; }
+
 private:
     using controller =
         std::variant<detail::netflix_window<vegas_limit>, detail::netflix_window<gradient2_limit>,
@@ -713,14 +716,23 @@ public:
             }
         }
         result_type result = next(ctx);
-        limit_result verdict = limit_result::ignored;
-        try {
-            verdict = m_classify(static_cast<result_type const&>(result));
-        } catch (...) { // NOLINT(bugprone-empty-catch): a throwing classifier samples nothing
-        }
-        permit.complete(verdict);
+        permit.complete(classify(result));
         return result;
     }
+
+    /// Returns how `result` feeds the limit (a throwing classifier: ignored). Both pipelines
+    /// call it.
+    template <class R>
+    limit_result classify(outcome<R> const& result) const noexcept {
+        try {
+            return m_classify(result);
+        } catch (...) { // NOLINT(bugprone-empty-catch): a throwing classifier samples nothing
+        }
+        return limit_result::ignored;
+    }
+
+    /// Returns the partition the guarded calls take their permits in.
+    std::size_t partition() const noexcept { return m_partition; }
 
     /// Returns the guarded limit.
     Limit& target() const noexcept { return *m_limit; }
