@@ -106,13 +106,16 @@ TEST_CASE("async guard(adaptive_limit) samples outcomes as the synchronous polic
                      clock,
                      keel::virtual_sleeper{clock},
                      keel::xoshiro256ss{1}};
-    auto pipeline = keel::asio::resilient{
-        [&]() -> keel::asio::awaitable<int> {
-            co_await keel::testing_asio::take(clock, 1ms);
-            co_return 1;
-        },
-        keel::guard(limit, [](auto const&) { return keel::limit_result::dropped; })};
-    for (int i = 0; i < 11; ++i) {
+    int calls = 0; // the first call is dropped, the others succeed
+    auto pipeline = keel::asio::resilient{[&]() -> keel::asio::awaitable<int> {
+                                              co_await keel::testing_asio::take(clock, 1ms);
+                                              co_return 1;
+                                          },
+                                          keel::guard(limit, [&calls](auto const&) {
+                                              return ++calls == 1 ? keel::limit_result::dropped
+                                                                  : keel::limit_result::success;
+                                          })};
+    for (int i = 0; i < 12; ++i) {
         auto r = keel::testing_asio::run(io, clock, pipeline.async_call());
         CHECK(r.has_value());
     }
