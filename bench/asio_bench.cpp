@@ -4,8 +4,9 @@
 // pipeline alone, with retry, timeout, guard(breaker), all three, and keel::hedge
 // with the primary winning; the synchronous guard(breaker) and a direct call, for
 // the breaker's async/sync ratio; the parts of the timeout's cost (a co_spawn, a
-// timer armed and cancelled, a trip through the io_context's queue). Also heap
-// allocations per call, and the heap each call holds while suspended in flight.
+// timer armed and cancelled, a trip through the io_context's queue with and
+// without a reactor). Also heap allocations per call, and the heap each call
+// holds while suspended in flight. docs/async-bench.md has the figures.
 //
 // Design. Every asynchronous benchmark runs on one io_context, run by the
 // benchmark's own thread: one coroutine holds the `for (auto _ : state)` loop and
@@ -342,6 +343,23 @@ void part_post(benchmark::State& state) {
     });
 }
 BENCHMARK(part_post);
+
+// The same trip while a timer waits far ahead (as in a service with sockets and
+// timers): the scheduler then also polls the reactor once per round of its queue.
+void part_post_with_reactor(benchmark::State& state) {
+    run_on_io(state, [](benchmark::State& s) -> keel::asio::awaitable<void> {
+        auto const executor = co_await net::this_coro::executor;
+        net::steady_timer pending{executor, 1h};
+        pending.async_wait([](keel::asio::error_code ec) { benchmark::DoNotOptimize(ec); });
+        cost_snapshot const before;
+        for (auto _ : s) {
+            co_await net::post(executor, net::use_awaitable);
+        }
+        report_costs(s, before);
+        pending.cancel();
+    });
+}
+BENCHMARK(part_post_with_reactor);
 
 // A steady_timer armed with a handler and cancelled, then the queue trip that
 // runs the cancelled handler (the timeout policy's alarm without the co_spawn).
