@@ -13,6 +13,7 @@
 #include <keel/redis/failure_policy.hpp>
 #include <keel/redis/pool.hpp>
 #include <keel/redis/script.hpp>
+#include <keel/redis/target.hpp>
 #include <keel/version.hpp>
 
 #include <array>
@@ -58,7 +59,7 @@ struct fixed_window_options {
 /// idle keys vanish. Skewed instance clocks change nothing. When Redis is slow
 /// or down the failure policy answers (decision::source says which), and after
 /// `breaker_failures` consecutive failures a breaker stops calling Redis for
-/// `breaker_open_for`, then probes. Thread-safe; the pool must outlive it.
+/// `breaker_open_for`, then probes. Thread-safe; the target (pool) must outlive it.
 ///
 ///     keel::redis::pool redis{{.connection = {.host = "10.0.0.5"}}};
 ///     keel::redis::fixed_window api{redis, {.name = "api", .limit = 1000,
@@ -70,8 +71,9 @@ class basic_fixed_window : public detail::remote_limiter_front<Clock> {
 public:
     using typename detail::remote_limiter_front<Clock>::time_point;
 
-    /// Builds the limiter on `redis`; throws std::invalid_argument when an option is out of range.
-    basic_fixed_window(pool& redis, fixed_window_options options, Clock clock = {})
+    /// Builds the limiter on `redis` (a keel::redis::pool, cluster or sentinel); throws
+    /// std::invalid_argument when an option is out of range.
+    basic_fixed_window(target& redis, fixed_window_options options, Clock clock = {})
         : basic_fixed_window(redis, validated(std::move(options)), std::move(clock),
                              validated_tag{}) {}
 
@@ -111,7 +113,7 @@ private:
     struct validated_tag {};
 
     // The base reads `o` before it moves into m_options (bases are built first).
-    basic_fixed_window(pool& redis, fixed_window_options&& o, Clock clock, validated_tag)
+    basic_fixed_window(target& redis, fixed_window_options&& o, Clock clock, validated_tag)
         : detail::remote_limiter_front<Clock>(
               redis, lua(), o.name, o.limit, o.on_failure, o.lease,
               {std::to_string(o.window.count() * 1000), std::to_string(o.limit)}, std::move(clock)),

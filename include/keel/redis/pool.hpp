@@ -2,12 +2,15 @@
 // keel::redis::pool: a small thread-safe pool of keel::redis::connection. Each
 // caller borrows one connection for one command (or script) and gives it back;
 // connections open lazily and reopen after failures. The distributed limiters
-// share one pool per Redis server.
+// share one pool per Redis server; it is their keel::redis::target for a single
+// server.
 #pragma once
 
 #include <keel/detail/validate.hpp>
 #include <keel/ops/pool_sizing.hpp>
 #include <keel/redis/connection.hpp>
+#include <keel/redis/script.hpp>
+#include <keel/redis/target.hpp>
 #include <keel/version.hpp>
 
 #include <algorithm>
@@ -18,7 +21,9 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -60,7 +65,8 @@ inline std::size_t default_pool_size() noexcept {
     return std::clamp<std::size_t>(threads, 2, 64);
 }
 
-/// A bounded, thread-safe pool of Redis connections to one server.
+/// A bounded, thread-safe pool of Redis connections to one server, and the
+/// keel::redis::target of the limiters for a single server (one route).
 ///
 /// acquire() hands out an idle connection or waits up to `acquire_timeout` for
 /// one; the returned lease gives it back when destroyed. Each thread starts its
@@ -72,7 +78,7 @@ inline std::size_t default_pool_size() noexcept {
 ///
 ///     keel::redis::pool redis{{.connection = {.host = "10.0.0.5", .port = 6379}}};
 ///     if (auto lease = redis.acquire()) { auto r = lease->command({"PING"}); }
-class pool {
+class pool final : public target {
 public:
     /// A borrowed connection; returns it to the pool on destruction. Move-only.
     class lease {
@@ -150,8 +156,17 @@ public:
         }
     }
 
-    pool(pool const&) = delete;
-    pool& operator=(pool const&) = delete;
+    /// Runs `lua` on a leased connection; errc::timeout when no connection became
+    /// free within acquire_timeout (a saturated pool fails like a slow Redis).
+    outcome<reply> run(script const& lua, std::string_view key,
+                       std::span<std::string_view const> args) override {
+        lease conn = acquire();
+        if (!conn) {
+            return failure::from(errc::timeout);
+        }
+        std::string_view const keys[] = {key};
+        return lua.run(*conn, keys, args);
+    }
 
     /// Returns the size pool_options::size = 0 resolves to for `o`.
     static std::size_t sized(pool_options const& o) {
