@@ -34,6 +34,19 @@ KEEL_BEGIN_NAMESPACE
 
 namespace redis {
 
+/// Names one Redis server (a Cluster node, a Sentinel) by host and port.
+struct endpoint {
+    /// Host name or address. Default "127.0.0.1". Must not be empty.
+    std::string host = "127.0.0.1";
+    /// TCP port. Default 6379 (Redis' own default). Valid range [1, 65535].
+    int port = 6379;
+
+    /// Returns "host:port", the form Redis writes in MOVED and ASK redirects.
+    std::string text() const { return host + ":" + std::to_string(port); }
+    /// Returns true if both name the same host and port.
+    friend bool operator==(endpoint const&, endpoint const&) = default;
+};
+
 /// Configures how keel reaches one Redis server.
 struct connection_options {
     /// Host name or address of the server. Default "127.0.0.1". Must not be empty.

@@ -51,9 +51,13 @@ public:
     std::uint64_t loads() const noexcept { return m_loads.load(std::memory_order_relaxed); }
 
     /// Runs the script with `keys` and `args` on `conn`; returns the reply (which
-    /// may be an error reply raised by the script) or the transport failure.
+    /// may be an error reply raised by the script) or the transport failure. A
+    /// non-empty `before` is a command sent on the same connection ahead of the
+    /// EVALSHA and again ahead of the EVAL (ASKING after a Cluster ASK redirect:
+    /// it admits only the next command); its error reply or failure is returned.
     outcome<reply> run(connection& conn, std::span<std::string_view const> keys,
-                       std::span<std::string_view const> args) const {
+                       std::span<std::string_view const> args,
+                       std::span<std::string_view const> before = {}) const {
         std::string const numkeys = std::to_string(keys.size());
         // The limiters' calls fit in a fixed array; longer ones use the heap.
         std::array<std::string_view, 16> small{};
@@ -71,7 +75,7 @@ public:
         std::copy(args.begin(), args.end(),
                   argv.begin() + 3 + static_cast<std::ptrdiff_t>(keys.size()));
         std::span<std::string_view const> const command{argv.data(), argv.size()};
-        outcome<reply> r = conn.command(command);
+        outcome<reply> r = send(conn, command, before);
         if (!r || !r->is_error() || !r->text().starts_with("NOSCRIPT")) {
             return r;
         }
@@ -81,7 +85,7 @@ public:
         // EVALSHA could.
         argv[0] = "EVAL";
         argv[1] = m_source;
-        return conn.command(command);
+        return send(conn, command, before);
     }
 
     /// Runs the script with keys and arguments given as braced lists.
@@ -92,6 +96,17 @@ public:
     }
 
 private:
+    static outcome<reply> send(connection& conn, std::span<std::string_view const> command,
+                               std::span<std::string_view const> before) {
+        if (!before.empty()) {
+            outcome<reply> r = conn.command(before);
+            if (!r || r->is_error()) {
+                return r;
+            }
+        }
+        return conn.command(command);
+    }
+
     std::string m_source;
     std::string m_sha;
     mutable std::atomic<std::uint64_t> m_loads{0};
