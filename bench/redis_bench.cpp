@@ -2,8 +2,11 @@
 // Decisions per second of keel's Redis limiters against a local redis-server the
 // program starts itself on a free loopback port, beside the ceiling: a raw
 // hiredis EVALSHA loop running the same script. 1 and 4 client threads, one
-// connection per thread; p50/p99 latency (µs) reported as counters. Skips with a
-// message when no redis-server can be started.
+// connection per thread; p50/p99 latency (µs) reported as counters; and the
+// server's CPU per decision (INFO commandstats) of each script against the
+// scripts before they were trimmed. Skips with a message when no redis-server can
+// be started.
+#include <keel/redis/connection.hpp>
 #include <keel/redis/fixed_window.hpp>
 #include <keel/redis/gcra.hpp>
 #include <keel/redis/sliding_counter.hpp>
@@ -15,8 +18,10 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 using namespace std::chrono_literals;
@@ -188,6 +193,194 @@ void keel_fixed_window_vs_ceiling_interleaved(benchmark::State& state) {
     }
 }
 BENCHMARK(keel_fixed_window_vs_ceiling_interleaved)->Threads(1)->Threads(4)->UseRealTime();
+
+// Server CPU per decision, read from Redis' own accounting: INFO commandstats'
+// usec_per_call of EVALSHA (the script's whole run, its redis.call()s included)
+// after CONFIG RESETSTAT, and the main thread's CPU time (INFO cpu) per call,
+// which also counts reading and writing the commands. 16 commands are pipelined
+// per round trip so the client's speed hardly matters. Baselines in the same
+// run: the scripts as they were before they were trimmed (four Redis calls:
+// TIME, HMGET, HSET, PEXPIRE, on a hash), INCR, EVALSHA "return 1" and a script
+// calling only TIME.
+namespace before_trim {
+char const* const fixed_window = R"lua(-- keel fixed window
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local window = tonumber(ARGV[1])
+local limit = tonumber(ARGV[2])
+local permits = tonumber(ARGV[3])
+local want = tonumber(ARGV[4])
+local index = math.floor(now / window)
+local reset = (index + 1) * window - now
+local state = redis.call('HMGET', KEYS[1], 'w', 'n')
+local used = 0
+if tonumber(state[1]) == index then used = tonumber(state[2]) end
+if used + permits > limit then
+  return {0, limit - used, reset, reset, 0}
+end
+local granted = math.min(want, limit - used)
+used = used + granted
+redis.call('HSET', KEYS[1], 'w', string.format('%.0f', index), 'n', string.format('%.0f', used))
+redis.call('PEXPIRE', KEYS[1], math.ceil(reset / 1000))
+return {1, limit - used, 0, reset, granted}
+)lua";
+char const* const sliding_counter = R"lua(-- keel sliding counter
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local window = tonumber(ARGV[1])
+local limit = tonumber(ARGV[2])
+local permits = tonumber(ARGV[3])
+local want = tonumber(ARGV[4])
+local index = math.floor(now / window)
+local left = (index + 1) * window - now
+local state = redis.call('HMGET', KEYS[1], 'w', 'c', 'p')
+local w = tonumber(state[1])
+local curr, prev = 0, 0
+if w == index then
+  curr = tonumber(state[2]) or 0
+  prev = tonumber(state[3]) or 0
+elseif w == index - 1 then
+  prev = tonumber(state[2]) or 0
+end
+-- Everything scaled by window: room = limit*W - prev*(time left) - curr*W, exact below 2^53.
+local room = limit * window - prev * left - curr * window
+local reset = left
+if curr > 0 then reset = left + window end
+if room < permits * window then
+  local retry
+  local need = (limit - curr - permits) * window
+  if prev > 0 and need >= 0 then
+    retry = left - math.floor(need / prev)
+  elseif curr + permits <= limit or curr == 0 then
+    retry = left
+  else
+    retry = left + window - math.floor((limit - permits) * window / curr)
+  end
+  if retry < 1 then retry = 1 end
+  return {0, math.floor(room / window), retry, reset, 0}
+end
+local granted = math.min(want, math.floor(room / window))
+curr = curr + granted
+redis.call('HSET', KEYS[1], 'w', string.format('%.0f', index), 'c', string.format('%.0f', curr),
+           'p', string.format('%.0f', prev))
+redis.call('PEXPIRE', KEYS[1], math.ceil((left + window) / 1000))
+return {1, math.floor((room - granted * window) / window), 0, left + window, granted}
+)lua";
+} // namespace before_trim
+
+double info_field(keel::redis::connection& c, char const* section, std::string_view field) {
+    auto r = c.command({"INFO", section});
+    if (!r) {
+        return -1.0;
+    }
+    std::string_view const text = r->text();
+    std::size_t const at = text.find(field);
+    if (at == std::string_view::npos) {
+        return -1.0;
+    }
+    return std::strtod(std::string{text.substr(at + field.size(), 32)}.c_str(), nullptr);
+}
+
+// Runs `args` (a command) 16 at a time per round trip; reports what Redis spent.
+void server_cost(benchmark::State& state, std::vector<std::string> args, std::string_view stat) {
+    keel::redis::connection admin{{.port = server->port(), .command_timeout = 2000ms}};
+    redisContext* c = redisConnect("127.0.0.1", server->port());
+    std::vector<char const*> argv;
+    std::vector<std::size_t> lengths;
+    for (auto const& a : args) {
+        argv.push_back(a.c_str());
+        lengths.push_back(a.size());
+    }
+    admin.command({"CONFIG", "RESETSTAT"});
+    double const cpu0 = info_field(admin, "cpu", "used_cpu_user_main_thread:") +
+                        info_field(admin, "cpu", "used_cpu_sys_main_thread:");
+    constexpr int batch = 16;
+    std::int64_t calls = 0;
+    for (auto _ : state) {
+        for (int i = 0; i < batch; ++i) {
+            redisAppendCommandArgv(c, static_cast<int>(argv.size()), argv.data(), lengths.data());
+        }
+        for (int i = 0; i < batch; ++i) {
+            void* reply = nullptr;
+            if (redisGetReply(c, &reply) != REDIS_OK ||
+                static_cast<redisReply*>(reply)->type == REDIS_REPLY_ERROR) {
+                state.SkipWithError("a command failed");
+                freeReplyObject(reply);
+                redisFree(c);
+                return;
+            }
+            freeReplyObject(reply);
+        }
+        calls += batch;
+    }
+    double const cpu1 = info_field(admin, "cpu", "used_cpu_user_main_thread:") +
+                        info_field(admin, "cpu", "used_cpu_sys_main_thread:");
+    std::string const field = "cmdstat_" + std::string{stat} + ":";
+    auto r = admin.command({"INFO", "commandstats"});
+    double per_call = -1.0;
+    if (r) {
+        std::string_view const text = r->text();
+        std::size_t const at = text.find(field);
+        std::size_t const usec = text.find("usec_per_call=", at);
+        if (at != std::string_view::npos && usec != std::string_view::npos) {
+            per_call = std::strtod(std::string{text.substr(usec + 14, 16)}.c_str(), nullptr);
+        }
+    }
+    redisFree(c);
+    state.counters["server_us_per_call"] = per_call;
+    state.counters["server_cpu_us"] =
+        calls > 0 ? (cpu1 - cpu0) * 1e6 / static_cast<double>(calls) : 0.0;
+    state.counters["calls"] =
+        benchmark::Counter(static_cast<double>(calls), benchmark::Counter::kIsRate);
+}
+
+// EVALSHA of `source` (loaded first) on one key with `argv_tail`.
+void script_cost(benchmark::State& state, std::string const& source,
+                 std::vector<std::string> argv_tail) {
+    keel::redis::script const lua{source};
+    keel::redis::connection admin{{.port = server->port(), .command_timeout = 2000ms}};
+    admin.command({"SCRIPT", "LOAD", source});
+    std::vector<std::string> args{"EVALSHA", lua.sha(), "1",
+                                  "keel:{cost-" + lua.sha().substr(0, 8) + "}"};
+    args.insert(args.end(), argv_tail.begin(), argv_tail.end());
+    server_cost(state, std::move(args), "evalsha");
+}
+
+std::vector<std::string> const window_args{"1000000", std::to_string(huge_limit), "1", "1"};
+
+void cost_incr(benchmark::State& state) {
+    server_cost(state, {"INCR", "keel:{cost-incr}"}, "incr");
+}
+void cost_eval_return_1(benchmark::State& state) {
+    script_cost(state, "return 1", {});
+}
+void cost_eval_time_only(benchmark::State& state) {
+    script_cost(state, "local t = redis.call('TIME') return 1", {});
+}
+void cost_fixed_window_before(benchmark::State& state) {
+    script_cost(state, before_trim::fixed_window, window_args);
+}
+void cost_fixed_window_after(benchmark::State& state) {
+    script_cost(state, keel::redis::fixed_window::lua().source(), window_args);
+}
+void cost_sliding_counter_before(benchmark::State& state) {
+    script_cost(state, before_trim::sliding_counter, window_args);
+}
+void cost_sliding_counter_after(benchmark::State& state) {
+    script_cost(state, keel::redis::sliding_counter::lua().source(), window_args);
+}
+void cost_gcra(benchmark::State& state) {
+    script_cost(state, keel::redis::gcra::lua().source(),
+                {"1", std::to_string(huge_limit), "1", "1"});
+}
+BENCHMARK(cost_incr)->UseRealTime();
+BENCHMARK(cost_eval_return_1)->UseRealTime();
+BENCHMARK(cost_eval_time_only)->UseRealTime();
+BENCHMARK(cost_fixed_window_before)->UseRealTime();
+BENCHMARK(cost_fixed_window_after)->UseRealTime();
+BENCHMARK(cost_sliding_counter_before)->UseRealTime();
+BENCHMARK(cost_sliding_counter_after)->UseRealTime();
+BENCHMARK(cost_gcra)->UseRealTime();
 
 } // namespace
 

@@ -54,9 +54,9 @@ struct fixed_window_options {
 /// A fixed-window rate limiter shared through Redis: at most `limit` permits in
 /// each aligned window of Redis' clock, across every instance using the same name.
 ///
-/// Each decision is one EVALSHA of a Lua script that reads Redis' TIME, counts
-/// in a hash {window index, count} and sets its expiry to the window's end, so
-/// idle keys vanish. Skewed instance clocks change nothing. When Redis is slow
+/// Each decision is one EVALSHA of a Lua script that reads Redis' TIME, keeps
+/// "<window index>:<count>" in one string with its expiry at the window's end
+/// (three Redis calls: TIME, GET, SET PX), so idle keys vanish. Skewed instance clocks change nothing. When Redis is slow
 /// or down the failure policy answers (decision::source says which), and after
 /// `breaker_failures` consecutive failures a breaker stops calling Redis for
 /// `breaker_open_for`, then probes. Thread-safe; the target (pool) must outlive it.
@@ -87,23 +87,25 @@ public:
     static script const& lua() {
         static script const s{R"lua(-- keel fixed window
 local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local window = tonumber(ARGV[1])
-local limit = tonumber(ARGV[2])
-local permits = tonumber(ARGV[3])
-local want = tonumber(ARGV[4])
+local now = t[1] * 1000000 + t[2]
+local window = ARGV[1] + 0
+local limit = ARGV[2] + 0
 local index = math.floor(now / window)
 local reset = (index + 1) * window - now
-local state = redis.call('HMGET', KEYS[1], 'w', 'n')
 local used = 0
-if tonumber(state[1]) == index then used = tonumber(state[2]) end
-if used + permits > limit then
+local state = redis.call('GET', KEYS[1])
+if state then
+  local sep = string.find(state, ':', 1, true)
+  if sep and tonumber(string.sub(state, 1, sep - 1)) == index then
+    used = tonumber(string.sub(state, sep + 1)) or 0
+  end
+end
+if used + ARGV[3] > limit then
   return {0, limit - used, reset, reset, 0}
 end
-local granted = math.min(want, limit - used)
+local granted = math.min(ARGV[4] + 0, limit - used)
 used = used + granted
-redis.call('HSET', KEYS[1], 'w', string.format('%.0f', index), 'n', string.format('%.0f', used))
-redis.call('PEXPIRE', KEYS[1], math.ceil(reset / 1000))
+redis.call('SET', KEYS[1], index .. ':' .. used, 'PX', math.ceil(reset / 1000))
 return {1, limit - used, 0, reset, granted}
 )lua"};
         return s;
