@@ -16,12 +16,14 @@
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 using namespace std::chrono_literals;
@@ -193,6 +195,72 @@ void keel_fixed_window_vs_ceiling_interleaved(benchmark::State& state) {
     }
 }
 BENCHMARK(keel_fixed_window_vs_ceiling_interleaved)->Threads(1)->Threads(4)->UseRealTime();
+
+// One connection shared by 1, 16 and 64 callers: per-call mode (the callers take
+// turns on it, one decision per round trip) against auto-pipelining (whoever
+// finds it idle writes every queued decision in one batch). Each iteration starts
+// the callers, lets each make 200 decisions and joins them, so decisions_per_s is
+// what the one connection served in wall time; p50_us/p99_us are the callers'
+// latencies.
+keel::redis::fixed_window* plain_one = nullptr;
+keel::redis::fixed_window* piped_one = nullptr;
+
+void callers_on_one_connection(benchmark::State& state, keel::redis::fixed_window& limiter) {
+    auto const callers = static_cast<std::size_t>(state.range(0));
+    constexpr int per_caller = 200;
+    std::vector<std::vector<double>> samples(callers);
+    std::int64_t decisions = 0;
+    std::int64_t not_remote = 0;
+    std::chrono::steady_clock::duration wall{0};
+    for (auto _ : state) {
+        std::vector<std::thread> threads;
+        std::atomic<std::int64_t> missed{0};
+        auto const start = std::chrono::steady_clock::now();
+        for (std::size_t t = 0; t < callers; ++t) {
+            threads.emplace_back([&, t] {
+                for (int i = 0; i < per_caller; ++i) {
+                    auto const t0 = std::chrono::steady_clock::now();
+                    keel::decision const d = limiter.try_acquire();
+                    samples[t].push_back(std::chrono::duration<double, std::micro>(
+                                             std::chrono::steady_clock::now() - t0)
+                                             .count());
+                    missed += d.source == keel::decision_source::remote ? 0 : 1;
+                }
+            });
+        }
+        for (auto& t : threads) {
+            t.join();
+        }
+        wall += std::chrono::steady_clock::now() - start;
+        decisions += static_cast<std::int64_t>(callers) * per_caller;
+        not_remote += missed.load();
+    }
+    if (not_remote != 0) {
+        state.SkipWithError("a decision did not come from Redis");
+        return;
+    }
+    std::vector<double> all;
+    for (auto& v : samples) {
+        all.insert(all.end(), v.begin(), v.end());
+    }
+    std::sort(all.begin(), all.end());
+    auto at = [&](double q) {
+        return all[std::min(all.size() - 1,
+                            static_cast<std::size_t>(q * static_cast<double>(all.size())))];
+    };
+    state.counters["decisions_per_s"] =
+        static_cast<double>(decisions) / std::chrono::duration<double>(wall).count();
+    state.counters["p50_us"] = at(0.50);
+    state.counters["p99_us"] = at(0.99);
+}
+void per_call_one_connection(benchmark::State& state) {
+    callers_on_one_connection(state, *plain_one);
+}
+void pipelined_one_connection(benchmark::State& state) {
+    callers_on_one_connection(state, *piped_one);
+}
+BENCHMARK(per_call_one_connection)->Arg(1)->Arg(16)->Arg(64)->UseRealTime();
+BENCHMARK(pipelined_one_connection)->Arg(1)->Arg(16)->Arg(64)->UseRealTime();
 
 // Server CPU per decision, read from Redis' own accounting: INFO commandstats'
 // usec_per_call of EVALSHA (the script's whole run, its redis.call()s included)
@@ -393,8 +461,19 @@ int main(int argc, char** argv) {
     }
     keel::redis::pool pool{
         {.connection = {.port = redis.port(), .command_timeout = 2000ms}, .size = 4}};
+    keel::redis::pool plain{
+        {.connection = {.port = redis.port(), .command_timeout = 2000ms}, .size = 1}};
+    keel::redis::pool piped{{.connection = {.port = redis.port(), .command_timeout = 2000ms},
+                             .size = 1,
+                             .auto_pipelining = true}};
+    keel::redis::fixed_window plain_limiter{plain,
+                                            {.name = "bench-one-plain", .limit = huge_limit}};
+    keel::redis::fixed_window piped_limiter{piped,
+                                            {.name = "bench-one-piped", .limit = huge_limit}};
     server = &redis;
     shared_pool = &pool;
+    plain_one = &plain_limiter;
+    piped_one = &piped_limiter;
     benchmark::Initialize(&argc, argv);
     if (benchmark::ReportUnrecognizedArguments(argc, argv)) {
         return 1;

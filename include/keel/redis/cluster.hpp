@@ -311,11 +311,7 @@ private:
     static outcome<reply> run_on(node& n, script const& lua, std::span<std::string_view const> keys,
                                  std::span<std::string_view const> args,
                                  std::span<std::string_view const> before) {
-        pool::lease conn = n.connections.acquire();
-        if (!conn) {
-            return failure::from(errc::timeout);
-        }
-        return lua.run(*conn, keys, args, before);
+        return n.connections.run(lua, keys, args, before);
     }
 
     enum class refresh_mode : std::uint8_t {

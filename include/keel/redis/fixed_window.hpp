@@ -56,9 +56,9 @@ struct fixed_window_options {
 ///
 /// Each decision is one EVALSHA of a Lua script that reads Redis' TIME, keeps
 /// "<window index>:<count>" in one string with its expiry at the window's end
-/// (three Redis calls: TIME, GET, SET PX), so idle keys vanish. Skewed instance clocks change nothing. When Redis is slow
-/// or down the failure policy answers (decision::source says which), and after
-/// `breaker_failures` consecutive failures a breaker stops calling Redis for
+/// (three Redis calls: TIME, GET, SET PX), so idle keys vanish. Skewed instance clocks change
+/// nothing. When Redis is slow or down the failure policy answers (decision::source says which),
+/// and after `breaker_failures` consecutive failures a breaker stops calling Redis for
 /// `breaker_open_for`, then probes. Thread-safe; the target (pool) must outlive it.
 ///
 ///     keel::redis::pool redis{{.connection = {.host = "10.0.0.5"}}};

@@ -55,7 +55,10 @@ public:
     /// non-empty `before` is a command sent on the same connection ahead of the
     /// EVALSHA and again ahead of the EVAL (ASKING after a Cluster ASK redirect:
     /// it admits only the next command); its error reply or failure is returned.
-    outcome<reply> run(connection& conn, std::span<std::string_view const> keys,
+    /// `Conn` is keel::redis::connection or anything with its command(args) and
+    /// command_after(before, args) (the pool's auto-pipelined connections).
+    template <class Conn = connection>
+    outcome<reply> run(Conn& conn, std::span<std::string_view const> keys,
                        std::span<std::string_view const> args,
                        std::span<std::string_view const> before = {}) const {
         std::string const numkeys = std::to_string(keys.size());
@@ -89,20 +92,19 @@ public:
     }
 
     /// Runs the script with keys and arguments given as braced lists.
-    outcome<reply> run(connection& conn, std::initializer_list<std::string_view> keys,
+    template <class Conn = connection>
+    outcome<reply> run(Conn& conn, std::initializer_list<std::string_view> keys,
                        std::initializer_list<std::string_view> args) const {
         return run(conn, std::span<std::string_view const>{keys.begin(), keys.size()},
                    std::span<std::string_view const>{args.begin(), args.size()});
     }
 
 private:
-    static outcome<reply> send(connection& conn, std::span<std::string_view const> command,
+    template <class Conn>
+    static outcome<reply> send(Conn& conn, std::span<std::string_view const> command,
                                std::span<std::string_view const> before) {
         if (!before.empty()) {
-            outcome<reply> r = conn.command(before);
-            if (!r || r->is_error()) {
-                return r;
-            }
+            return conn.command_after(before, command);
         }
         return conn.command(command);
     }
