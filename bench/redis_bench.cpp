@@ -6,11 +6,17 @@
 // server's CPU per decision (INFO commandstats) of each script against the
 // scripts before they were trimmed. Skips with a message when no redis-server can
 // be started.
+#include <keel/redis/cluster.hpp>
 #include <keel/redis/connection.hpp>
 #include <keel/redis/fixed_window.hpp>
 #include <keel/redis/gcra.hpp>
 #include <keel/redis/sliding_counter.hpp>
 
+#include <string>
+// The tests' cluster fixture script, found beside this file.
+std::string cluster_script();
+#define KEEL_REDIS_CLUSTER_SCRIPT cluster_script()
+#include "redis_cluster.hpp"
 #include "redis_server.hpp"
 
 #include <benchmark/benchmark.h>
@@ -196,62 +202,102 @@ void keel_fixed_window_vs_ceiling_interleaved(benchmark::State& state) {
 }
 BENCHMARK(keel_fixed_window_vs_ceiling_interleaved)->Threads(1)->Threads(4)->UseRealTime();
 
+// `callers` threads each call `decide(thread, i)` (true: Redis decided) in a loop
+// for `span`; returns decisions/s (those completed within the span) and the
+// callers' latencies. A fixed span, not a fixed count, so one descheduled thread
+// on a loaded machine does not stretch the wall time.
+struct callers_result {
+    double per_second = 0.0;
+    std::vector<double> latencies_us;
+    std::int64_t not_remote = 0; // decisions the failure policy made (a wait past the timeout)
+};
+template <class Decide>
+callers_result run_callers(int callers, std::chrono::milliseconds span, Decide decide) {
+    std::vector<std::vector<double>> samples(static_cast<std::size_t>(callers));
+    std::atomic<bool> go{false};
+    std::atomic<std::int64_t> not_remote{0};
+    std::atomic<std::int64_t> done{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < callers; ++t) {
+        threads.emplace_back([&, t] {
+            while (!go.load()) {
+                std::this_thread::yield();
+            }
+            auto const end = std::chrono::steady_clock::now() + span;
+            auto& mine = samples[static_cast<std::size_t>(t)];
+            for (int i = 0;; ++i) {
+                auto const t0 = std::chrono::steady_clock::now();
+                if (t0 >= end) {
+                    break;
+                }
+                if (!decide(t, i)) {
+                    not_remote += 1;
+                }
+                auto const t1 = std::chrono::steady_clock::now();
+                if (t1 <= end) {
+                    mine.push_back(std::chrono::duration<double, std::micro>(t1 - t0).count());
+                    done += 1;
+                }
+            }
+        });
+    }
+    go = true;
+    for (auto& t : threads) {
+        t.join();
+    }
+    callers_result r;
+    r.per_second = static_cast<double>(done.load()) / std::chrono::duration<double>(span).count();
+    for (auto& v : samples) {
+        r.latencies_us.insert(r.latencies_us.end(), v.begin(), v.end());
+    }
+    std::sort(r.latencies_us.begin(), r.latencies_us.end());
+    r.not_remote = not_remote.load();
+    return r;
+}
+
+void report(benchmark::State& state, std::vector<callers_result> const& runs) {
+    std::vector<double> rates;
+    std::vector<double> all;
+    std::int64_t not_remote = 0;
+    for (auto const& r : runs) {
+        not_remote += r.not_remote;
+        rates.push_back(r.per_second);
+        all.insert(all.end(), r.latencies_us.begin(), r.latencies_us.end());
+    }
+    std::sort(all.begin(), all.end());
+    auto at = [&](double q) {
+        return all.empty()
+                   ? 0.0
+                   : all[std::min(all.size() - 1,
+                                  static_cast<std::size_t>(q * static_cast<double>(all.size())))];
+    };
+    double sum = 0.0;
+    for (double r : rates) {
+        sum += r;
+    }
+    state.counters["decisions_per_s"] =
+        rates.empty() ? 0.0 : sum / static_cast<double>(rates.size());
+    state.counters["p50_us"] = at(0.50);
+    state.counters["p99_us"] = at(0.99);
+    state.counters["not_remote"] = static_cast<double>(not_remote);
+}
+
 // One connection shared by 1, 16 and 64 callers: per-call mode (the callers take
 // turns on it, one decision per round trip) against auto-pipelining (whoever
-// finds it idle writes every queued decision in one batch). Each iteration starts
-// the callers, lets each make 200 decisions and joins them, so decisions_per_s is
-// what the one connection served in wall time; p50_us/p99_us are the callers'
-// latencies.
+// finds it idle writes every queued decision in one batch). decisions_per_s is
+// what the one connection served in 300 ms of wall time; p50_us/p99_us are the
+// callers' latencies.
 keel::redis::fixed_window* plain_one = nullptr;
 keel::redis::fixed_window* piped_one = nullptr;
 
 void callers_on_one_connection(benchmark::State& state, keel::redis::fixed_window& limiter) {
-    auto const callers = static_cast<std::size_t>(state.range(0));
-    constexpr int per_caller = 200;
-    std::vector<std::vector<double>> samples(callers);
-    std::int64_t decisions = 0;
-    std::int64_t not_remote = 0;
-    std::chrono::steady_clock::duration wall{0};
+    std::vector<callers_result> runs;
     for (auto _ : state) {
-        std::vector<std::thread> threads;
-        std::atomic<std::int64_t> missed{0};
-        auto const start = std::chrono::steady_clock::now();
-        for (std::size_t t = 0; t < callers; ++t) {
-            threads.emplace_back([&, t] {
-                for (int i = 0; i < per_caller; ++i) {
-                    auto const t0 = std::chrono::steady_clock::now();
-                    keel::decision const d = limiter.try_acquire();
-                    samples[t].push_back(std::chrono::duration<double, std::micro>(
-                                             std::chrono::steady_clock::now() - t0)
-                                             .count());
-                    missed += d.source == keel::decision_source::remote ? 0 : 1;
-                }
-            });
-        }
-        for (auto& t : threads) {
-            t.join();
-        }
-        wall += std::chrono::steady_clock::now() - start;
-        decisions += static_cast<std::int64_t>(callers) * per_caller;
-        not_remote += missed.load();
+        runs.push_back(run_callers(static_cast<int>(state.range(0)), 300ms, [&](int, int) {
+            return limiter.try_acquire().source == keel::decision_source::remote;
+        }));
     }
-    if (not_remote != 0) {
-        state.SkipWithError("a decision did not come from Redis");
-        return;
-    }
-    std::vector<double> all;
-    for (auto& v : samples) {
-        all.insert(all.end(), v.begin(), v.end());
-    }
-    std::sort(all.begin(), all.end());
-    auto at = [&](double q) {
-        return all[std::min(all.size() - 1,
-                            static_cast<std::size_t>(q * static_cast<double>(all.size())))];
-    };
-    state.counters["decisions_per_s"] =
-        static_cast<double>(decisions) / std::chrono::duration<double>(wall).count();
-    state.counters["p50_us"] = at(0.50);
-    state.counters["p99_us"] = at(0.99);
+    report(state, runs);
 }
 void per_call_one_connection(benchmark::State& state) {
     callers_on_one_connection(state, *plain_one);
@@ -259,8 +305,48 @@ void per_call_one_connection(benchmark::State& state) {
 void pipelined_one_connection(benchmark::State& state) {
     callers_on_one_connection(state, *piped_one);
 }
-BENCHMARK(per_call_one_connection)->Arg(1)->Arg(16)->Arg(64)->UseRealTime();
-BENCHMARK(pipelined_one_connection)->Arg(1)->Arg(16)->Arg(64)->UseRealTime();
+BENCHMARK(per_call_one_connection)->Arg(1)->Arg(16)->Arg(64)->Iterations(1)->UseRealTime();
+BENCHMARK(pipelined_one_connection)->Arg(1)->Arg(16)->Arg(64)->Iterations(1)->UseRealTime();
+
+// Per-key decisions from 8 threads for 300 ms (pipelined, 2 connections per node) on a
+// 3-master Redis Cluster against the same on one server. The cluster is started
+// on first use by the tests' fixture script (about 2 s); the benchmark skips when
+// that fails. Client and servers share this machine's cores, so the ratio shows
+// what spreading the scripts' CPU over three processes buys here, not over three
+// machines.
+void per_key_callers(benchmark::State& state, keel::redis::target& redis, char const* name) {
+    keel::redis::fixed_window limiter{redis, {.name = name, .limit = huge_limit}};
+    std::vector<callers_result> runs;
+    for (auto _ : state) {
+        runs.push_back(run_callers(8, 300ms, [&](int t, int i) {
+            std::string const key = std::to_string(t) + ":" + std::to_string(i % 1000);
+            return limiter.try_acquire(key).source == keel::decision_source::remote;
+        }));
+    }
+    report(state, runs);
+}
+
+keel::redis::pool_options const per_node{
+    .connection = {.command_timeout = 2000ms}, .size = 2, .auto_pipelining = true};
+
+void per_key_one_server(benchmark::State& state) {
+    keel::redis::pool_options o = per_node;
+    o.connection.port = server->port();
+    keel::redis::pool redis{o};
+    per_key_callers(state, redis, "bench-one-server");
+}
+BENCHMARK(per_key_one_server)->Iterations(1)->UseRealTime();
+
+void per_key_three_masters(benchmark::State& state) {
+    static keel_test::redis_cluster const cluster = keel_test::redis_cluster::start_private();
+    if (!cluster.running()) {
+        state.SkipWithError("could not start a Redis Cluster");
+        return;
+    }
+    keel::redis::cluster redis{{.seeds = cluster.seeds(), .node = per_node}};
+    per_key_callers(state, redis, "bench-three-masters");
+}
+BENCHMARK(per_key_three_masters)->Iterations(1)->UseRealTime();
 
 // Server CPU per decision, read from Redis' own accounting: INFO commandstats'
 // usec_per_call of EVALSHA (the script's whole run, its redis.call()s included)
@@ -451,6 +537,11 @@ BENCHMARK(cost_sliding_counter_after)->UseRealTime();
 BENCHMARK(cost_gcra)->UseRealTime();
 
 } // namespace
+
+std::string cluster_script() {
+    std::string const here = __FILE__;
+    return here.substr(0, here.rfind('/')) + "/../tests/support/redis_cluster_fixture.sh";
+}
 
 int main(int argc, char** argv) {
     keel_test::redis_server redis;
