@@ -134,9 +134,22 @@ private:
         auto const now = std::chrono::steady_clock::now();
         auto earliest = std::chrono::steady_clock::time_point::max();
         while (!m_queue.empty() && batch.size() < max_batch) {
-            batch.push_back(std::move(m_queue.front()));
+            std::shared_ptr<request> next = std::move(m_queue.front());
             m_queue.pop_front();
-            earliest = std::min(earliest, batch.back()->deadline);
+            if (next->deadline <= now) {
+                // Its caller has given up (or is about to): never send it, and do not
+                // let its spent deadline time out the others' batch.
+                next->result.emplace(failure::from(errc::timeout));
+                next->done = true;
+                continue;
+            }
+            earliest = std::min(earliest, next->deadline);
+            batch.push_back(std::move(next));
+        }
+        if (batch.empty()) {
+            m_busy = false;
+            m_ready.notify_all();
+            return;
         }
         lock.unlock();
 
