@@ -309,6 +309,34 @@ TEST_CASE("redis::cluster: a live migration of a busy key goes through ASK (with
     CHECK(admitted.load() == limit);
 }
 
+TEST_CASE("redis::cluster: with auto-pipelined node pools, ASK (ASKING and the script back to "
+          "back in one batch) and MOVED are followed the same way",
+          "[redis][cluster][pipeline]") {
+    auto const c = keel_test::redis_cluster::shared();
+    REQUIRE(c.running());
+    auto options = options_for(c);
+    options.node.auto_pipelining = true;
+    options.node.size = 1;
+    keel::redis::cluster redis{options};
+    keel::redis::fixed_window limiter{
+        redis, {.name = keel_test::unique_name("piped-ask"), .limit = 10, .window = 1h}};
+    std::string const key = limiter.redis_key("k");
+    REQUIRE(limiter.try_acquire("k").remaining == 9);
+    int const from = port_of(redis, key);
+    int const to = from == c.ports()[1] ? c.ports()[2] : c.ports()[1];
+    REQUIRE(keel_test::node_command(to, {"SCRIPT", "FLUSH"})); // NOSCRIPT behind ASKING too
+    migrate(hash_slot(key), from, to, {key}, c, 2);
+    keel::decision const during = limiter.try_acquire("k");
+    CHECK(during.source == decision_source::remote);
+    CHECK(during.remaining == 8);
+    CHECK(redis.stats().asks == 1);
+    assign(hash_slot(key), to, from, c);
+    keel::decision const after = limiter.try_acquire("k");
+    CHECK(after.source == decision_source::remote);
+    CHECK(after.remaining == 7);
+    CHECK(redis.stats().moved == 1);
+}
+
 TEST_CASE("redis::cluster: TRYAGAIN (two keys of a migrating slot, one moved) is retried once "
           "after tryagain_delay",
           "[redis][cluster]") {
