@@ -1,0 +1,351 @@
+// SPDX-License-Identifier: MIT
+#include <keel/sim/simulator.hpp>
+
+#include <keel/ops/probe.hpp>
+#include <keel/resilient.hpp>
+#include <keel/sim/report.hpp>
+#include <keel/testing/manual_clock.hpp>
+#include <keel/testing/virtual_sleeper.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <numeric>
+#include <system_error>
+#include <tuple>
+#include <vector>
+
+using namespace std::chrono_literals;
+using std::chrono::nanoseconds;
+
+namespace {
+
+using step = std::tuple<keel::sim::trace_event::kind, std::int64_t, std::uint64_t, std::error_code>;
+using change =
+    std::tuple<std::int64_t, keel::circuit_state, keel::circuit_state, keel::circuit_reason>;
+
+// One closed-loop client calling a single server with a constant 20 ms service
+// time: failing from 1 s, hung from 4 s, healthy from 6 s. Nothing queues, so each
+// attempt's answer is a function of its start time, which the reference below
+// computes the same way.
+keel::sim::scenario lone_client(std::vector<keel::sim::stage> pipeline) {
+    keel::sim::scenario s;
+    s.name = "lone client";
+    s.seed = 7;
+    s.duration = 8s;
+    s.drain = 5s;
+    s.downstream.instances = 1;
+    s.downstream.servers = 1;
+    s.downstream.service = {keel::sim::distribution::constant, 20ms, 0.5};
+    s.downstream.phases = {
+        keel::sim::phase{.start = 1s, .failure_probability = 1.0},
+        keel::sim::phase{.start = 4s, .down = true, .mode = keel::sim::down_mode::hung},
+        keel::sim::phase{.start = 6s},
+    };
+    s.clients = {keel::sim::client_group{.name = "one",
+                                         .kind = keel::sim::arrival::closed,
+                                         .count = 1,
+                                         .think_time = 7ms,
+                                         .constant_think = true}};
+    s.pipeline = std::move(pipeline);
+    return s;
+}
+
+keel::circuit_breaker_options const breaker_options{.window_size = 10,
+                                                    .minimum_calls = 5,
+                                                    .reset_timeout = 300ms,
+                                                    .max_reset_timeout = 2s,
+                                                    .reset_jitter = 100ms,
+                                                    .permitted_calls_in_half_open = 2};
+keel::retry_budget_options const budget_options{
+    .retry_ratio = 0.5, .min_retries_per_second = 3, .ttl = 1s};
+
+std::vector<keel::sim::stage> reference_pipeline() {
+    return {keel::sim::breaker_stage{breaker_options},
+            keel::sim::retry_stage{.max_attempts = 3,
+                                   .backoff = keel::exponential{10ms, 2.0, 100ms},
+                                   .jitter = keel::jitter::full,
+                                   .budget = budget_options},
+            keel::sim::timeout_stage{50ms}};
+}
+
+std::uint64_t sum(std::vector<keel::sim::interval_stats> const& series,
+                  std::uint64_t keel::sim::interval_stats::*field) {
+    std::uint64_t total = 0;
+    for (auto const& s : series) {
+        total += s.*field;
+    }
+    return total;
+}
+
+} // namespace
+
+TEST_CASE("keel::sim::run: the simulated pipeline decides exactly as keel::resilient on the same "
+          "clock values",
+          "[sim]") {
+    using keel::sim::trace_event;
+    keel::sim::scenario const s = lone_client(reference_pipeline());
+
+    std::vector<step> simulated;
+    auto const result = keel::sim::run(s, [&](trace_event const& e) {
+        simulated.emplace_back(e.what, e.at.count(), e.call, e.code);
+    });
+    std::vector<change> simulated_changes;
+    for (auto const& t : result.transitions) {
+        simulated_changes.emplace_back(t.at.count(), t.from, t.to, t.why);
+    }
+
+    // The same policies as a service builds them, run by keel::resilient on a manual
+    // clock, with the call advancing the clock by the service time.
+    keel::manual_clock clock;
+    keel::virtual_sleeper sleeper{clock};
+    keel::basic_circuit_breaker<keel::manual_clock, keel::xoshiro256ss> breaker{
+        breaker_options, clock,
+        keel::xoshiro256ss{keel::sim::derive_seed(s.seed, keel::sim::stage_stream(0, 0))}};
+    std::vector<change> reference_changes;
+    breaker.on_transition([&](auto const& t) {
+        reference_changes.emplace_back(t.when.time_since_epoch().count(), t.from, t.to, t.why);
+    });
+    keel::basic_retry_budget<keel::manual_clock> budget{budget_options, clock};
+    keel::basic_retry_options<keel::manual_clock> retry_options{
+        .max_attempts = 3,
+        .backoff = keel::exponential{10ms, 2.0, 100ms},
+        .jitter = keel::jitter::full,
+        .budget = &budget};
+    keel::retry<keel::on_failure, keel::manual_clock, keel::virtual_sleeper, keel::xoshiro256ss>
+        retry{retry_options, keel::on_failure{}, clock, sleeper,
+              keel::xoshiro256ss{keel::sim::derive_seed(s.seed, keel::sim::stage_stream(0, 1))}};
+    keel::basic_timeout<keel::manual_clock> timeout{50ms, clock};
+
+    std::vector<step> reference;
+    std::uint64_t call_number = 0;
+    auto const now = [&] { return clock.now().time_since_epoch().count(); };
+    auto const downstream = [&](keel::basic_context<keel::manual_clock> const& ctx) {
+        reference.emplace_back(trace_event::kind::attempt, now(), call_number, std::error_code{});
+        nanoseconds const start = clock.now().time_since_epoch();
+        std::error_code answer;
+        bool const hung = (start >= 4s && start < 6s) || (start < 4s && start + 20ms >= 4s);
+        if (hung) {
+            clock.advance_to(keel::manual_clock::time_point::max(), ctx.stop_token());
+            answer = keel::sim::errc::abandoned;
+        } else {
+            clock.advance_to(clock.now() + 20ms, ctx.stop_token());
+            if (start >= 1s && start < 4s) {
+                answer = keel::sim::errc::server_error;
+            }
+        }
+        reference.emplace_back(trace_event::kind::answered, now(), call_number, answer);
+        return answer ? keel::outcome<void>{keel::failure{answer}} : keel::outcome<void>{};
+    };
+    keel::resilient pipeline{downstream, keel::guard(breaker), retry, timeout};
+    // The think time through advance_to: advance() would start from the far end of the
+    // hung call's interrupted advance_to (manual_clock keeps the furthest time asked for).
+    clock.advance_to(clock.now() + 7ms);
+    while (clock.now().time_since_epoch() < s.duration) {
+        auto const r = pipeline.try_call();
+        reference.emplace_back(trace_event::kind::ended, now(), call_number,
+                               r.has_value() ? std::error_code{} : r.error());
+        ++call_number;
+        clock.advance_to(clock.now() + 7ms);
+    }
+
+    // The run exercised every decision: openings, probes, retries, refusals, timeouts.
+    CHECK(result.totals.shed > 0);
+    CHECK(result.totals.retries > 0);
+    CHECK(result.totals.budget_exhausted > 0);
+    CHECK(result.totals.timed_out > 0);
+    CHECK(result.transitions.size() >= 4);
+    for (std::size_t i = 0; i < std::min(reference.size(), simulated.size()); ++i) {
+        INFO("step " << i << " at " << std::get<1>(reference[i]) << " ns, simulated at "
+                     << std::get<1>(simulated[i]) << " ns, kinds "
+                     << static_cast<int>(std::get<0>(reference[i])) << " and "
+                     << static_cast<int>(std::get<0>(simulated[i])) << ", codes "
+                     << std::get<3>(reference[i]).message() << " and "
+                     << std::get<3>(simulated[i]).message());
+        REQUIRE(simulated[i] == reference[i]);
+    }
+    CHECK(simulated.size() == reference.size());
+    CHECK(simulated_changes == reference_changes);
+}
+
+TEST_CASE("keel::sim::run: every call is accounted for once and attempts are calls plus retries",
+          "[sim]") {
+    auto s = lone_client({});
+    s.name = "conservation";
+    s.downstream.servers = 20;
+    s.downstream.queue_limit = 50;
+    s.downstream.service = {keel::sim::distribution::exponential, 10ms, 0.5};
+    s.downstream.phases = {keel::sim::phase{.start = 2s, .failure_probability = 0.4},
+                           keel::sim::phase{.start = 3s, .latency_factor = 8.0},
+                           keel::sim::phase{.start = 4s, .down = true},
+                           keel::sim::phase{.start = 5s}};
+    s.clients = {keel::sim::client_group{.rate = 1500},
+                 keel::sim::client_group{
+                     .kind = keel::sim::arrival::closed, .count = 30, .think_time = 20ms}};
+    s.drain = 0s; // calls still running at the end stay in flight
+
+    SECTION("retry and timeout: attempts = requests + retries") {
+        s.pipeline = {
+            keel::sim::retry_stage{.max_attempts = 3, .backoff = keel::exponential{5ms, 2.0, 50ms}},
+            keel::sim::timeout_stage{40ms}};
+        auto const r = keel::sim::run(s);
+        auto const& t = r.totals;
+        CHECK(t.requests == t.succeeded + t.failed + t.timed_out + t.shed + t.rate_limited +
+                                t.budget_exhausted + t.bulkhead_full + t.in_flight);
+        CHECK(t.attempts == t.requests + t.retries);
+        CHECK(t.failed > 0);
+        CHECK(t.timed_out > 0);
+        CHECK(t.retries > 0);
+    }
+    SECTION("breaker outermost: attempts = requests - shed + retries") {
+        s.pipeline = {keel::sim::breaker_stage{{.minimum_calls = 10, .reset_timeout = 500ms}},
+                      keel::sim::retry_stage{.max_attempts = 2,
+                                             .backoff = keel::constant{5ms},
+                                             .budget = keel::retry_budget_options{}},
+                      keel::sim::timeout_stage{40ms}};
+        auto const r = keel::sim::run(s);
+        auto const& t = r.totals;
+        CHECK(t.requests == t.succeeded + t.failed + t.timed_out + t.shed + t.rate_limited +
+                                t.budget_exhausted + t.bulkhead_full + t.in_flight);
+        CHECK(t.attempts == t.requests - t.shed + t.retries);
+        CHECK(t.shed > 0);
+        // The series add up to the totals.
+        using stats = keel::sim::interval_stats;
+        CHECK(sum(r.series, &stats::requests) == t.requests);
+        CHECK(sum(r.series, &stats::attempts) == t.attempts);
+        CHECK(sum(r.series, &stats::succeeded) == t.succeeded);
+        CHECK(sum(r.series, &stats::shed) == t.shed);
+        CHECK(sum(r.series, &stats::failed) + sum(r.series, &stats::timed_out) +
+                  sum(r.series, &stats::budget_exhausted) ==
+              t.failed + t.timed_out + t.budget_exhausted);
+    }
+    SECTION("bulkhead and rate limit reject as keel's do") {
+        s.pipeline = {keel::sim::rate_limit_stage{{.rate = 1000, .burst = 50}},
+                      keel::sim::bulkhead_stage{.max_concurrent_calls = 15},
+                      keel::sim::timeout_stage{40ms}};
+        auto const r = keel::sim::run(s);
+        auto const& t = r.totals;
+        CHECK(t.rate_limited > 0);
+        CHECK(t.bulkhead_full > 0);
+        CHECK(t.requests == t.succeeded + t.failed + t.timed_out + t.shed + t.rate_limited +
+                                t.budget_exhausted + t.bulkhead_full + t.in_flight);
+        CHECK(t.attempts == t.requests - t.rate_limited - t.bulkhead_full);
+    }
+}
+
+TEST_CASE("keel::sim::run: the same seed gives the same bytes, another seed other ones", "[sim]") {
+    auto s = lone_client({keel::sim::retry_stage{}, keel::sim::timeout_stage{100ms}});
+    s.clients = {keel::sim::client_group{.rate = 300}};
+    s.downstream.service.shape = keel::sim::distribution::lognormal;
+    auto const text = [](keel::sim::result const& r) {
+        return keel::sim::format_summary(r) + keel::sim::format_series(r);
+    };
+    std::string const first = text(keel::sim::run(s));
+    CHECK(text(keel::sim::run(s)) == first);
+    s.seed = 8;
+    CHECK(text(keel::sim::run(s)) != first);
+}
+
+TEST_CASE("keel::sim::run: a readiness probe removes a dead instance within the window "
+          "keel::ops::failure_detection_window gives",
+          "[sim]") {
+    keel::ops::probe_config const probe{};
+    auto const window = keel::ops::failure_detection_window(probe);
+    REQUIRE(window.earliest == 20s);
+    REQUIRE(window.latest == 31s);
+    for (auto const mode : {keel::sim::down_mode::refused, keel::sim::down_mode::hung}) {
+        nanoseconds earliest = nanoseconds::max();
+        nanoseconds latest = nanoseconds::min();
+        // The outage starts at ten points of the probe period.
+        for (auto offset = 0ms; offset < 10s; offset += 1s) {
+            keel::sim::scenario s;
+            s.duration = 50s;
+            s.downstream.instances = 2;
+            s.downstream.phases = {keel::sim::phase{
+                .start = 5s + offset + 1ms, .instances = {1}, .down = true, .mode = mode}};
+            s.outage_start = 5s + offset + 1ms;
+            s.probes = keel::sim::probe_model{.probe = probe, .first_probe = 5s};
+            s.clients = {keel::sim::client_group{.rate = 20}};
+            s.pipeline = {keel::sim::timeout_stage{1s}};
+            auto const r = keel::sim::run(s);
+            REQUIRE(r.totals.removal);
+            earliest = std::min(earliest, *r.totals.removal);
+            latest = std::max(latest, *r.totals.removal);
+            REQUIRE(r.rotation.size() == 1);
+            CHECK(r.rotation.front().instance == 1);
+        }
+        CHECK(earliest >= window.earliest);
+        CHECK(latest <= window.latest);
+        if (mode == keel::sim::down_mode::refused) {
+            CHECK(latest == 30s - 1ms); // just after a probe: three more periods
+            CHECK(earliest == 21s - 1ms);
+        } else {
+            CHECK(latest == 31s - 1ms); // the last probe waits out its timeout
+        }
+    }
+}
+
+TEST_CASE("keel::sim::run: with no instance in rotation calls fail at once", "[sim]") {
+    keel::sim::scenario s;
+    s.duration = 40s;
+    s.downstream.phases = {keel::sim::phase{.start = 1s, .down = true}};
+    s.probes = keel::sim::probe_model{};
+    s.clients = {keel::sim::client_group{.rate = 50}};
+    std::vector<keel::sim::trace_event> ends;
+    auto const r = keel::sim::run(s, [&](keel::sim::trace_event const& e) {
+        if (e.what == keel::sim::trace_event::kind::answered && e.at > 35s) {
+            ends.push_back(e);
+        }
+    });
+    REQUIRE(r.totals.removal);
+    REQUIRE(!ends.empty());
+    for (auto const& e : ends) {
+        CHECK(e.code == keel::sim::errc::no_healthy_upstream);
+    }
+}
+
+TEST_CASE("keel::sim::run: a crash answers the calls in service and queued with a reset", "[sim]") {
+    keel::sim::scenario s;
+    s.duration = 3s;
+    s.downstream.servers = 2;
+    s.downstream.service = {keel::sim::distribution::constant, 500ms, 0.5};
+    s.downstream.phases = {keel::sim::phase{.start = 1200ms, .down = true}};
+    s.clients = {keel::sim::client_group{.rate = 20}};
+    std::uint64_t resets_at_crash = 0;
+    keel::sim::run(s, [&](keel::sim::trace_event const& e) {
+        if (e.what == keel::sim::trace_event::kind::answered && e.at == 1200ms &&
+            e.code == keel::sim::errc::connection_refused) {
+            ++resets_at_crash;
+        }
+    });
+    CHECK(resets_at_crash > 2); // both calls in service and the queued ones
+}
+
+TEST_CASE("keel::sim::run: a hung downstream without a deadline leaves calls in flight, and "
+          "the run still ends and frees them",
+          "[sim]") {
+    keel::sim::scenario s;
+    s.duration = 2s;
+    s.downstream.phases = {
+        keel::sim::phase{.start = 1s, .down = true, .mode = keel::sim::down_mode::hung}};
+    s.clients = {keel::sim::client_group{.rate = 100}};
+    s.pipeline = {keel::sim::breaker_stage{}, keel::sim::retry_stage{}};
+    auto const r = keel::sim::run(s);
+    CHECK(r.totals.in_flight > 50);
+    CHECK(r.totals.requests == r.totals.succeeded + r.totals.in_flight);
+}
+
+TEST_CASE("keel::sim::run: rejects bad scenarios and bad policy options with keel's messages",
+          "[sim]") {
+    keel::sim::scenario s;
+    s.pipeline = {keel::sim::retry_stage{.max_attempts = 0}};
+    CHECK_THROWS_WITH(keel::sim::run(s), "keel::retry: max_attempts must be >= 1, got 0");
+    s.pipeline = {keel::sim::timeout_stage{0s}};
+    CHECK_THROWS_WITH(keel::sim::run(s), Catch::Contains("keel::timeout: duration must be"));
+    s.pipeline = {keel::sim::breaker_stage{{.failure_rate_threshold = 0}}};
+    CHECK_THROWS_WITH(keel::sim::run(s), Catch::Contains("failure_rate_threshold"));
+    s.pipeline = {};
+    s.clients = {keel::sim::client_group{.kind = keel::sim::arrival::closed}};
+    CHECK_THROWS_WITH(keel::sim::run(s), Catch::Contains("think_time must be > 0"));
+}
