@@ -13,6 +13,7 @@
 #include <cstring>
 #include <exception>
 #include <fstream>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -51,6 +52,7 @@ int main(int argc, char** argv) {
     bool series = false;
     bool timing = false;
     std::optional<std::uint64_t> seed;
+    std::string duration;
     for (int i = 1; i < argc; ++i) {
         std::string const arg = argv[i];
         auto const value = [&]() -> std::string {
@@ -66,6 +68,8 @@ int main(int argc, char** argv) {
             svg = value();
         } else if (arg == "--seed") {
             seed = std::stoull(value());
+        } else if (arg == "--duration") {
+            duration = value();
         } else if (arg == "--series") {
             series = true;
         } else if (arg == "--timing") {
@@ -94,6 +98,10 @@ int main(int argc, char** argv) {
             keel::sim::scenario s = loaded.variants[i];
             if (seed) {
                 s.seed = *seed;
+            }
+            if (!duration.empty()) {
+                s.duration = keel_sim::detail::duration_of(duration, "--duration");
+                keel::sim::validate(s);
             }
             auto const started = std::clock();
             results.push_back(keel::sim::run(s));
