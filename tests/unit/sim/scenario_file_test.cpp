@@ -82,24 +82,30 @@ TEST_CASE("scenario retry_amplification: 1 + N with N retries, N^L with L layers
     CHECK(check_golden("retry_amplification", 4).totals.amplification <= 1.2 * 1.2 + 1e-3);
 }
 
-TEST_CASE("scenario retry_storm: naive retries outlive the spike; budget and breaker recover",
+TEST_CASE("scenario retry_storm, without and with naive retries: the failure outlives the spike",
           "[sim][golden]") {
     auto const none = check_golden("retry_storm", 0);
     auto const naive = check_golden("retry_storm", 1);
-    auto const budget = check_golden("retry_storm", 2);
-    auto const both = check_golden("retry_storm", 3);
+    REQUIRE(none.totals.recovery);
     CHECK(naive.totals.goodput_after < 0.05 * none.totals.goodput_after);
     CHECK(!naive.totals.recovery);
+}
+
+TEST_CASE("scenario retry_storm, with the budget and the breaker: recovers within 5 s",
+          "[sim][golden]") {
+    auto const budget = check_golden("retry_storm", 2);
+    auto const both = check_golden("retry_storm", 3);
     REQUIRE(budget.totals.recovery);
     REQUIRE(both.totals.recovery);
     CHECK(*both.totals.recovery <= std::chrono::seconds{5});
+    CHECK(both.totals.amplification < 1.0);
 }
 
 TEST_CASE("scenario thundering_herd: reset jitter spreads the probes", "[sim][golden]") {
     auto const none = check_golden("thundering_herd", 0);
     auto const some = check_golden("thundering_herd", 1);
     auto const wide = check_golden("thundering_herd", 2);
-    CHECK(none.totals.peak_probe_rate > 2 * some.totals.peak_probe_rate);
+    CHECK(none.totals.peak_probe_rate > 1.5 * some.totals.peak_probe_rate);
     CHECK(some.totals.peak_probe_rate > 2 * wide.totals.peak_probe_rate);
 }
 
