@@ -239,6 +239,12 @@ inline chart to_chart(result const& r) {
         c.lines.push_back(chart_series{"half-open probes", "#d81b60",
                                        column([&](stats const& s) { return d(s.probes); })});
     }
+    // Fit the calls and the attempts; a capacity far above them is clipped.
+    double top = 0;
+    for (auto const& s : r.series) {
+        top = std::max({top, static_cast<double>(s.completed()), static_cast<double>(s.attempts)});
+    }
+    c.y_max = top * 1.25;
     double const end =
         static_cast<double>(r.series.size()) * static_cast<double>(r.interval.count()) / 1e9;
     // The first breaker's state over time.

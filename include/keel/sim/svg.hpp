@@ -58,8 +58,11 @@ struct chart {
     std::vector<chart_series> lines{};          ///< Drawn over the bars, on the same y scale.
     std::vector<chart_band> bands{};            ///< Strips under the plot, top to bottom.
     std::vector<chart_marker> markers{};        ///< Vertical lines.
-    int width = 960;                            ///< Pixels; at least 320.
-    int plot_height = 300;                      ///< Pixels of the plot area; at least 100.
+    /// The top of the y axis; 0 (the default) fits the tallest bar stack and line.
+    /// Lines above it are clipped at the top (a capacity far above the load).
+    double y_max = 0;
+    int width = 960;       ///< Pixels; at least 320.
+    int plot_height = 300; ///< Pixels of the plot area; at least 100.
 };
 
 /// Returns `c` as a standalone SVG 1.1 document (UTF-8, no scripts, no external
@@ -203,6 +206,9 @@ inline std::string render_svg(chart const& c) {
             }
         }
     }
+    if (c.y_max > 0) {
+        y_max = c.y_max;
+    }
     double const y_step = detail::nice_step(y_max > 0 ? y_max : 1, 5);
     double const y_top = std::max(y_step, std::ceil((y_max > 0 ? y_max : 1) / y_step) * y_step);
     auto const y_of = [&](double y) { return top + plot_h - y / y_top * plot_h; };
@@ -259,7 +265,7 @@ inline std::string render_svg(chart const& c) {
         out += "<polyline fill=\"none\" stroke=\"" + svg_escape(s.color) +
                "\" stroke-width=\"1.8\" points=\"";
         for (std::size_t i = 0; i < s.values.size(); ++i) {
-            double const v = std::max(s.values[i], 0.0);
+            double const v = std::clamp(s.values[i], 0.0, y_top);
             out += svg_num(left + (static_cast<double>(i) + 0.5) * bar_w) + "," + svg_num(y_of(v));
             out += i + 1 < s.values.size() ? " " : "";
         }
