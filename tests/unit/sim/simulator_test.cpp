@@ -349,3 +349,69 @@ TEST_CASE("keel::sim::run: rejects bad scenarios and bad policy options with kee
     s.clients = {keel::sim::client_group{.kind = keel::sim::arrival::closed}};
     CHECK_THROWS_WITH(keel::sim::run(s), Catch::Contains("think_time must be > 0"));
 }
+
+TEST_CASE("keel::sim::run: the downstream model's knobs have their documented effect", "[sim]") {
+    keel::sim::scenario base;
+    base.duration = 6s;
+    base.downstream.servers = 10;
+    base.downstream.queue_limit = 500;
+    base.clients = {keel::sim::client_group{.rate = 1200}}; // 120 % of 1,000 calls/s
+    base.pipeline = {keel::sim::timeout_stage{100ms}};
+
+    SECTION("drop_abandoned: less work for callers that left, more served in time") {
+        auto const served_anyway = keel::sim::run(base);
+        auto s = base;
+        s.downstream.drop_abandoned = true;
+        auto const dropped = keel::sim::run(s);
+        CHECK(served_anyway.totals.abandoned_work > 100);
+        CHECK(dropped.totals.abandoned_work <
+              served_anyway.totals.abandoned_work); // only those cut short in service
+        CHECK(dropped.totals.succeeded > served_anyway.totals.succeeded);
+    }
+    SECTION("lifo: fresh calls are served while old ones time out") {
+        auto s = base;
+        s.downstream.discipline = keel::sim::queue_discipline::lifo;
+        CHECK(keel::sim::run(s).totals.succeeded > keel::sim::run(base).totals.succeeded);
+    }
+    SECTION("overload_latency_penalty and load_failure_slope: overload costs more") {
+        auto s = base;
+        s.clients[0].rate = 950;
+        auto const plain = keel::sim::run(s);
+        auto penalised = s;
+        penalised.downstream.overload_latency_penalty = 0.5;
+        penalised.downstream.overload_queue = 5;
+        CHECK(keel::sim::run(penalised).totals.timed_out > plain.totals.timed_out);
+        auto failing = s;
+        failing.downstream.load_failure_slope = 0.05;
+        CHECK(keel::sim::run(failing).totals.failed > plain.totals.failed);
+    }
+    SECTION("capacity_factor and latency_factor lower the capacity in the series") {
+        auto s = base;
+        s.downstream.phases = {keel::sim::phase{.start = 2s, .capacity_factor = 0.5},
+                               keel::sim::phase{.start = 4s, .latency_factor = 4.0}};
+        auto const r = keel::sim::run(s);
+        CHECK(r.series.at(1).capacity == Approx(1000.0));
+        CHECK(r.series.at(3).capacity == Approx(500.0));
+        CHECK(r.series.at(5).capacity == Approx(250.0));
+    }
+    SECTION("flap_period: refused in the down turns, served in the up turns") {
+        auto s = base;
+        s.clients[0].rate = 200;
+        s.downstream.phases = {keel::sim::phase{.start = 1s, .down = true, .flap_period = 500ms},
+                               keel::sim::phase{.start = 5s}};
+        std::uint64_t refused = 0;
+        std::uint64_t misplaced = 0;
+        keel::sim::run(s, [&](keel::sim::trace_event const& e) {
+            if (e.what != keel::sim::trace_event::kind::answered || e.at < 1s || e.at >= 5s) {
+                return;
+            }
+            bool const down_turn = ((e.at - 1s) / 500ms) % 2 == 0;
+            if (e.code == keel::sim::errc::connection_refused) {
+                ++refused;
+                misplaced += down_turn || e.at % 500ms == 0ns ? 0U : 1U;
+            }
+        });
+        CHECK(refused > 100);
+        CHECK(misplaced == 0);
+    }
+}
