@@ -44,6 +44,7 @@
 #include <system_error>
 #include <type_traits>
 #include <utility>
+#include <variant>
 #include <vector>
 
 KEEL_BEGIN_NAMESPACE
@@ -442,6 +443,11 @@ public:
             co_return co_await downstream_call{this, ctx.deadline, call};
         }
         stage_objects& live = objects.stages[index];
+        static_assert(std::is_same_v<std::variant_alternative_t<0, stage>, breaker_stage> &&
+                      std::is_same_v<std::variant_alternative_t<1, stage>, retry_stage> &&
+                      std::is_same_v<std::variant_alternative_t<2, stage>, timeout_stage> &&
+                      std::is_same_v<std::variant_alternative_t<3, stage>, bulkhead_stage> &&
+                      std::is_same_v<std::variant_alternative_t<4, stage>, rate_limit_stage>);
         switch (m_s.pipeline[index].index()) {
         case 0: co_return co_await run_breaker(objects, live, index, ctx, call);
         case 1: co_return co_await run_retry(objects, live, index, ctx, call);
@@ -807,6 +813,9 @@ private:
         }
     }
 
+    // A call waiting for the downstream. Its served, deadline and crash events all
+    // name (slot, generation): the first to arrive answers and raises the
+    // generation, so the others find it stale, even once the slot serves a later call.
     struct call_slot {
         downstream_call* call = nullptr;
         std::uint32_t gen = 0;
