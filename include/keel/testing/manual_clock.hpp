@@ -17,6 +17,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <stop_token>
 #include <utility>
 
@@ -106,6 +107,12 @@ public:
             }
             callback();
             if (token.stop_requested()) {
+                // Give up the claim on the time not reached (unless another advance
+                // has asked for more since), so a later advance(d) moves d from here.
+                std::lock_guard lock{m_state->mutex};
+                if (m_state->requested == target_nanos) {
+                    m_state->requested = m_state->nanos.load(std::memory_order_relaxed);
+                }
                 return false;
             }
         }
@@ -132,6 +139,15 @@ public:
             }
         }
         return false;
+    }
+
+    /// Returns the time of the earliest waiting timer, if any.
+    std::optional<time_point> next_timer() const {
+        std::lock_guard lock{m_state->mutex};
+        if (m_state->timers.empty()) {
+            return std::nullopt;
+        }
+        return time_point{duration{m_state->timers.begin()->first.first}};
     }
 
     /// Returns how many timers are waiting.
