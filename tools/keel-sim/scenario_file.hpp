@@ -255,7 +255,7 @@ inline keel::sim::stage stage_of(json const& j, std::string const& where) {
         return b;
     }
     if (kind == "rate_limit") {
-        only_keys(v, at, {"rate", "period", "burst"});
+        only_keys(v, at, {"rate", "period", "burst", "max_wait"});
         keel::sim::rate_limit_stage r;
         if (v.contains("rate")) {
             r.bucket.rate = number_of<std::int64_t>(v["rate"], at + ".rate");
@@ -265,6 +265,9 @@ inline keel::sim::stage stage_of(json const& j, std::string const& where) {
         }
         if (v.contains("burst")) {
             r.bucket.burst = number_of<std::int64_t>(v["burst"], at + ".burst");
+        }
+        if (v.contains("max_wait")) {
+            r.max_wait = duration_of(v["max_wait"], at + ".max_wait");
         }
         return r;
     }

@@ -177,9 +177,12 @@ struct bulkhead_stage {
     int max_concurrent_calls = 25; ///< As keel::bulkhead_options.
 };
 
-/// The rate-limit stage: keel::rate_limit over a keel::token_bucket, rejecting at once.
+/// The rate-limit stage: keel::guard(bucket, {.max_wait}) over a keel::token_bucket.
 struct rate_limit_stage {
     token_bucket_options bucket{.rate = 100}; ///< The bucket.
+    /// Default 0 (reject at once, as keel::rate_limit_options); >= 0. The longest a
+    /// call waits for its permit, as keel::rate_limit_options::max_wait.
+    nanoseconds max_wait{};
 };
 
 /// One policy of a pipeline.

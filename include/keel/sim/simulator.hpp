@@ -1,15 +1,17 @@
 // SPDX-License-Identifier: MIT
 // keel::sim::run: a deterministic discrete-event simulation of a keel pipeline
-// against a modelled downstream, in virtual time. The breakers, retry budgets,
-// bulkheads and token buckets are keel's own objects on a keel::manual_clock
-// that the event loop sets to each event's time; retry delays come from
-// keel::backoff_sequence with keel's jitter, retry decisions from
-// keel::on_failure, breaker verdicts from keel::classify_any_failure. Each
-// simulated call's pipeline runs as coroutines that suspend where the sync
-// pipeline would block (the call in flight, a backoff wait), so thousands of
-// calls interleave in time order on one thread. Same seed, same result.
+// against a modelled downstream, in virtual time. Each stage is keel's own policy
+// object (keel::retry, keel::basic_timeout, keel::guard of a breaker, bulkhead or
+// token bucket) on a keel::manual_clock that the event loop sets to each event's
+// time, and each decision comes from the functions both of keel's pipelines call
+// (retry::start and its schedule, timeout::deadline_from, the breaker policy's
+// rejection and complete, rate_limit::admit). Each simulated call's pipeline runs
+// as coroutines that suspend where the sync pipeline would block (the call in
+// flight, a backoff or rate-limit wait), so thousands of calls interleave in time
+// order on one thread. Same seed, same result.
 #pragma once
 
+#include <keel/core/context.hpp>
 #include <keel/core/error.hpp>
 #include <keel/core/outcome.hpp>
 #include <keel/core/random.hpp>
@@ -19,6 +21,7 @@
 #include <keel/policy/bulkhead.hpp>
 #include <keel/policy/circuit_breaker.hpp>
 #include <keel/policy/predicate.hpp>
+#include <keel/policy/rate_limit.hpp>
 #include <keel/policy/retry.hpp>
 #include <keel/policy/retry_budget.hpp>
 #include <keel/policy/timeout.hpp>
@@ -201,6 +204,8 @@ struct trace_event {
     nanoseconds at{};          ///< When, since the start.
     std::uint64_t call = 0;    ///< The logical call's number, from 0 in start order.
     std::error_code code{};    ///< The outcome (empty for success or an attempt).
+    int attempts = 0;          ///< For `ended`: the outcome's attempts() (keel::call_stats).
+    nanoseconds waited{};      ///< For `ended`: the outcome's waited() (keel::call_stats).
 };
 
 /// Returns the seed of random stream `stream` of a run seeded `seed` (splitmix64):
@@ -231,32 +236,37 @@ result run(scenario const& s, std::function<void(trace_event const&)> const& tra
 namespace detail {
 
 using sim_clock = manual_clock;
+using sim_context = basic_context<sim_clock>;
 using sim_breaker = basic_circuit_breaker<sim_clock, xoshiro256ss>;
+using sim_breaker_guard = circuit_breaker_policy<sim_breaker>;
 using sim_budget = basic_retry_budget<sim_clock>;
+using sim_retry = retry<on_failure, sim_clock, virtual_sleeper, xoshiro256ss>;
+using sim_timeout = basic_timeout<sim_clock>;
 using sim_bulkhead = basic_bulkhead<virtual_sleeper>;
+using sim_bulkhead_guard = bulkhead_policy<virtual_sleeper>;
 using sim_bucket = basic_token_bucket<sim_clock>;
+using sim_rate_limit = rate_limit<sim_bucket, virtual_sleeper>;
 
 inline constexpr std::int64_t no_deadline = std::numeric_limits<std::int64_t>::max();
 
-// The live objects of one stage: the breaker, budget, bulkhead or bucket it shares,
-// the timeout as keel built it, and the generator the stage draws jitter from.
+// The policy of one stage, as a service builds it (only the one its stage kind
+// names is set), and the breaker, budget, bulkhead or bucket it guards with.
 struct stage_objects {
     std::unique_ptr<sim_breaker> breaker;
+    std::optional<sim_breaker_guard> breaker_guard;
     std::unique_ptr<sim_budget> budget;
+    std::optional<sim_retry> retry;
+    std::optional<sim_timeout> timeout;
     std::unique_ptr<sim_bulkhead> bulkhead;
+    std::optional<sim_bulkhead_guard> bulkhead_guard;
     std::unique_ptr<sim_bucket> bucket;
-    std::optional<basic_timeout<sim_clock>> timeout;
-    xoshiro256ss random{};
+    std::optional<sim_rate_limit> rate_limit;
 };
 
 // One set of shared objects: per group, or per client.
 struct object_set {
     int owner = 0;
     std::vector<stage_objects> stages;
-};
-
-struct call_context {
-    std::int64_t deadline = no_deadline;
 };
 
 struct client_state {
@@ -437,10 +447,12 @@ public:
     }
 
     // The coroutine of one stage of a call's pipeline (and, past the last, the call).
-    task<outcome<void>> run_stage(object_set& objects, std::size_t index, call_context ctx,
+    task<outcome<void>> run_stage(object_set& objects, std::size_t index, sim_context ctx,
                                   std::uint64_t call) {
         if (index == m_s.pipeline.size()) {
-            co_return co_await downstream_call{this, ctx.deadline, call};
+            auto const deadline = ctx.deadline();
+            co_return co_await downstream_call{
+                this, deadline ? deadline->time_since_epoch().count() : no_deadline, call};
         }
         stage_objects& live = objects.stages[index];
         static_assert(std::is_same_v<std::variant_alternative_t<0, stage>, breaker_stage> &&
@@ -460,113 +472,122 @@ public:
 private:
     static std::int64_t detail_ns(nanoseconds d) noexcept { return d.count(); }
 
-    // keel::guard(breaker): circuit_breaker_policy::execute, awaiting the inner stages.
+    // The state of the stop token a timeout hands its inner stages, which fires at
+    // the deadline (the only stop source in a simulation: no caller cancels), so
+    // the context carries none and this stands for ctx.stop_requested().
+    bool stop_requested(sim_context const& ctx) const noexcept {
+        auto const deadline = ctx.deadline();
+        return deadline && m_now >= deadline->time_since_epoch().count();
+    }
+
+    // The stages below are the loops of the policies' execute() (and of keel::asio's
+    // async_policy) over the same decision functions; what differs is only how they
+    // wait: co_await on this event loop instead of a sleeper or an Asio timer.
+
+    // keel::guard(breaker): the policy's permit, rejection() and complete().
     task<outcome<void>> run_breaker(object_set& objects, stage_objects& live, std::size_t index,
-                                    call_context ctx, std::uint64_t call) {
-        auto permit = live.breaker->try_acquire();
+                                    sim_context ctx, std::uint64_t call) {
+        sim_breaker_guard const& policy = *live.breaker_guard;
+        auto permit = policy.target().try_acquire();
         if (!permit) {
             note_shed();
-            co_return outcome<void>{failure::from(keel::errc::circuit_open, permit.retry_after())};
+            co_return sim_breaker_guard::rejection(permit);
         }
         if (permit.admitted_in() == circuit_state::half_open && !m_tearing_down) {
             ++m_series[index_of(m_now)].probes;
         }
         outcome<void> result = co_await run_stage(objects, index + 1, ctx, call);
-        permit.record(classify_any_failure{}(std::as_const(result)));
+        policy.complete(permit, result);
         co_return result;
     }
 
-    // keel::retry::execute with keel::on_failure, awaiting attempts and waits.
+    // keel::retry: the schedule start() returns decides every retry (the predicate,
+    // attempts, backoff and jitter, Retry-After, max_duration and the deadline, the
+    // budget and its refusal) and records the call's stats; the stage only waits.
     task<outcome<void>> run_retry(object_set& objects, stage_objects& live, std::size_t index,
-                                  call_context ctx, std::uint64_t call) {
-        auto const& options = std::get<retry_stage>(m_s.pipeline[index]);
-        std::int64_t limit = no_deadline;
-        if (options.max_duration > nanoseconds::zero()) {
-            limit = keel::detail::saturating_add(m_now, options.max_duration.count());
-        }
-        if (live.budget) {
-            live.budget->deposit();
-        }
-        outcome<void> result = co_await run_stage(objects, index + 1, ctx, call);
-        on_failure const should_retry{};
-        if (options.max_attempts > 1 && should_retry(std::as_const(result))) {
-            if (ctx.deadline < limit) {
-                limit = ctx.deadline;
-            }
-            backoff_sequence<xoshiro256ss> delays{options.backoff, options.jitter, live.random};
-            for (int attempt = 1;; ++attempt) {
-                if (attempt >= options.max_attempts || m_now >= ctx.deadline) {
-                    break;
-                }
-                auto delay = delays.next();
-                if (options.honor_retry_after) {
-                    if (auto const hint = result.retry_after(); hint && *hint > delay) {
-                        delay = *hint;
-                    }
-                }
-                if (limit != no_deadline &&
-                    keel::detail::saturating_add(m_now, delay.count()) >= limit) {
-                    break;
-                }
-                if (live.budget && !live.budget->try_withdraw()) {
-                    result =
-                        keel::failure{make_error_code(keel::errc::retry_budget_exhausted),
-                                      result.failure().exception, result.failure().retry_after};
-                    break;
-                }
-                co_await sleep_until{this, keel::detail::saturating_add(m_now, delay.count())};
+                                  sim_context ctx, std::uint64_t call) {
+        auto plan = live.retry->start(ctx);
+        outcome<void> result = co_await run_stage(
+            objects, index + 1, ctx.attempt() == 1 ? ctx : ctx.with_attempt(1), call);
+        if (plan.retryable(result)) {
+            // next_delay() never asks for a wait past the deadline, so no wait is
+            // interrupted; nothing here throws (no on_retry listener), so execute()'s
+            // catch has no twin.
+            while (auto const delay = plan.next_delay(result, stop_requested(ctx))) {
+                co_await sleep_until{this, keel::detail::saturating_add(m_now, delay->count())};
                 if (!m_tearing_down) {
                     ++m_result.totals.retries;
                 }
-                result = co_await run_stage(objects, index + 1, ctx, call);
-                if (!should_retry(std::as_const(result))) {
+                result =
+                    co_await run_stage(objects, index + 1, ctx.with_attempt(plan.attempt()), call);
+                if (!plan.retryable(result)) {
                     break;
                 }
             }
+            plan.finish(result);
         }
         co_return result;
     }
 
-    // keel::timeout::execute: the attempt's deadline, errc::timeout once it passed.
+    // keel::timeout: the deadline from deadline_from(); the downstream call's
+    // deadline event stands for the stop token that fires at it.
     task<outcome<void>> run_timeout(object_set& objects, stage_objects& live, std::size_t index,
-                                    call_context ctx, std::uint64_t call) {
-        std::int64_t const start = m_now;
-        std::int64_t end = keel::detail::saturating_add(start, live.timeout->duration().count());
-        if (ctx.deadline < end) {
-            end = ctx.deadline;
-        }
-        if (end <= start) {
+                                    sim_context ctx, std::uint64_t call) {
+        sim_timeout const& policy = *live.timeout;
+        auto const start = policy.clock().now();
+        auto const deadline = policy.deadline_from(start, ctx.deadline());
+        if (deadline <= start) {
             co_return failure::from(keel::errc::timeout);
         }
-        outcome<void> result = co_await run_stage(objects, index + 1, call_context{end}, call);
-        if (m_now >= end) {
-            co_return failure::from(keel::errc::timeout);
+        outcome<void> result = co_await run_stage(
+            objects, index + 1, ctx.with_deadline(deadline, ctx.stop_token()), call);
+        // execute()'s expiry test, inline there (no function of the policy makes it).
+        if (policy.clock().now() >= deadline) {
+            outcome<void> expired{failure::from(keel::errc::timeout)};
+            expired.set_stats(result.stats());
+            co_return expired;
         }
         co_return result;
     }
 
-    // keel::guard(bulkhead) without a queue: one slot or errc::bulkhead_full.
+    // keel::guard(bulkhead): the bulkhead's try_acquire() and release(). A stage has
+    // no queue, so a refused slot is execute()'s errc::bulkhead_full.
     task<outcome<void>> run_bulkhead(object_set& objects, stage_objects& live, std::size_t index,
-                                     call_context ctx, std::uint64_t call) {
-        if (!live.bulkhead->try_acquire()) {
+                                     sim_context ctx, std::uint64_t call) {
+        sim_bulkhead& bulkhead = live.bulkhead_guard->target();
+        if (!bulkhead.try_acquire()) {
             co_return failure::from(keel::errc::bulkhead_full);
         }
         outcome<void> result = co_await run_stage(objects, index + 1, ctx, call);
-        live.bulkhead->release();
+        bulkhead.release();
         co_return result;
     }
 
-    // keel::rate_limit with max_wait 0: the permit now, or errc::rate_limited.
+    // keel::guard(bucket, {.max_wait}): admit() runs, rejects or asks for a wait.
     task<outcome<void>> run_rate_limit(object_set& objects, stage_objects& live, std::size_t index,
-                                       call_context ctx, std::uint64_t call) {
-        decision const d = live.bucket->try_acquire(1);
-        if (!d.allowed) {
-            if (d.unsatisfiable) {
-                co_return failure::from(keel::errc::exceeds_capacity);
+                                       sim_context ctx, std::uint64_t call) {
+        using admission = sim_rate_limit::admission;
+        std::chrono::nanoseconds waited{0};
+        for (;;) {
+            admission step = live.rate_limit->admit(ctx, waited);
+            if (step.verdict == admission::kind::run) {
+                outcome<void> result = co_await run_stage(objects, index + 1, ctx, call);
+                if (waited != std::chrono::nanoseconds::zero()) {
+                    result.set_stats(
+                        {result.attempts(), keel::detail::saturating_add(result.waited(), waited)});
+                }
+                co_return result;
             }
-            co_return failure::from(keel::errc::rate_limited, d.retry_after);
+            if (step.verdict == admission::kind::reject) {
+                co_return std::move(step.rejection);
+            }
+            co_await sleep_until{this, keel::detail::saturating_add(m_now, step.delay.count())};
+            if (stop_requested(ctx)) {
+                // A wait ending at the deadline: the sleeper saw the token fire.
+                co_return failure::from(keel::errc::cancelled);
+            }
+            waited += step.delay;
         }
-        co_return co_await run_stage(objects, index + 1, ctx, call);
     }
 
     detached run_call(client_state& client) {
@@ -575,7 +596,7 @@ private:
         ++m_result.totals.requests;
         ++m_series[index_of(start)].requests;
         ++m_in_flight;
-        outcome<void> const result = co_await run_stage(*client.objects, 0, call_context{}, call);
+        outcome<void> const result = co_await run_stage(*client.objects, 0, sim_context{}, call);
         if (m_tearing_down) {
             co_return;
         }
@@ -591,8 +612,11 @@ private:
         auto& totals = m_result.totals;
         auto& bucket = m_series[index_of(m_now)];
         m_latency.record(m_now - start);
-        trace(trace_event::kind::ended, call,
-              result.has_value() ? std::error_code{} : result.error());
+        if (m_trace) {
+            m_trace(trace_event{trace_event::kind::ended, nanoseconds{m_now}, call,
+                                result.has_value() ? std::error_code{} : result.error(),
+                                result.attempts(), result.waited()});
+        }
         if (result.has_value()) {
             ++totals.succeeded;
             ++bucket.succeeded;
@@ -1009,7 +1033,6 @@ private:
         set.owner = owner;
         for (std::size_t i = 0; i < m_s.pipeline.size(); ++i) {
             stage_objects live;
-            live.random = xoshiro256ss{derive_seed(m_s.seed, stage_stream(owner, i))};
             auto const& st = m_s.pipeline[i];
             if (auto const* b = std::get_if<breaker_stage>(&st)) {
                 live.breaker = std::make_unique<sim_breaker>(
@@ -1030,8 +1053,8 @@ private:
                     }
                 });
                 m_breakers.push_back(live.breaker.get());
+                live.breaker_guard.emplace(guard(*live.breaker));
             } else if (auto const* r = std::get_if<retry_stage>(&st)) {
-                // keel::retry validates the options as a service's retry would.
                 basic_retry_options<sim_clock> options;
                 options.max_attempts = r->max_attempts;
                 options.max_duration = r->max_duration;
@@ -1042,17 +1065,20 @@ private:
                     live.budget = std::make_unique<sim_budget>(*r->budget, m_clock);
                     options.budget = live.budget.get();
                 }
-                retry<on_failure, sim_clock, virtual_sleeper, xoshiro256ss> const check{
-                    options, on_failure{}, m_clock, virtual_sleeper{m_clock}, xoshiro256ss{}};
-                (void)check;
+                live.retry.emplace(std::move(options), on_failure{}, m_clock,
+                                   virtual_sleeper{m_clock},
+                                   xoshiro256ss{derive_seed(m_s.seed, stage_stream(owner, i))});
             } else if (auto const* t = std::get_if<timeout_stage>(&st)) {
                 live.timeout.emplace(t->duration, m_clock);
             } else if (auto const* h = std::get_if<bulkhead_stage>(&st)) {
                 live.bulkhead = std::make_unique<sim_bulkhead>(
                     bulkhead_options{.max_concurrent_calls = h->max_concurrent_calls},
                     virtual_sleeper{m_clock});
+                live.bulkhead_guard.emplace(guard(*live.bulkhead));
             } else if (auto const* l = std::get_if<rate_limit_stage>(&st)) {
                 live.bucket = std::make_unique<sim_bucket>(l->bucket, m_clock);
+                live.rate_limit.emplace(*live.bucket, rate_limit_options{.max_wait = l->max_wait},
+                                        virtual_sleeper{m_clock});
             }
             set.stages.push_back(std::move(live));
         }

@@ -136,7 +136,8 @@ TEST_CASE("keel_sim::parse_scenario: reads durations, policies and variants", "[
                      {"retry": {"max_attempts": 4, "jitter": {"proportional": 0.2},
                                 "backoff": {"kind": "linear", "base": "10ms", "step": "5ms"},
                                 "budget": {"retry_ratio": 0.1}}},
-                     {"timeout": "90ms"}],
+                     {"timeout": "90ms"},
+                     {"rate_limit": {"rate": 50, "burst": 5, "max_wait": "20ms"}}],
         "variants": [{"name": "a"}, {"name": "b", "pipeline": [], "seed": 9}]})");
     REQUIRE(file.variants.size() == 2);
     auto const& a = file.variants[0];
@@ -145,7 +146,7 @@ TEST_CASE("keel_sim::parse_scenario: reads durations, policies and variants", "[
     CHECK(a.interval == std::chrono::milliseconds{250});
     CHECK(a.downstream.balancing == keel::sim::routing::round_robin);
     CHECK(a.downstream.phases.at(0).mode == keel::sim::down_mode::hung);
-    REQUIRE(a.pipeline.size() == 3);
+    REQUIRE(a.pipeline.size() == 4);
     CHECK(std::get<keel::sim::breaker_stage>(a.pipeline[0]).options.minimum_calls == 5);
     auto const& r = std::get<keel::sim::retry_stage>(a.pipeline[1]);
     CHECK(r.max_attempts == 4);
@@ -154,6 +155,10 @@ TEST_CASE("keel_sim::parse_scenario: reads durations, policies and variants", "[
     CHECK(r.budget->retry_ratio == 0.1);
     CHECK(std::get<keel::sim::timeout_stage>(a.pipeline[2]).duration ==
           std::chrono::milliseconds{90});
+    auto const& l = std::get<keel::sim::rate_limit_stage>(a.pipeline[3]);
+    CHECK(l.bucket.rate == 50);
+    CHECK(l.bucket.burst == 5);
+    CHECK(l.max_wait == std::chrono::milliseconds{20});
     CHECK(file.variants[1].pipeline.empty());
     CHECK(file.variants[1].seed == 9);
 }

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #include <keel/sim/simulator.hpp>
 
+#include <keel/limiter/token_bucket.hpp>
 #include <keel/ops/probe.hpp>
 #include <keel/resilient.hpp>
 #include <keel/sim/report.hpp>
@@ -9,6 +10,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <numeric>
@@ -21,7 +23,9 @@ using std::chrono::nanoseconds;
 
 namespace {
 
-using step = std::tuple<keel::sim::trace_event::kind, std::int64_t, std::uint64_t, std::error_code>;
+// A traced step: kind, time, call, code, and for an ended call its attempts and wait.
+using step = std::tuple<keel::sim::trace_event::kind, std::int64_t, std::uint64_t, std::error_code,
+                        int, std::int64_t>;
 using change =
     std::tuple<std::int64_t, keel::circuit_state, keel::circuit_state, keel::circuit_reason>;
 
@@ -61,15 +65,6 @@ keel::circuit_breaker_options const breaker_options{.window_size = 10,
 keel::retry_budget_options const budget_options{
     .retry_ratio = 0.5, .min_retries_per_second = 3, .ttl = 1s};
 
-std::vector<keel::sim::stage> reference_pipeline() {
-    return {keel::sim::breaker_stage{breaker_options},
-            keel::sim::retry_stage{.max_attempts = 3,
-                                   .backoff = keel::exponential{10ms, 2.0, 100ms},
-                                   .jitter = keel::jitter::full,
-                                   .budget = budget_options},
-            keel::sim::timeout_stage{50ms}};
-}
-
 std::uint64_t sum(std::vector<keel::sim::interval_stats> const& series,
                   std::uint64_t keel::sim::interval_stats::*field) {
     std::uint64_t total = 0;
@@ -79,50 +74,22 @@ std::uint64_t sum(std::vector<keel::sim::interval_stats> const& series,
     return total;
 }
 
-} // namespace
-
-TEST_CASE("keel::sim::run: the simulated pipeline decides exactly as keel::resilient on the same "
-          "clock values",
-          "[sim]") {
-    using keel::sim::trace_event;
-    keel::sim::scenario const s = lone_client(reference_pipeline());
-
-    std::vector<step> simulated;
-    auto const result = keel::sim::run(s, [&](trace_event const& e) {
-        simulated.emplace_back(e.what, e.at.count(), e.call, e.code);
-    });
-    std::vector<change> simulated_changes;
-    for (auto const& t : result.transitions) {
-        simulated_changes.emplace_back(t.at.count(), t.from, t.to, t.why);
-    }
-
-    // The same policies as a service builds them, run by keel::resilient on a manual
-    // clock, with the call advancing the clock by the service time.
+// The reference: a closed-loop client of keel::resilient on a manual clock and a
+// virtual sleeper, whose call advances the clock by the downstream's answer time
+// exactly as lone_client's downstream answers (and hangs until the deadline's stop
+// token when the instance is hung), recording the same steps as the trace.
+struct reference_client {
     keel::manual_clock clock;
     keel::virtual_sleeper sleeper{clock};
-    keel::basic_circuit_breaker<keel::manual_clock, keel::xoshiro256ss> breaker{
-        breaker_options, clock,
-        keel::xoshiro256ss{keel::sim::derive_seed(s.seed, keel::sim::stage_stream(0, 0))}};
-    std::vector<change> reference_changes;
-    breaker.on_transition([&](auto const& t) {
-        reference_changes.emplace_back(t.when.time_since_epoch().count(), t.from, t.to, t.why);
-    });
-    keel::basic_retry_budget<keel::manual_clock> budget{budget_options, clock};
-    keel::basic_retry_options<keel::manual_clock> retry_options{
-        .max_attempts = 3,
-        .backoff = keel::exponential{10ms, 2.0, 100ms},
-        .jitter = keel::jitter::full,
-        .budget = &budget};
-    keel::retry<keel::on_failure, keel::manual_clock, keel::virtual_sleeper, keel::xoshiro256ss>
-        retry{retry_options, keel::on_failure{}, clock, sleeper,
-              keel::xoshiro256ss{keel::sim::derive_seed(s.seed, keel::sim::stage_stream(0, 1))}};
-    keel::basic_timeout<keel::manual_clock> timeout{50ms, clock};
-
-    std::vector<step> reference;
+    std::vector<step> steps;
+    std::vector<change> changes;
     std::uint64_t call_number = 0;
-    auto const now = [&] { return clock.now().time_since_epoch().count(); };
-    auto const downstream = [&](keel::basic_context<keel::manual_clock> const& ctx) {
-        reference.emplace_back(trace_event::kind::attempt, now(), call_number, std::error_code{});
+
+    std::int64_t now() const { return clock.now().time_since_epoch().count(); }
+
+    keel::outcome<void> downstream(keel::basic_context<keel::manual_clock> const& ctx) {
+        using keel::sim::trace_event;
+        steps.emplace_back(trace_event::kind::attempt, now(), call_number, std::error_code{}, 0, 0);
         nanoseconds const start = clock.now().time_since_epoch();
         std::error_code answer;
         bool const hung = (start >= 4s && start < 6s) || (start < 4s && start + 20ms >= 4s);
@@ -131,42 +98,171 @@ TEST_CASE("keel::sim::run: the simulated pipeline decides exactly as keel::resil
             answer = keel::sim::errc::abandoned;
         } else {
             clock.advance_to(clock.now() + 20ms, ctx.stop_token());
-            if (start >= 1s && start < 4s) {
+            if (ctx.stop_requested()) {
+                answer = keel::sim::errc::abandoned; // an outer deadline cut it short
+            } else if (start >= 1s && start < 4s) {
                 answer = keel::sim::errc::server_error;
             }
         }
-        reference.emplace_back(trace_event::kind::answered, now(), call_number, answer);
+        steps.emplace_back(trace_event::kind::answered, now(), call_number, answer, 0, 0);
         return answer ? keel::outcome<void>{keel::failure{answer}} : keel::outcome<void>{};
-    };
-    keel::resilient pipeline{downstream, keel::guard(breaker), retry, timeout};
-    // The think time through advance_to: advance() would start from the far end of the
-    // hung call's interrupted advance_to (manual_clock keeps the furthest time asked for).
-    clock.advance_to(clock.now() + 7ms);
-    while (clock.now().time_since_epoch() < s.duration) {
-        auto const r = pipeline.try_call();
-        reference.emplace_back(trace_event::kind::ended, now(), call_number,
-                               r.has_value() ? std::error_code{} : r.error());
-        ++call_number;
-        clock.advance_to(clock.now() + 7ms);
     }
 
-    // The run exercised every decision: openings, probes, retries, refusals, timeouts.
-    CHECK(result.totals.shed > 0);
-    CHECK(result.totals.retries > 0);
-    CHECK(result.totals.budget_exhausted > 0);
-    CHECK(result.totals.timed_out > 0);
-    CHECK(result.transitions.size() >= 4);
-    for (std::size_t i = 0; i < std::min(reference.size(), simulated.size()); ++i) {
-        INFO("step " << i << " at " << std::get<1>(reference[i]) << " ns, simulated at "
-                     << std::get<1>(simulated[i]) << " ns, kinds "
-                     << static_cast<int>(std::get<0>(reference[i])) << " and "
-                     << static_cast<int>(std::get<0>(simulated[i])) << ", codes "
-                     << std::get<3>(reference[i]).message() << " and "
-                     << std::get<3>(simulated[i]).message());
-        REQUIRE(simulated[i] == reference[i]);
+    template <class Breaker>
+    void watch(Breaker& breaker) {
+        breaker.on_transition([this](auto const& t) {
+            changes.emplace_back(t.when.time_since_epoch().count(), t.from, t.to, t.why);
+        });
     }
-    CHECK(simulated.size() == reference.size());
-    CHECK(simulated_changes == reference_changes);
+
+    // Calls through `pipeline` until `duration`, thinking 7 ms before each call.
+    template <class Pipeline>
+    void run(Pipeline& pipeline, nanoseconds duration) {
+        clock.advance(7ms);
+        while (clock.now().time_since_epoch() < duration) {
+            auto const r = pipeline.try_call();
+            steps.emplace_back(keel::sim::trace_event::kind::ended, now(), call_number,
+                               r.has_value() ? std::error_code{} : r.error(), r.attempts(),
+                               r.waited().count());
+            ++call_number;
+            clock.advance(7ms);
+        }
+    }
+};
+
+struct simulated_run {
+    keel::sim::result result;
+    std::vector<step> steps;
+    std::vector<change> changes;
+};
+
+simulated_run simulate(keel::sim::scenario const& s) {
+    simulated_run out;
+    out.result = keel::sim::run(s, [&](keel::sim::trace_event const& e) {
+        out.steps.emplace_back(e.what, e.at.count(), e.call, e.code, e.attempts, e.waited.count());
+    });
+    for (auto const& t : out.result.transitions) {
+        out.changes.emplace_back(t.at.count(), t.from, t.to, t.why);
+    }
+    return out;
+}
+
+void require_same_steps(simulated_run const& simulated, reference_client const& reference) {
+    auto const& a = reference.steps;
+    auto const& b = simulated.steps;
+    for (std::size_t i = 0; i < std::min(a.size(), b.size()); ++i) {
+        INFO("step " << i << " at " << std::get<1>(a[i]) << " ns, simulated at "
+                     << std::get<1>(b[i]) << " ns, kinds " << static_cast<int>(std::get<0>(a[i]))
+                     << " and " << static_cast<int>(std::get<0>(b[i])) << ", codes "
+                     << std::get<3>(a[i]).message() << " and " << std::get<3>(b[i]).message()
+                     << ", attempts " << std::get<4>(a[i]) << " and " << std::get<4>(b[i])
+                     << ", waited " << std::get<5>(a[i]) << " and " << std::get<5>(b[i]));
+        REQUIRE(b[i] == a[i]);
+    }
+    CHECK(b.size() == a.size());
+    CHECK(simulated.changes == reference.changes);
+}
+
+std::uint64_t ended_with(simulated_run const& run, std::error_code code) {
+    std::uint64_t n = 0;
+    for (auto const& e : run.steps) {
+        n += std::get<0>(e) == keel::sim::trace_event::kind::ended && std::get<3>(e) == code;
+    }
+    return n;
+}
+
+} // namespace
+
+TEST_CASE("keel::sim::run: the simulated pipeline decides exactly as keel::resilient on the same "
+          "clock values",
+          "[sim]") {
+    using seeded = keel::xoshiro256ss;
+    auto const stream = [](std::uint64_t seed, std::size_t stage) {
+        return seeded{keel::sim::derive_seed(seed, keel::sim::stage_stream(0, stage))};
+    };
+    reference_client reference;
+    auto& clock = reference.clock;
+    auto const downstream = [&](keel::basic_context<keel::manual_clock> const& ctx) {
+        return reference.downstream(ctx);
+    };
+    keel::basic_retry_options<keel::manual_clock> retry_options{
+        .max_attempts = 3,
+        .backoff = keel::exponential{10ms, 2.0, 100ms},
+        .jitter = keel::jitter::full};
+    using sim_retry =
+        keel::retry<keel::on_failure, keel::manual_clock, keel::virtual_sleeper, seeded>;
+
+    SECTION("rate limit with a wait, breaker, retry with a budget, bulkhead, timeout") {
+        keel::token_bucket_options const bucket_options{.rate = 30, .burst = 2};
+        keel::sim::scenario s = lone_client(
+            {keel::sim::rate_limit_stage{bucket_options, 12ms},
+             keel::sim::breaker_stage{breaker_options},
+             keel::sim::retry_stage{.max_attempts = 3,
+                                    .backoff = keel::exponential{10ms, 2.0, 100ms},
+                                    .jitter = keel::jitter::full,
+                                    .budget = budget_options},
+             keel::sim::bulkhead_stage{.max_concurrent_calls = 1}, keel::sim::timeout_stage{50ms}});
+        auto const simulated = simulate(s);
+
+        keel::basic_token_bucket<keel::manual_clock> bucket{bucket_options, clock};
+        keel::rate_limit<keel::basic_token_bucket<keel::manual_clock>, keel::virtual_sleeper> const
+            limit{bucket, {.max_wait = 12ms}, reference.sleeper};
+        keel::basic_circuit_breaker<keel::manual_clock, seeded> breaker{breaker_options, clock,
+                                                                        stream(s.seed, 1)};
+        reference.watch(breaker);
+        keel::basic_retry_budget<keel::manual_clock> budget{budget_options, clock};
+        retry_options.budget = &budget;
+        sim_retry const retry{retry_options, keel::on_failure{}, clock, reference.sleeper,
+                              stream(s.seed, 2)};
+        keel::basic_bulkhead<keel::virtual_sleeper> bulkhead{{.max_concurrent_calls = 1},
+                                                             reference.sleeper};
+        keel::basic_timeout<keel::manual_clock> const timeout{50ms, clock};
+        keel::resilient pipeline{
+            downstream, limit, keel::guard(breaker), retry, keel::guard(bulkhead), timeout};
+        reference.run(pipeline, s.duration);
+
+        // The run exercised every decision: openings, probes, retries, refusals,
+        // timeouts, rate-limit waits and rejections.
+        auto const& t = simulated.result.totals;
+        CHECK(t.shed > 0);
+        CHECK(t.retries > 0);
+        CHECK(t.budget_exhausted > 0);
+        CHECK(t.timed_out > 0);
+        CHECK(t.rate_limited > 0);
+        CHECK(simulated.result.transitions.size() >= 4);
+        CHECK(std::any_of(simulated.steps.begin(), simulated.steps.end(), [](step const& e) {
+            return std::get<0>(e) == keel::sim::trace_event::kind::ended && std::get<5>(e) > 0 &&
+                   std::get<4>(e) == 1;
+        })); // a call that waited for the bucket, not for a retry
+        require_same_steps(simulated, reference);
+    }
+
+    SECTION("a timeout around the retry: the deadline ends the schedule") {
+        keel::sim::scenario s =
+            lone_client({keel::sim::timeout_stage{90ms},
+                         keel::sim::retry_stage{.max_attempts = 4,
+                                                .backoff = keel::exponential{10ms, 2.0, 100ms},
+                                                .jitter = keel::jitter::full},
+                         keel::sim::timeout_stage{30ms}});
+        // A second server serves the next call while the rest of an attempt the outer
+        // deadline cut short runs on (for under 20 ms), so nothing queues here either.
+        s.downstream.servers = 2;
+        auto const simulated = simulate(s);
+
+        keel::basic_timeout<keel::manual_clock> const outer{90ms, clock};
+        retry_options.max_attempts = 4;
+        sim_retry const retry{retry_options, keel::on_failure{}, clock, reference.sleeper,
+                              stream(s.seed, 1)};
+        keel::basic_timeout<keel::manual_clock> const inner{30ms, clock};
+        keel::resilient pipeline{downstream, outer, retry, inner};
+        reference.run(pipeline, s.duration);
+
+        CHECK(simulated.result.totals.retries > 0);
+        // Calls the outer deadline cut short, while failing fast and while hung.
+        CHECK(ended_with(simulated, keel::errc::timeout) > 0);
+        CHECK(ended_with(simulated, keel::sim::errc::server_error) > 0);
+        require_same_steps(simulated, reference);
+    }
 }
 
 TEST_CASE("keel::sim::run: every call is accounted for once and attempts are calls plus retries",
@@ -345,6 +441,8 @@ TEST_CASE("keel::sim::run: rejects bad scenarios and bad policy options with kee
     CHECK_THROWS_WITH(keel::sim::run(s), Catch::Contains("keel::timeout: duration must be"));
     s.pipeline = {keel::sim::breaker_stage{{.failure_rate_threshold = 0}}};
     CHECK_THROWS_WITH(keel::sim::run(s), Catch::Contains("failure_rate_threshold"));
+    s.pipeline = {keel::sim::rate_limit_stage{.max_wait = -1ms}};
+    CHECK_THROWS_WITH(keel::sim::run(s), Catch::Contains("keel::rate_limit: max_wait must be"));
     s.pipeline = {};
     s.clients = {keel::sim::client_group{.kind = keel::sim::arrival::closed}};
     CHECK_THROWS_WITH(keel::sim::run(s), Catch::Contains("think_time must be > 0"));
