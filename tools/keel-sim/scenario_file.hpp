@@ -246,11 +246,17 @@ inline keel::sim::stage stage_of(json const& j, std::string const& where) {
         return keel::sim::timeout_stage{duration_of(v, at)};
     }
     if (kind == "bulkhead") {
-        only_keys(v, at, {"max_concurrent_calls"});
+        only_keys(v, at, {"max_concurrent_calls", "max_queued_calls", "max_wait"});
         keel::sim::bulkhead_stage b;
         if (v.contains("max_concurrent_calls")) {
             b.max_concurrent_calls =
                 number_of<int>(v["max_concurrent_calls"], at + ".max_concurrent_calls");
+        }
+        if (v.contains("max_queued_calls")) {
+            b.max_queued_calls = number_of<int>(v["max_queued_calls"], at + ".max_queued_calls");
+        }
+        if (v.contains("max_wait")) {
+            b.max_wait = duration_of(v["max_wait"], at + ".max_wait");
         }
         return b;
     }

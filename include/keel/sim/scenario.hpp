@@ -172,9 +172,11 @@ struct timeout_stage {
     nanoseconds duration = std::chrono::seconds{1}; ///< In (0, 1 year], as keel::timeout.
 };
 
-/// The bulkhead stage: keel::guard(bulkhead) without a queue (rejects at once).
+/// The bulkhead stage: keel::guard(bulkhead), with an optional queue.
 struct bulkhead_stage {
     int max_concurrent_calls = 25; ///< As keel::bulkhead_options.
+    int max_queued_calls = 0;      ///< As keel::bulkhead_options (0: reject at once).
+    nanoseconds max_wait{};        ///< As keel::bulkhead_options (> 0 with a queue).
 };
 
 /// The rate-limit stage: keel::guard(bucket, {.max_wait}) over a keel::token_bucket.

@@ -342,6 +342,7 @@ public:
         probe_answer_event = 6,
         condition_event = 7,
         sample_event = 8,
+        wait_end_event = 9,
     };
 
     engine(scenario const& s, std::function<void(trace_event const&)> const& trace)
@@ -472,6 +473,62 @@ public:
 private:
     static std::int64_t detail_ns(nanoseconds d) noexcept { return d.count(); }
 
+    // A call queued in a bulkhead: resumed once, by the first of its wake (release()
+    // handing it a slot) and its timer; both name (slot, generation), so the later
+    // one finds the slot moved on.
+    struct bulkhead_wait : bulkhead_waiter {
+        bulkhead_wait(engine* owner, std::int64_t end) : sim(owner), until(end) {
+            wake = [](bulkhead_waiter& w) noexcept {
+                auto& self = static_cast<bulkhead_wait&>(w);
+                self.sim->schedule_wait_end(self.slot, self.sim->m_now);
+            };
+        }
+        engine* sim;
+        std::int64_t until;
+        std::uint32_t slot = 0;
+        bool await_ready() const noexcept { return false; }
+        void await_suspend(std::coroutine_handle<> h) {
+            slot = sim->park_waiter(h);
+            sim->schedule_wait_end(slot, until);
+        }
+        void await_resume() const noexcept {}
+    };
+
+    struct wait_slot {
+        std::coroutine_handle<> waiter{};
+        std::uint32_t gen = 0;
+    };
+
+    std::uint32_t park_waiter(std::coroutine_handle<> h) {
+        std::uint32_t index = 0;
+        if (!m_free_waits.empty()) {
+            index = m_free_waits.back();
+            m_free_waits.pop_back();
+        } else {
+            index = static_cast<std::uint32_t>(m_waits.size());
+            m_waits.push_back(wait_slot{});
+        }
+        m_waits[index].waiter = h;
+        return index;
+    }
+
+    // Noexcept for the wake hook: the heap's growth failing leaves no way to resume.
+    void schedule_wait_end(std::uint32_t slot, std::int64_t at) noexcept {
+        schedule(at, wait_end_event, nullptr, slot, m_waits[slot].gen);
+    }
+
+    void on_wait_end(event const& e) {
+        wait_slot& w = m_waits[e.index];
+        if (w.gen != e.gen || !w.waiter) {
+            return;
+        }
+        std::coroutine_handle<> const h = w.waiter;
+        w.waiter = {};
+        ++w.gen;
+        m_free_waits.push_back(e.index);
+        h.resume();
+    }
+
     // The state of the stop token a timeout hands its inner stages, which fires at
     // the deadline (the only stop source in a simulation: no caller cancels), so
     // the context carries none and this stands for ctx.stop_requested().
@@ -550,13 +607,35 @@ private:
         co_return result;
     }
 
-    // keel::guard(bulkhead): the bulkhead's try_acquire() and release(). A stage has
-    // no queue, so a refused slot is execute()'s errc::bulkhead_full.
+    // keel::guard(bulkhead): the bulkhead's try_acquire(), its queue (enqueue(),
+    // withdraw(), release() waking the first waiter) and release(), as
+    // basic_bulkhead::acquire() and keel::asio's bulkhead use them. The wait ends at
+    // max_wait, the wake, or the deadline (where the sync wait's token fires).
     task<outcome<void>> run_bulkhead(object_set& objects, stage_objects& live, std::size_t index,
                                      sim_context ctx, std::uint64_t call) {
         sim_bulkhead& bulkhead = live.bulkhead_guard->target();
         if (!bulkhead.try_acquire()) {
-            co_return failure::from(keel::errc::bulkhead_full);
+            if (bulkhead.options().max_queued_calls == 0) {
+                co_return failure::from(keel::errc::bulkhead_full);
+            }
+            std::int64_t until =
+                keel::detail::saturating_add(m_now, bulkhead.options().max_wait.count());
+            if (auto const deadline = ctx.deadline()) {
+                until = std::min(until, deadline->time_since_epoch().count());
+            }
+            bulkhead_wait waiter{this, until};
+            switch (bulkhead.enqueue(waiter)) {
+            case sim_bulkhead::queue_result::admitted: break;
+            case sim_bulkhead::queue_result::full:
+                co_return failure::from(keel::errc::bulkhead_full);
+            case sim_bulkhead::queue_result::queued:
+                co_await waiter;
+                if (!bulkhead.withdraw(waiter)) {
+                    co_return failure::from(stop_requested(ctx) ? keel::errc::cancelled
+                                                                : keel::errc::bulkhead_full);
+                }
+                break;
+            }
         }
         outcome<void> result = co_await run_stage(objects, index + 1, ctx, call);
         bulkhead.release();
@@ -1072,7 +1151,9 @@ private:
                 live.timeout.emplace(t->duration, m_clock);
             } else if (auto const* h = std::get_if<bulkhead_stage>(&st)) {
                 live.bulkhead = std::make_unique<sim_bulkhead>(
-                    bulkhead_options{.max_concurrent_calls = h->max_concurrent_calls},
+                    bulkhead_options{.max_concurrent_calls = h->max_concurrent_calls,
+                                     .max_queued_calls = h->max_queued_calls,
+                                     .max_wait = h->max_wait},
                     virtual_sleeper{m_clock});
                 live.bulkhead_guard.emplace(guard(*live.bulkhead));
             } else if (auto const* l = std::get_if<rate_limit_stage>(&st)) {
@@ -1150,7 +1231,9 @@ private:
             m_now = e.at;
             m_clock.advance_to(sim_clock::time_point{nanoseconds{m_now}});
         }
-        if (m_tearing_down && e.kind != resume_event) {
+        // Tearing down, only the suspended calls still move: resumed, answered or
+        // woken from a bulkhead's queue, they run to their ends.
+        if (m_tearing_down && e.kind != resume_event && e.kind != wait_end_event) {
             return;
         }
         dispatch(e);
@@ -1183,6 +1266,7 @@ private:
             break;
         case condition_event: on_condition(e); break;
         case sample_event: on_sample(); break;
+        case wait_end_event: on_wait_end(e); break;
         default: break;
         }
     }
@@ -1284,6 +1368,8 @@ private:
     std::size_t m_next_instance = 0;
     std::vector<call_slot> m_slots;
     std::vector<std::uint32_t> m_free_slots;
+    std::vector<wait_slot> m_waits;
+    std::vector<std::uint32_t> m_free_waits;
     std::vector<std::unique_ptr<object_set>> m_objects;
     std::vector<std::unique_ptr<client_state>> m_clients;
     std::vector<std::size_t> m_group_first;

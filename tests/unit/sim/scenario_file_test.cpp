@@ -137,7 +137,9 @@ TEST_CASE("keel_sim::parse_scenario: reads durations, policies and variants", "[
                                 "backoff": {"kind": "linear", "base": "10ms", "step": "5ms"},
                                 "budget": {"retry_ratio": 0.1}}},
                      {"timeout": "90ms"},
-                     {"rate_limit": {"rate": 50, "burst": 5, "max_wait": "20ms"}}],
+                     {"rate_limit": {"rate": 50, "burst": 5, "max_wait": "20ms"}},
+                     {"bulkhead": {"max_concurrent_calls": 4, "max_queued_calls": 8,
+                                   "max_wait": "3ms"}}],
         "variants": [{"name": "a"}, {"name": "b", "pipeline": [], "seed": 9}]})");
     REQUIRE(file.variants.size() == 2);
     auto const& a = file.variants[0];
@@ -146,7 +148,7 @@ TEST_CASE("keel_sim::parse_scenario: reads durations, policies and variants", "[
     CHECK(a.interval == std::chrono::milliseconds{250});
     CHECK(a.downstream.balancing == keel::sim::routing::round_robin);
     CHECK(a.downstream.phases.at(0).mode == keel::sim::down_mode::hung);
-    REQUIRE(a.pipeline.size() == 4);
+    REQUIRE(a.pipeline.size() == 5);
     CHECK(std::get<keel::sim::breaker_stage>(a.pipeline[0]).options.minimum_calls == 5);
     auto const& r = std::get<keel::sim::retry_stage>(a.pipeline[1]);
     CHECK(r.max_attempts == 4);
@@ -159,6 +161,10 @@ TEST_CASE("keel_sim::parse_scenario: reads durations, policies and variants", "[
     CHECK(l.bucket.rate == 50);
     CHECK(l.bucket.burst == 5);
     CHECK(l.max_wait == std::chrono::milliseconds{20});
+    auto const& h = std::get<keel::sim::bulkhead_stage>(a.pipeline[4]);
+    CHECK(h.max_concurrent_calls == 4);
+    CHECK(h.max_queued_calls == 8);
+    CHECK(h.max_wait == std::chrono::milliseconds{3});
     CHECK(file.variants[1].pipeline.empty());
     CHECK(file.variants[1].seed == 9);
 }

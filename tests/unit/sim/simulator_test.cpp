@@ -328,6 +328,26 @@ TEST_CASE("keel::sim::run: every call is accounted for once and attempts are cal
                                 t.budget_exhausted + t.bulkhead_full + t.in_flight);
         CHECK(t.attempts == t.requests - t.rate_limited - t.bulkhead_full);
     }
+
+    SECTION("a bulkhead's queue holds calls until a release hands them a slot") {
+        s.pipeline = {keel::sim::timeout_stage{40ms},
+                      keel::sim::bulkhead_stage{.max_concurrent_calls = 15}};
+        auto const unqueued = keel::sim::run(s).totals;
+        s.pipeline = {keel::sim::timeout_stage{40ms},
+                      keel::sim::bulkhead_stage{
+                          .max_concurrent_calls = 15, .max_queued_calls = 30, .max_wait = 5ms}};
+        auto const r = keel::sim::run(s);
+        auto const& t = r.totals;
+        CHECK(t.bulkhead_full > 0);
+        CHECK(t.bulkhead_full < unqueued.bulkhead_full);
+        CHECK(t.succeeded > unqueued.succeeded);
+        CHECK(t.requests == t.succeeded + t.failed + t.timed_out + t.shed + t.rate_limited +
+                                t.budget_exhausted + t.bulkhead_full + t.in_flight);
+        CHECK(t.attempts <= t.requests - t.bulkhead_full);
+        CHECK_THROWS_WITH(
+            keel::sim::run(lone_client({keel::sim::bulkhead_stage{.max_queued_calls = 1}})),
+            Catch::Contains("max_wait"));
+    }
 }
 
 TEST_CASE("keel::sim::run: the same seed gives the same bytes, another seed other ones", "[sim]") {
