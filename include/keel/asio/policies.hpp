@@ -151,12 +151,9 @@ struct async_policy<basic_timeout<Clock>> {
         outcome<R> result =
             co_await detail::run_in_scope<R>(scope, ctx.with_deadline(deadline), std::move(next));
         alarm.cancel();
-        if (scope->timed_out || policy.clock().now() >= deadline) {
-            outcome<R> expired{keel::failure::from(errc::timeout)};
-            expired.set_stats(result.stats());
-            co_return expired;
-        }
-        co_return result;
+        // An attempt the timer ended is settled as ended at its deadline.
+        co_return basic_timeout<Clock>::settle(
+            std::move(result), scope->timed_out ? deadline : policy.clock().now(), deadline);
     }
 };
 

@@ -586,8 +586,8 @@ private:
         co_return result;
     }
 
-    // keel::timeout: the deadline from deadline_from(); the downstream call's
-    // deadline event stands for the stop token that fires at it.
+    // keel::timeout: the deadline from deadline_from(), the outcome from settle(); the downstream
+    // call's deadline event stands for the stop token that fires at it.
     task<outcome<void>> run_timeout(object_set& objects, stage_objects& live, std::size_t index,
                                     sim_context ctx, std::uint64_t call) {
         sim_timeout const& policy = *live.timeout;
@@ -598,13 +598,7 @@ private:
         }
         outcome<void> result = co_await run_stage(
             objects, index + 1, ctx.with_deadline(deadline, ctx.stop_token()), call);
-        // execute()'s expiry test, inline there (no function of the policy makes it).
-        if (policy.clock().now() >= deadline) {
-            outcome<void> expired{failure::from(keel::errc::timeout)};
-            expired.set_stats(result.stats());
-            co_return expired;
-        }
-        co_return result;
+        co_return sim_timeout::settle(std::move(result), policy.clock().now(), deadline);
     }
 
     // keel::guard(bulkhead): the bulkhead's try_acquire(), its queue (enqueue(),
