@@ -24,6 +24,7 @@
 #include <chrono>
 #include <csignal>
 #include <cstdint>
+#include <cstdio>
 #include <exception>
 #include <filesystem>
 #include <functional>
@@ -40,6 +41,7 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 extern char** environ; // NOLINT(readability-redundant-declaration): POSIX declares it nowhere
@@ -318,8 +320,31 @@ private:
     std::optional<int> m_exit_code;
 };
 
+/// Returns the 1-minute load average of the machine (/proc/loadavg), or 0.
+inline double load_average() {
+    double load = 0;
+    if (std::FILE* f = std::fopen("/proc/loadavg", "r")) {
+        if (std::fscanf(f, "%lf", &load) != 1) {
+            load = 0;
+        }
+        std::fclose(f);
+    }
+    return load;
+}
+
+/// Returns the CPU time the calling thread has used.
+inline std::chrono::nanoseconds thread_cpu_time() {
+    timespec t{};
+    ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+    return std::chrono::seconds{t.tv_sec} + std::chrono::nanoseconds{t.tv_nsec};
+}
+
 /// Ticks every `period` on the io thread until stopped, recording how late each
-/// tick ran: the longest a handler (keel's included) held the thread.
+/// tick ran, two ways: on the wall clock (which counts the time another process
+/// held the core, as much as the handlers on this thread), and as the CPU time
+/// the io thread spent since the previous tick beyond one period, an upper bound
+/// on how long handlers on this thread kept the tick waiting, whatever the load
+/// of the machine.
 class heartbeat {
 public:
     heartbeat(net::io_context& io, std::chrono::milliseconds period)
@@ -328,6 +353,7 @@ public:
     /// Starts ticking.
     void start() {
         m_next = mono::now() + m_period;
+        m_cpu = thread_cpu_time();
         tick();
     }
     /// Stops after the tick in progress.
@@ -336,8 +362,10 @@ public:
         m_timer.cancel();
     }
 
-    /// Returns the largest delay of a tick past its time.
+    /// Returns the largest delay of a tick past its time, on the wall clock.
     mono::duration max_stall() const { return m_max_stall; }
+    /// Returns the largest CPU time the io thread spent between two ticks, beyond one period.
+    std::chrono::nanoseconds max_busy_stall() const { return m_max_busy; }
     /// Returns how many ticks ran.
     int ticks() const { return m_ticks; }
     /// Returns the most threads the process had at a tick.
@@ -351,10 +379,13 @@ private:
                 return;
             }
             auto const now = mono::now();
+            auto const cpu = thread_cpu_time();
             m_max_stall = std::max(m_max_stall, now - m_next);
+            m_max_busy = std::max(m_max_busy, cpu - m_cpu - m_period);
             m_max_threads = std::max(m_max_threads, thread_count());
             ++m_ticks;
             m_next = now + m_period;
+            m_cpu = thread_cpu_time();
             tick();
         });
     }
@@ -362,7 +393,9 @@ private:
     net::steady_timer m_timer;
     std::chrono::milliseconds m_period;
     mono::time_point m_next{};
+    std::chrono::nanoseconds m_cpu{};
     mono::duration m_max_stall{};
+    std::chrono::nanoseconds m_max_busy{};
     std::size_t m_max_threads = 0;
     int m_ticks = 0;
     bool m_stopped = false;
