@@ -111,10 +111,10 @@ auto cancel_after(net::io_context& io, Pipeline const& pipeline, mono::duration 
 
 } // namespace
 
-TEST_CASE("keel::asio::resilient with keel::timeout cancels each attempt blocked reading a "
-          "socket that never answers: the read ends with operation_aborted, the call with "
-          "errc::timeout",
-          "[asio][integration][timeout]") {
+TEST_CASE(
+    "keel::asio::resilient with keel::timeout cancels each attempt blocked reading a socket that "
+    "never answers, ending the read with operation_aborted and the call with errc::timeout",
+    "[asio][integration][timeout]") {
     net::io_context io{1};
     silent_listener listener{io};
     std::vector<error_code> reads;
@@ -139,9 +139,10 @@ TEST_CASE("keel::asio::resilient with keel::timeout cancels each attempt blocked
     CHECK(elapsed < 1s);
 }
 
-TEST_CASE("keel::asio::resilient: the caller's terminal cancellation reaches a socket read that "
-          "never completes; the read ends with operation_aborted, the call with errc::cancelled",
-          "[asio][integration][cancel]") {
+TEST_CASE(
+    "keel::asio::resilient lets the caller's terminal cancellation reach a socket read that never "
+    "completes, ending the read with operation_aborted and the call with errc::cancelled",
+    "[asio][integration][cancel]") {
     net::io_context io{1};
     silent_listener listener{io};
     std::vector<error_code> reads;
@@ -158,8 +159,7 @@ TEST_CASE("keel::asio::resilient: the caller's terminal cancellation reaches a s
         CHECK(reads[0] == net::error::operation_aborted);
         CHECK(latency < 100ms);
     }
-    SECTION("under guard(breaker), retry and timeout: no retry, and the breaker records no "
-            "verdict") {
+    SECTION("under guard(breaker), retry and timeout, with no retry and no breaker verdict") {
         keel::circuit_breaker breaker{{.minimum_calls = 1}};
         auto const pipeline = keel::asio::resilient{
             op, keel::guard(breaker),
@@ -202,9 +202,9 @@ keel::asio::awaitable<void> pause(mono::duration d) {
 
 } // namespace
 
-TEST_CASE("keel::asio::resilient guards a Beast HTTP client calling keel_downstream: retries "
-          "absorb 30 % failures, the breaker opens during an outage and then sheds in under a "
-          "millisecond, and closes again after it",
+TEST_CASE("keel::asio::resilient guards a Beast HTTP client calling keel_downstream, where retries "
+          "absorb 30 % failures and the breaker opens during an outage, sheds in under a "
+          "millisecond and closes again after it",
           "[asio][integration][downstream]") {
     ki::downstream_process downstream{KEEL_DOWNSTREAM_PROGRAM};
     net::io_context io{1};
@@ -351,8 +351,8 @@ constexpr bool full_scale = false;
 // two attempts of each call and "ok <id>" to the third, then closes the
 // connection (so the TIME_WAIT stays on its side). The first attempts are held
 // until every call has made one, so that all the calls are in flight at once,
-// and then answered in arrival order, one every `pace` (a burst of 10,000
-// answers would only measure how Asio drains a long epoll ready list).
+// and then answered in arrival order, one every `pace`: 10,000 answers at once
+// would measure how long one thread takes to read them all, not keel.
 struct fail_twice_server {
     int calls;
     std::chrono::microseconds pace;
@@ -423,8 +423,8 @@ struct fail_twice_server {
 } // namespace
 
 TEST_CASE("keel::asio::resilient runs 10,000 concurrent guarded calls on one io thread, each "
-          "failing twice and retried with backoff: all complete, the thread never stalls more "
-          "than 5 ms, and keel starts no thread",
+          "failing twice and retried with backoff, and all complete while the thread never stalls "
+          "more than 5 ms and keel starts no thread",
           "[asio][integration][scale]") {
     // Sanitizers and unoptimised builds make every step 3 to 15 times slower:
     // they run a tenth of the calls and check the stall against a looser bound
