@@ -536,10 +536,11 @@ TEST_CASE("keel::asio::resilient runs 10,000 concurrent guarded calls on one io 
         three_attempts += attempts[static_cast<std::size_t>(id)] == 3 ? 1 : 0;
     }
     // The figures, in the test log (ctest -V). The wall-clock stall also counts
-    // the time other processes held the core: on a machine loaded well beyond
-    // its cores it measures the machine, so it is reported and not checked there.
+    // the time other processes held the core: when the machine's load leaves no
+    // core free (load average >= cores) it measures the machine, so it is only
+    // reported. On a core of its own (chrt -f) the optimised build stalls 2-3 ms.
     double const load = ki::load_average();
-    bool const quiet = load <= 2.0 * static_cast<double>(std::thread::hardware_concurrency());
+    bool const quiet = load < static_cast<double>(std::thread::hardware_concurrency());
     WARN(calls << " calls in " << ki::ms(elapsed) << " ms (io thread CPU " << ki::ms(cpu)
                << " ms), " << most_in_flight << " in flight at once; heartbeat max stall "
                << ki::ms(beat.max_stall()) << " ms (busy " << ki::ms(beat.max_busy_stall())
