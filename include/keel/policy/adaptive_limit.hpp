@@ -93,7 +93,7 @@ struct limit_partition {
 /// Options of keel::adaptive_limit.
 struct adaptive_limit_options {
     /// Default Gradient2 (Gradient2Limit's defaults). concurrency-limits' AbstractLimiter
-    /// defaults to VegasLimit; keel does not, because on the M/M/c proof (docs/adaptive.md)
+    /// defaults to VegasLimit; keel does not, because on the M/M/c proof (docs/adaptive_concurrency.md)
     /// Vegas keeps 57 % of capacity where Gradient2 keeps all of it. Each algorithm's options
     /// cite their own defaults.
     limit_algorithm algorithm = gradient2_options{};

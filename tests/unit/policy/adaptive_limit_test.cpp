@@ -683,7 +683,7 @@ keel::adaptive_limit_options proof_options(scenario const& s) {
 } // namespace
 
 namespace {
-// Writes the side-by-side chart of docs/adaptive.md: goodput (% of C) and the limit per window.
+// Writes the side-by-side chart of docs/adaptive_concurrency.md: goodput (% of C) and the limit per window.
 std::string svg_chart(scenario const& s,
                       std::vector<std::pair<std::string, run_result>> const& runs) {
     constexpr int width = 900;
@@ -813,7 +813,7 @@ TEST_CASE("adaptive_limit: on an M/M/c downstream offered 2 C, the limit settles
     CHECK(none.phases[2].goodput_rps < 0.1 * c_rps); // and the backlog outlives the overload
 
     if (char const* out =
-            std::getenv("KEEL_ADAPTIVE_DOCS")) { // regenerates docs/adaptive.md's data
+            std::getenv("KEEL_ADAPTIVE_DOCS")) { // regenerates docs/adaptive_concurrency.md's data
         std::vector<std::pair<std::string, run_result>> runs{
             {"gradient2", g2},
             {"vegas", run_adaptive(keel::vegas_options{.initial_limit = 10})},
