@@ -17,6 +17,7 @@
 #include <atomic>
 #include <chrono>
 #include <concepts>
+#include <cstdint>
 #include <deque>
 #include <mutex>
 #include <stop_token>
@@ -47,6 +48,16 @@ struct bulkhead_snapshot {
     int queued = 0;               ///< Calls waiting for one.
     int max_concurrent_calls = 0; ///< The limit.
     int max_queued_calls = 0;     ///< The queue's bound.
+};
+
+/// One call waiting in a bulkhead's queue, as basic_bulkhead::enqueue() and
+/// withdraw() see it: release() hands it a slot by setting `granted` and calling
+/// `wake` (under the bulkhead's lock, possibly on another thread, so `wake` must
+/// only signal: request a stop, post to an executor). The synchronous acquire()
+/// waits through the sleeper; keel::asio's bulkhead waits on a timer.
+struct bulkhead_waiter {
+    void (*wake)(bulkhead_waiter&) noexcept = nullptr; ///< Signals the waiting call.
+    bool granted = false; ///< Set by release() when a slot is handed over.
 };
 
 /// Limits how many calls run at once; extra calls wait in a bounded queue or are rejected.
@@ -135,12 +146,55 @@ public:
             return;
         }
         // Hand the slot over without freeing it, so no newcomer can barge in.
-        waiter* const first = m_waiters.front();
+        bulkhead_waiter* const first = m_waiters.front();
         m_waiters.pop_front();
         m_queued.store(static_cast<int>(m_waiters.size()), std::memory_order_release);
         first->granted = true;
-        first->wake.request_stop(); // wakes the sleeper; runs no user code
+        first->wake(*first); // only signals the waiter; runs no user code
     }
+
+    /// What enqueue() did with a call.
+    enum class queue_result : std::uint8_t {
+        admitted, ///< A slot was free: the call holds it (pair with release()).
+        full,     ///< No slot and no room in the queue: errc::bulkhead_full.
+        queued,   ///< The call waits: until withdraw(), which says if a slot came.
+    };
+
+    /// Takes a slot if one is free and nobody is queued, else puts `w` at the end of
+    /// the queue if it has room. A queued `w` must stay alive until withdraw(w).
+    queue_result enqueue(bulkhead_waiter& w) {
+        std::lock_guard lock{m_mutex};
+        // Under the lock no release can slip between this check and queueing.
+        int seen = m_in_flight.load(std::memory_order_relaxed);
+        while (m_waiters.empty() && seen < m_options.max_concurrent_calls) {
+            if (m_in_flight.compare_exchange_weak(seen, seen + 1, std::memory_order_acquire,
+                                                  std::memory_order_relaxed)) {
+                return queue_result::admitted;
+            }
+        }
+        if (static_cast<int>(m_waiters.size()) >= m_options.max_queued_calls) {
+            return queue_result::full;
+        }
+        m_waiters.push_back(&w);
+        m_queued.store(static_cast<int>(m_waiters.size()), std::memory_order_release);
+        return queue_result::queued;
+    }
+
+    /// Ends the wait of a queued `w` (its max_wait ran out, its caller gave up, or
+    /// it was woken): returns true if release() handed it a slot (pair with
+    /// release()), else takes it out of the queue and returns false.
+    bool withdraw(bulkhead_waiter& w) noexcept {
+        std::lock_guard lock{m_mutex};
+        if (w.granted) {
+            return true;
+        }
+        m_waiters.erase(std::find(m_waiters.begin(), m_waiters.end(), &w));
+        m_queued.store(static_cast<int>(m_waiters.size()), std::memory_order_release);
+        return false;
+    }
+
+    /// Returns the sleeper queued calls of acquire() wait through.
+    Sleeper const& sleeper() const noexcept { return m_sleeper; }
 
     /// Returns the calls in flight and queued now.
     bulkhead_snapshot snapshot() const noexcept {
@@ -153,44 +207,32 @@ public:
     bulkhead_options const& options() const noexcept { return m_options; }
 
 private:
-    struct waiter {
-        std::stop_source wake;
-        bool granted = false;
+    struct stop_waiter : bulkhead_waiter {
+        std::stop_source stop;
     };
     struct wake_waiter {
-        waiter* target;
-        void operator()() const noexcept { target->wake.request_stop(); }
+        stop_waiter* target;
+        void operator()() const noexcept { target->stop.request_stop(); }
     };
 
     std::error_code acquire_queued(std::stop_token const& token) {
-        waiter self;
-        {
-            std::lock_guard lock{m_mutex};
-            // Under the lock no release can slip between this check and queueing.
-            int seen = m_in_flight.load(std::memory_order_relaxed);
-            while (m_waiters.empty() && seen < m_options.max_concurrent_calls) {
-                if (m_in_flight.compare_exchange_weak(seen, seen + 1, std::memory_order_acquire,
-                                                      std::memory_order_relaxed)) {
-                    return {};
-                }
-            }
-            if (static_cast<int>(m_waiters.size()) >= m_options.max_queued_calls) {
-                return make_error_code(errc::bulkhead_full);
-            }
-            m_waiters.push_back(&self);
-            m_queued.store(static_cast<int>(m_waiters.size()), std::memory_order_release);
+        stop_waiter self;
+        self.wake = [](bulkhead_waiter& w) noexcept {
+            static_cast<stop_waiter&>(w).stop.request_stop();
+        };
+        switch (enqueue(self)) {
+        case queue_result::admitted: return {};
+        case queue_result::full: return make_error_code(errc::bulkhead_full);
+        case queue_result::queued: break;
         }
         {
             std::stop_callback<wake_waiter> const link{token, wake_waiter{&self}};
             Sleeper sleeper = m_sleeper;
-            sleeper.sleep_for(m_options.max_wait, self.wake.get_token());
+            sleeper.sleep_for(m_options.max_wait, self.stop.get_token());
         }
-        std::lock_guard lock{m_mutex};
-        if (self.granted) {
+        if (withdraw(self)) {
             return {};
         }
-        m_waiters.erase(std::find(m_waiters.begin(), m_waiters.end(), &self));
-        m_queued.store(static_cast<int>(m_waiters.size()), std::memory_order_release);
         return make_error_code(token.stop_requested() ? errc::cancelled : errc::bulkhead_full);
     }
 
@@ -199,7 +241,7 @@ private:
     std::atomic<int> m_in_flight{0};
     std::atomic<int> m_queued{0};
     std::mutex m_mutex;
-    std::deque<waiter*> m_waiters;
+    std::deque<bulkhead_waiter*> m_waiters;
 };
 
 /// A bulkhead that waits with keel::real_sleeper.

@@ -830,21 +830,35 @@ public:
         using result_type = std::invoke_result_t<Next const&, Context const&>;
         auto permit = m_breaker->try_acquire();
         if (!permit) {
-            return result_type{failure::from(errc::circuit_open, permit.retry_after())};
+            return result_type{rejection(permit)};
         }
         try {
             result_type result = next(ctx);
-            circuit_result verdict = circuit_result::failure;
-            try {
-                verdict = m_classify(static_cast<result_type const&>(result));
-            } catch (...) { // NOLINT(bugprone-empty-catch): counted as a failure
-            }
-            permit.record(verdict);
+            complete(permit, result);
             return result;
         } catch (...) {
             permit.failure();
             return result_type{failure::from_current_exception()};
         }
+    }
+
+    /// Returns the failure a rejected `permit` stands for: errc::circuit_open with the
+    /// time until the breaker half-opens as retry_after, if known.
+    static failure rejection(typename Breaker::permit const& permit) {
+        return failure::from(errc::circuit_open, permit.retry_after());
+    }
+
+    /// Records the classifier's verdict on `result` in the admitted `permit` (a
+    /// classifier that throws counts the call as a failure). Both pipelines
+    /// complete their permits here.
+    template <class Result>
+    void complete(typename Breaker::permit& permit, Result const& result) const noexcept {
+        circuit_result verdict = circuit_result::failure;
+        try {
+            verdict = m_classify(result);
+        } catch (...) { // NOLINT(bugprone-empty-catch): counted as a failure
+        }
+        permit.record(verdict);
     }
 
     /// Returns the guarded breaker.

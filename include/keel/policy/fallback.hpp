@@ -39,31 +39,35 @@ public:
     /// Runs `next`; returns its outcome, or the fallback's when the predicate handles it.
     template <class Next, class Context>
     auto execute(Next const& next, Context const& ctx) const -> decltype(next(ctx)) {
-        using result_type = decltype(next(ctx));
-        using value_type = typename result_type::value_type;
-        result_type result = next(ctx);
+        return substitute(next(ctx));
+    }
+
+    /// Returns `result` unchanged when the predicate does not handle it, else what
+    /// the handler gives (see the class). Both pipelines end here.
+    template <class Result>
+    Result substitute(Result result) const {
+        using value_type = typename Result::value_type;
         if (!m_handles(std::as_const(result))) {
             return result;
         }
         try {
-            if constexpr (std::is_invocable_v<Handler const&, result_type const&>) {
-                return wrap<result_type>([&]() -> decltype(auto) {
+            if constexpr (std::is_invocable_v<Handler const&, Result const&>) {
+                return wrap<Result>([&]() -> decltype(auto) {
                     return std::invoke(m_handler, std::as_const(result));
                 });
             } else if constexpr (std::is_invocable_v<Handler const&, keel::failure const&>) {
                 if (result.has_value()) {
                     return result;
                 }
-                return wrap<result_type>(
+                return wrap<Result>(
                     [&]() -> decltype(auto) { return std::invoke(m_handler, result.failure()); });
             } else if constexpr (std::is_invocable_v<Handler const&>) {
-                return wrap<result_type>(
-                    [&]() -> decltype(auto) { return std::invoke(m_handler); });
+                return wrap<Result>([&]() -> decltype(auto) { return std::invoke(m_handler); });
             } else {
                 static_assert(std::is_constructible_v<value_type, Handler const&>,
                               "keel::fallback: the handler must be a value convertible to the "
                               "call's result, or a callable of (outcome), (failure) or ()");
-                return result_type{std::in_place, m_handler};
+                return Result{std::in_place, m_handler};
             }
         } catch (...) {
             return keel::failure::from_current_exception();

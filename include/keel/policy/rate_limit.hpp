@@ -76,29 +76,60 @@ public:
     template <class Next, class Context>
     auto execute(Next const& next, Context const& ctx) const -> decltype(next(ctx)) {
         std::chrono::nanoseconds waited{0};
+        Sleeper sleeper = m_sleeper; // sleepers are copyable handles; execute is const
         for (;;) {
-            decision const d = m_limiter->try_acquire(m_options.permits);
-            if (d.allowed) {
+            admission const step = admit(ctx, waited);
+            if (step.verdict == admission::kind::run) {
                 return next(ctx);
             }
-            if (d.unsatisfiable) {
-                return failure::from(errc::exceeds_capacity);
+            if (step.verdict == admission::kind::reject) {
+                return step.rejection;
             }
-            if (ctx.stop_requested()) {
+            if (!sleeper.sleep_for(step.delay, ctx.stop_token())) {
                 return failure::from(errc::cancelled);
             }
-            // waited <= max_wait always, so the subtraction cannot overflow.
-            if (d.retry_after > m_options.max_wait - waited || past_deadline(ctx, d.retry_after)) {
-                return failure::from(errc::rate_limited, d.retry_after);
-            }
-            Sleeper sleeper = m_sleeper; // sleepers are copyable handles; execute is const
-            if (!sleeper.sleep_for(d.retry_after, ctx.stop_token())) {
-                return failure::from(errc::cancelled);
-            }
-            waited += d.retry_after;
+            waited += step.delay;
         }
     }
 
+    /// What admit() decided for one try.
+    struct admission {
+        enum class kind : std::uint8_t {
+            run,    ///< The permits are taken: run the call.
+            reject, ///< Return `rejection` without running the call.
+            wait,   ///< Wait `delay`, then ask again.
+        };
+        kind verdict;                     ///< What to do.
+        failure rejection{};              ///< The failure to return, for reject.
+        std::chrono::nanoseconds delay{}; ///< How long to wait, for wait.
+    };
+
+    /// Asks the limiter for the permits once, having waited `waited` so far in this
+    /// call: run, reject (exceeds_capacity, cancelled when ctx's stop was requested,
+    /// rate_limited with the limiter's retry_after when the wait would pass max_wait
+    /// or the context's deadline), or wait. Both pipelines loop on it and differ only
+    /// in how they wait.
+    template <class Context>
+    admission admit(Context const& ctx, std::chrono::nanoseconds waited) const {
+        decision const d = m_limiter->try_acquire(m_options.permits);
+        if (d.allowed) {
+            return {admission::kind::run};
+        }
+        if (d.unsatisfiable) {
+            return {admission::kind::reject, failure::from(errc::exceeds_capacity)};
+        }
+        if (ctx.stop_requested()) {
+            return {admission::kind::reject, failure::from(errc::cancelled)};
+        }
+        // waited <= max_wait always, so the subtraction cannot overflow.
+        if (d.retry_after > m_options.max_wait - waited || past_deadline(ctx, d.retry_after)) {
+            return {admission::kind::reject, failure::from(errc::rate_limited, d.retry_after)};
+        }
+        return {admission::kind::wait, {}, d.retry_after};
+    }
+
+    /// Returns the sleeper the policy waits through.
+    Sleeper const& sleeper() const noexcept { return m_sleeper; }
     /// Returns the limiter this policy takes permits from.
     Limiter& limiter() const noexcept { return *m_limiter; }
     /// Returns the options.

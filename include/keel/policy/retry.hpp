@@ -170,29 +170,93 @@ public:
         detail::validate_backoff("keel::retry", m_options.backoff, m_options.jitter);
     }
 
+    /// The decisions of one logical call: whether an outcome is retried, how long to
+    /// wait before the next attempt, and which attempt that is. Made by start();
+    /// used by one caller at a time; holds a reference to the policy.
+    class schedule {
+    public:
+        /// Returns true if `result` is one the predicate retries and attempts remain.
+        template <class Result>
+        bool retryable(Result const& result) const {
+            return m_attempt < m_retry->m_options.max_attempts && m_retry->m_should_retry(result);
+        }
+
+        /// Decides what follows the retryable outcome `result` of the current attempt:
+        /// returns the delay to wait before attempt() (having called on_retry), or
+        /// nullopt to end the call with `result`, which it may replace by the budget's
+        /// refusal (see the class). `stop_requested` says the caller has given up.
+        /// Throws what on_retry throws.
+        template <class Result>
+        std::optional<std::chrono::nanoseconds> next_delay(Result& result, bool stop_requested) {
+            auto const& options = m_retry->m_options;
+            if (m_attempt >= options.max_attempts || stop_requested) {
+                return std::nullopt;
+            }
+            auto delay = m_delays.next();
+            if (options.honor_retry_after) {
+                if (auto const hint = result.retry_after(); hint && *hint > delay) {
+                    delay = *hint;
+                }
+            }
+            // A wait that would end at the end of time (a hint of centuries) passes
+            // any limit but none.
+            if (m_limit != time_point::max() &&
+                detail::saturating_add(m_retry->m_clock.now(), delay) >= m_limit) {
+                return std::nullopt;
+            }
+            if (options.budget && !options.budget->try_withdraw()) {
+                if (!result.has_value()) {
+                    result =
+                        keel::failure{make_error_code(errc::retry_budget_exhausted),
+                                      result.failure().exception, result.failure().retry_after};
+                }
+                return std::nullopt;
+            }
+            if (options.on_retry) {
+                m_retry->notify(m_attempt, delay, result);
+            }
+            ++m_attempt;
+            return delay;
+        }
+
+        /// Returns the attempt to run next (after next_delay()), or the one that ran.
+        int attempt() const noexcept { return m_attempt; }
+
+    private:
+        friend class retry;
+        using time_point = typename Clock::time_point;
+        schedule(retry const& policy, time_point limit) noexcept
+            : m_retry(&policy), m_limit(limit),
+              m_delays(policy.m_options.backoff, policy.m_options.jitter, policy.m_random) {}
+
+        retry const* m_retry;
+        time_point m_limit;
+        backoff_sequence<Random> m_delays;
+        int m_attempt = 1;
+    };
+
     /// Runs `next` until its outcome is not retryable or a limit ends the call (see the class).
     template <class Next, class Context>
     auto execute(Next const& next, Context const& ctx) const -> decltype(next(ctx)) {
         using result_type = decltype(next(ctx));
-        using time_point = typename Clock::time_point;
-        static_assert(std::is_same_v<typename Context::time_point, time_point>,
+        static_assert(std::is_same_v<typename Context::time_point, typename Clock::time_point>,
                       "keel::retry: the pipeline's context must use the retry's clock");
-
-        // The end of max_duration; time_point::max() is no limit (also what a limit
-        // past the clock's end saturates to).
-        time_point limit = time_point::max();
-        if (m_options.max_duration > std::chrono::nanoseconds::zero()) {
-            limit = detail::saturating_add(m_clock.now(), m_options.max_duration);
-        }
-        if (m_options.budget) {
-            m_options.budget->deposit();
-        }
+        schedule plan = start(ctx);
         // Reuse the caller's context when it already says attempt 1 (no copy), and
         // return `result` from every path so the outcome is built in place.
         result_type result = ctx.attempt() == 1 ? next(ctx) : next(ctx.with_attempt(1));
-        if (m_options.max_attempts > 1 && m_should_retry(std::as_const(result))) [[unlikely]] {
+        if (plan.retryable(result)) [[unlikely]] {
             try {
-                retry_after_first(next, ctx, result, limit);
+                Sleeper sleeper = m_sleeper;
+                while (auto const delay = plan.next_delay(result, ctx.stop_requested())) {
+                    if (!sleeper.sleep_for(*delay, ctx.stop_token())) {
+                        break;
+                    }
+                    result = next(ctx.with_attempt(plan.attempt()));
+                    if (!plan.retryable(result)) {
+                        break;
+                    }
+                }
             } catch (...) {
                 // An on_retry listener or a sleeper threw: report it rather than escape.
                 result = keel::failure::from_current_exception();
@@ -201,56 +265,34 @@ public:
         return result;
     }
 
-    /// Returns the options.
-    basic_retry_options<Clock> const& options() const noexcept { return m_options; }
-
-private:
-    // Runs attempts 2..max_attempts, leaving the outcome to return in `result`.
-    template <class Next, class Context, class Result, class TimePoint>
-    void retry_after_first(Next const& next, Context const& ctx, Result& result,
-                           TimePoint limit) const {
+    /// Starts the schedule of one logical call under `ctx`: deposits in the budget
+    /// (if any) and fixes the end of max_duration. Both pipelines (this one's
+    /// execute() and keel::asio's) run their attempts through it, so they decide
+    /// alike and differ only in how they wait.
+    template <class Context>
+    schedule start(Context const& ctx) const {
+        using time_point = typename Clock::time_point;
+        // The end of max_duration; time_point::max() is no limit (also what a limit
+        // past the clock's end saturates to).
+        time_point limit = time_point::max();
+        if (m_options.max_duration > std::chrono::nanoseconds::zero()) {
+            limit = detail::saturating_add(m_clock.now(), m_options.max_duration);
+        }
         if (auto const deadline = ctx.deadline(); deadline && *deadline < limit) {
             limit = *deadline;
         }
-        backoff_sequence<Random> delays{m_options.backoff, m_options.jitter, m_random};
-        for (int attempt = 1;; ++attempt) {
-            if (attempt >= m_options.max_attempts || ctx.stop_requested()) {
-                return;
-            }
-            auto delay = delays.next();
-            if (m_options.honor_retry_after) {
-                if (auto const hint = result.retry_after(); hint && *hint > delay) {
-                    delay = *hint;
-                }
-            }
-            // A wait that would end at the end of time (a hint of centuries) passes
-            // any limit but none.
-            if (limit != TimePoint::max() &&
-                detail::saturating_add(m_clock.now(), delay) >= limit) {
-                return;
-            }
-            if (m_options.budget && !m_options.budget->try_withdraw()) {
-                if (!result.has_value()) {
-                    result =
-                        keel::failure{make_error_code(errc::retry_budget_exhausted),
-                                      result.failure().exception, result.failure().retry_after};
-                }
-                return;
-            }
-            if (m_options.on_retry) {
-                notify(attempt, delay, result);
-            }
-            Sleeper sleeper = m_sleeper;
-            if (!sleeper.sleep_for(delay, ctx.stop_token())) {
-                return;
-            }
-            result = next(ctx.with_attempt(attempt + 1));
-            if (!m_should_retry(std::as_const(result))) {
-                return;
-            }
+        if (m_options.budget) {
+            m_options.budget->deposit();
         }
+        return schedule{*this, limit};
     }
 
+    /// Returns the options.
+    basic_retry_options<Clock> const& options() const noexcept { return m_options; }
+    /// Returns the clock the policy reads.
+    Clock const& clock() const noexcept { return m_clock; }
+
+private:
     template <class Result>
     void notify(int attempt, std::chrono::nanoseconds delay, Result const& result) const {
         using value_type = typename Result::value_type;

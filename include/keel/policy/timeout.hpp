@@ -17,6 +17,7 @@
 
 #include <chrono>
 #include <concepts>
+#include <optional>
 #include <stop_token>
 #include <type_traits>
 #include <utility>
@@ -92,10 +93,7 @@ public:
         static_assert(std::is_same_v<typename Context::time_point, time_point>,
                       "keel::timeout: the pipeline's context must use the timeout's clock");
         auto const start = m_clock.now();
-        time_point deadline = detail::saturating_add(start, m_duration);
-        if (auto const outer = ctx.deadline(); outer && *outer < deadline) {
-            deadline = *outer;
-        }
+        time_point const deadline = deadline_from(start, ctx.deadline());
         if (deadline <= start) {
             return keel::failure::from(errc::timeout);
         }
@@ -115,6 +113,20 @@ public:
             return keel::failure::from_current_exception();
         }
     }
+
+    /// Returns the deadline of an attempt starting at `start` inside an enclosing
+    /// deadline `outer` (if any): the earlier of start + duration and `outer`. Both
+    /// pipelines compute the deadline here; an attempt whose deadline is not after
+    /// its start fails with errc::timeout without running.
+    typename Clock::time_point
+    deadline_from(typename Clock::time_point start,
+                  std::optional<typename Clock::time_point> outer) const noexcept {
+        auto const own = detail::saturating_add(start, m_duration);
+        return outer && *outer < own ? *outer : own;
+    }
+
+    /// Returns the clock the deadlines are read on.
+    Clock const& clock() const noexcept { return m_clock; }
 
     /// Returns the duration of each deadline.
     typename Clock::duration duration() const noexcept { return m_duration; }

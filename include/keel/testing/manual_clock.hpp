@@ -17,6 +17,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <stop_token>
 #include <utility>
 
@@ -132,6 +133,15 @@ public:
             }
         }
         return false;
+    }
+
+    /// Returns the time of the earliest waiting timer, if any.
+    std::optional<time_point> next_timer() const {
+        std::lock_guard lock{m_state->mutex};
+        if (m_state->timers.empty()) {
+            return std::nullopt;
+        }
+        return time_point{duration{m_state->timers.begin()->first.first}};
     }
 
     /// Returns how many timers are waiting.
