@@ -10,9 +10,9 @@
 //      Retry-After, RateLimit and RateLimit-Policy when over),
 //   4. takes a slot of the downstream's bulkhead (503 "downstream busy" when every
 //      slot is taken: the service sheds instead of queueing without bound),
-//   5. calls the downstream through call_downstream(): breaker, then retry with
-//      jittered backoff, then a per-attempt timeout, each attempt an asynchronous
-//      HTTP GET whose connect, write and read end at the attempt's deadline.
+//   5. calls the downstream through keel::asio::resilient{call, guard(breaker),
+//      retry, timeout}: each attempt an asynchronous HTTP GET whose connect, write
+//      and read are cancelled at the attempt's deadline; no thread waits for it.
 // It also serves /health/live, /health/ready, /health/startup (keel::ops health
 // registry, health+json) and /metrics (Prometheus text), and drains on SIGTERM
 // through keel::ops::drain_coordinator, then exits 0.
@@ -30,8 +30,8 @@
 // breaker transition and drain phase, with the steady-clock time in ns, for the driver.
 #include "prometheus.hpp"
 
+#include <keel/asio/resilient.hpp>
 #include <keel/core/error.hpp>
-#include <keel/core/random.hpp>
 #include <keel/limiter/headers.hpp>
 #include <keel/limiter/keyed.hpp>
 #include <keel/limiter/token_bucket.hpp>
@@ -45,6 +45,9 @@
 #include <keel/policy/backoff.hpp>
 #include <keel/policy/bulkhead.hpp>
 #include <keel/policy/circuit_breaker.hpp>
+#include <keel/policy/retry.hpp>
+#include <keel/policy/timeout.hpp>
+#include <keel/resilient.hpp>
 
 #include "sanitizers.hpp"
 
@@ -56,7 +59,6 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
@@ -257,12 +259,14 @@ class downstream_error : public std::runtime_error {
 
 // Sends one GET /work to 127.0.0.1:`port` on a new connection and returns the body of a
 // non-5xx answer; throws downstream_error otherwise. Every operation ends at `deadline`
-// (beast::error::timeout: a keel::errc::timeout for the caller) or when `slot` is
-// cancelled.
-net::awaitable<std::string> get_work(int port, std::chrono::steady_clock::time_point deadline,
+// (a keel::errc::timeout) or when `slot` is cancelled (keel's timeout does that first).
+net::awaitable<std::string> get_work(int port,
+                                     std::optional<std::chrono::steady_clock::time_point> deadline,
                                      net::cancellation_slot slot) {
     beast::tcp_stream stream{co_await net::this_coro::executor};
-    stream.expires_at(deadline);
+    if (deadline) {
+        stream.expires_at(*deadline);
+    }
     auto const op = [&slot] { return net::bind_cancellation_slot(slot, use_tuple); };
     tcp::endpoint const to{net::ip::address_v4::loopback(), static_cast<unsigned short>(port)};
     auto const fail = [](beast::error_code const& ec) {
@@ -294,13 +298,30 @@ net::awaitable<std::string> get_work(int port, std::chrono::steady_clock::time_p
     co_return std::move(parser.get().body());
 }
 
-// How one logical downstream call ended.
-struct downstream_answer {
-    std::optional<std::string> body; // set when served
-    std::error_code code;            // why not, otherwise
-    std::optional<std::chrono::nanoseconds> retry_after;
-    int attempts = 0;
-};
+// The downstream call: keel::asio::resilient{get_work, guard(breaker), retry, timeout},
+// breaker(retry(timeout(call))): one breaker outcome per logical call, each attempt
+// with its own deadline (its I/O cancelled when it passes), jittered exponential
+// backoff between attempts (20 ms doubling to a 200 ms cap, full jitter). The
+// argument counts the attempts of the call it is given for.
+auto make_downstream(settings const& cfg, counters& stats, keel::circuit_breaker& breaker) {
+    return keel::asio::resilient{
+        [&stats, port = cfg.downstream_port](keel::asio::context const& ctx,
+                                             int* attempts) -> net::awaitable<std::string> {
+            ++*attempts;
+            ++stats.attempts;
+            co_return co_await get_work(port, ctx.deadline(), ctx.cancellation_slot());
+        },
+        keel::guard(breaker),
+        keel::retry{{.max_attempts = cfg.attempts,
+                     .backoff = keel::exponential{20ms, 2.0, 200ms},
+                     .jitter = keel::jitter::full,
+                     .on_retry = [&stats](keel::retry_event const&) { ++stats.retries; }}},
+        keel::timeout{std::chrono::milliseconds{cfg.timeout_ms}},
+    };
+}
+using downstream_pipeline =
+    decltype(make_downstream(std::declval<settings const&>(), std::declval<counters&>(),
+                             std::declval<keel::circuit_breaker&>()));
 
 // The service: keel's parts, the routes, and the connections it holds.
 class service {
@@ -333,6 +354,9 @@ public:
             emit(fmt::format("kind=breaker from={} to={} why={}", keel::to_string(t.from),
                              keel::to_string(t.to), keel::to_string(t.why)));
         });
+        for (int i = 0; i < cfg.threads; ++i) {
+            m_lanes.push_back(std::make_unique<lane>(cfg, m_stats, m_breaker, io));
+        }
         // Health: liveness has no dependencies; readiness adds the breaker check and
         // fails while draining; startup passes once the listener is bound.
         m_health.add_check({.name = "downstream",
@@ -713,19 +737,24 @@ private:
             res.body() = "downstream busy\n";
             co_return res;
         }
-        auto const answer = co_await call_downstream();
+        // Each call runs on its lane's strand; the lanes take turns.
+        int attempts = 0;
+        auto& l = *m_lanes[m_next_lane++ % m_lanes.size()];
+        auto const answer =
+            co_await net::co_spawn(l.strand, call_downstream(l, &attempts), net::use_awaitable);
+        auto const& result = *answer;
         m_bulkhead.release();
-        res.set("X-Attempts", std::to_string(answer.attempts));
-        if (answer.body) {
+        res.set("X-Attempts", std::to_string(attempts));
+        if (result) {
             ++m_stats.ok;
-            res.body() = *answer.body;
-        } else if (answer.code == keel::errc::circuit_open) {
+            res.body() = *result;
+        } else if (result.error() == keel::errc::circuit_open) {
             ++m_stats.circuit_open;
             res.result(http::status::service_unavailable);
             res.set(http::field::retry_after,
-                    std::to_string(keel::seconds_rounded_up(answer.retry_after.value_or(1s))));
+                    std::to_string(keel::seconds_rounded_up(result.retry_after().value_or(1s))));
             res.body() = "circuit open\n";
-        } else if (answer.code == keel::errc::timeout) {
+        } else if (result.error() == keel::errc::timeout) {
             ++m_stats.timed_out;
             res.result(http::status::gateway_timeout);
             res.body() = "downstream timed out\n";
@@ -737,44 +766,24 @@ private:
         co_return res;
     }
 
-    // The downstream call, breaker(retry(timeout(get_work))): one breaker outcome per
-    // logical call, each attempt with its own deadline, jittered exponential backoff
-    // between them (20 ms doubling to 200 ms, full jitter).
-    net::awaitable<downstream_answer> call_downstream() {
-        downstream_answer answer;
-        auto permit = m_breaker.try_acquire();
-        if (!permit) {
-            answer.code = keel::errc::circuit_open;
-            answer.retry_after = permit.retry_after();
-            co_return answer;
-        }
-        keel::thread_random random;
-        keel::backoff_sequence delays{keel::exponential{20ms, 2.0, 200ms}, keel::jitter::full,
-                                      random};
-        net::steady_timer pause{co_await net::this_coro::executor};
-        while (true) {
-            ++answer.attempts;
-            ++m_stats.attempts;
-            try {
-                answer.body = co_await get_work(m_cfg.downstream_port,
-                                                std::chrono::steady_clock::now() +
-                                                    std::chrono::milliseconds{m_cfg.timeout_ms},
-                                                {});
-                permit.success();
-                co_return answer;
-            } catch (keel::error const& e) {
-                answer.code = e.code();
-            } catch (std::exception const&) {
-                answer.code = keel::errc::retries_exhausted;
-            }
-            if (answer.attempts == m_cfg.attempts) {
-                permit.failure();
-                co_return answer;
-            }
-            ++m_stats.retries;
-            pause.expires_after(delays.next());
-            co_await pause.async_wait(use_tuple);
-        }
+    // One downstream pipeline per io thread, each run on its own strand:
+    // keel::asio::resilient runs one pipeline's calls on one executor at a time (its
+    // timers and cancellation signals are Asio's, not thread-safe). The lanes share the
+    // breaker, the bulkhead and the counters, which are thread-safe, so the downstream
+    // still has one breaker and one limit on calls in flight.
+    struct lane {
+        lane(settings const& cfg, counters& stats, keel::circuit_breaker& breaker,
+             net::io_context& io)
+            : pipeline(make_downstream(cfg, stats, breaker)), strand(net::make_strand(io)) {}
+        downstream_pipeline pipeline;
+        net::strand<net::io_context::executor_type> strand;
+    };
+
+    // Runs one downstream call on `l` (on its strand). The optional only makes the result
+    // default constructible, as co_spawn requires; it always holds an outcome.
+    static net::awaitable<std::optional<keel::outcome<std::string>>>
+    call_downstream(lane& l, int* attempts) {
+        co_return co_await l.pipeline.async_call(attempts);
     }
 
     std::string metrics_page() {
@@ -862,6 +871,8 @@ private:
     counters m_stats;
     keel::circuit_breaker m_breaker;
     keel::bulkhead m_bulkhead;
+    std::vector<std::unique_ptr<lane>> m_lanes; // one per io thread
+    std::atomic<std::size_t> m_next_lane{0};
     // The real client: the socket peer is trusted only as one loopback proxy hop, so the
     // address that proxy appended is the client, and entries further left (written by
     // the client itself) are never believed.
