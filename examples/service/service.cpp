@@ -129,8 +129,8 @@ struct settings {
     // Must exceed the downstream call's worst case (attempts x (timeout + 200 ms
     // backoff cap)), checked at start.
     int request_timeout_ms = 30000;
-    // Keep-alive connections idle longer than this are closed (cpp-httplib's and
-    // Go's net/http idle default is 5 s in the former, unbounded in the latter).
+    // Keep-alive connections idle longer than this are closed: cpp-httplib's default
+    // keep-alive timeout (CPPHTTPLIB_KEEPALIVE_TIMEOUT_SECOND), which this server replaces.
     int idle_timeout_ms = 5000;
     // The whole head, request line included: Beast's default header_limit (8 KiB),
     // nginx's large_client_header_buffers size.
