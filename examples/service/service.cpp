@@ -59,6 +59,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
@@ -427,7 +428,10 @@ private:
                 co_return;
             }
             if (ec) {
-                continue; // e.g. EMFILE: the next accept may succeed
+                // E.g. EMFILE: retrying at once would spin; a connection closing frees one.
+                net::steady_timer pause{m_acceptor->get_executor(), 10ms};
+                co_await pause.async_wait(use_tuple);
+                continue;
             }
             auto c = std::make_shared<connection>(std::move(socket));
             {
@@ -596,14 +600,14 @@ private:
     // Closes the listener and every connection not serving a request; returns how many
     // connections it closed. Runs on a drain hook's thread.
     int stop_accepting() {
-        std::promise<void> closed;
-        net::post(m_acceptor->get_executor(), [this, &closed] {
+        auto closed = std::make_shared<std::promise<void>>();
+        net::post(m_acceptor->get_executor(), [this, closed] {
             m_stopped = true;
             beast::error_code ignored;
             m_acceptor->close(ignored);
-            closed.set_value();
+            closed->set_value();
         });
-        closed.get_future().wait_for(1s);
+        closed->get_future().wait_for(1s);
         return close_connections(false);
     }
 

@@ -411,6 +411,12 @@ void drain_under_load(paths const& p) {
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 #define KEEL_E2E_SANITIZED 1
 #endif
+// ThreadSanitizer's runtime runs a background thread of its own in every process.
+#if defined(KEEL_DEMO_TSAN)
+constexpr int sanitizer_threads = 1;
+#else
+constexpr int sanitizer_threads = 0;
+#endif
 
 // Slow clients send a request head one byte every 2 s. Each holds only a coroutine,
 // so the service keeps answering; at SIGTERM their connections are closed (none was
@@ -641,15 +647,15 @@ void keep_alive_drain(paths const& p) {
 void concurrent_2000(paths const& p) {
     keel_demo::raise_file_limit();
     servers s{p,
-              {"--threads", "2", "--max-in-flight", "4000", "--timeout-ms", "5000",
-               "--request-timeout-ms", "60000"}};
+              {"--threads", "2", "--max-in-flight", "4000", "--timeout-ms", "30000",
+               "--request-timeout-ms", "120000"}};
     s.control("/control?delay_ms=150");
     auto const request = [](int) {
         return std::string{
             "GET /api/work HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"};
     };
     auto const start = mono::now();
-    auto replies = keel_demo::concurrent_requests(s.port, 2000, request, 60s);
+    auto replies = keel_demo::concurrent_requests(s.port, 2000, request, 90s);
     auto const took = mono::now() - start;
     int ok = 0;
     std::vector<mono::duration> latencies;
@@ -670,23 +676,24 @@ void concurrent_2000(paths const& p) {
                std::chrono::duration<double>(took).count(), keel_demo::ms(p50), keel_demo::ms(p99),
                keel_demo::ms(latencies.back()));
     check(ok == 2000, fmt::format("{} of 2000 served", ok));
-    check(io == 2 && total <= io + 2,
+    check(io == 2 && total <= io + 2 + sanitizer_threads,
           fmt::format("served by {} io threads ({} threads in the process: the io threads, main "
                       "waiting for SIGTERM, keel's signal waiter)",
                       io, total));
-    // One thread per request would need 2000 x 150 ms / 2 = 150 s.
-    check(took < 20s, fmt::format("all answered within {:.2f} s (< 20 s; 150 s one at a time "
+    // One request per thread at a time would need 2000 x 150 ms / 2 = 150 s; the bound
+    // leaves room for sanitizers on a loaded machine.
+    check(took < 60s, fmt::format("all answered within {:.2f} s (< 60 s; 150 s one at a time "
                                   "per thread)",
                                   std::chrono::duration<double>(took).count()));
     s.stop_cleanly();
 }
 
-// A downstream slower than the traffic: the bulkhead caps the calls in flight and the
-// rest are shed at once (503 with Retry-After) instead of queueing.
+// A downstream slower than the traffic (2 s a call): the bulkhead caps the calls in
+// flight and the rest are shed at once (503 with Retry-After) instead of queueing.
 void bulkhead_sheds(paths const& p) {
     keel_demo::raise_file_limit();
     servers s{p, {"--max-in-flight", "100", "--timeout-ms", "5000"}};
-    s.control("/control?delay_ms=500");
+    s.control("/control?delay_ms=2000");
     auto const request = [](int) {
         return std::string{
             "GET /api/work HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"};
@@ -705,7 +712,7 @@ void bulkhead_sheds(paths const& p) {
     }
     check(ok >= 100 && ok + shed == 400,
           fmt::format("{} served, {} shed by the bulkhead (of 400, 100 slots)", ok, shed));
-    check(shed > 0 && slowest_shed < 500ms,
+    check(shed > 0 && slowest_shed < 2000ms,
           fmt::format("shed answers came before one downstream call could end: slowest {:.1f} ms",
                       keel_demo::ms(slowest_shed)));
     check(s.metric("keel_demo_requests_total{outcome=\"bulkhead_full\"}") == shed,
