@@ -407,10 +407,18 @@ public:
     // there were. Waits up to 1 s for their coroutines to see it.
     int close_all() { return close_connections(true); }
 
-    // Destroys the listener; call after the io_context's threads are joined and before
-    // the io_context is destroyed (which destroys the coroutines still suspended, and
-    // with them their drain tickets, so the service must still be alive then).
-    void release_io() { m_acceptor.reset(); }
+    // Destroys the listener, the lanes' strands and the connection registry: I/O objects
+    // must not outlive their io_context. Call after the io_context's threads are joined
+    // and before the io_context is destroyed (which destroys the coroutines still
+    // suspended, and with them their drain tickets, so the service must still be alive).
+    void release_io() {
+        m_acceptor.reset();
+        for (auto& l : m_lanes) {
+            l->strand.reset();
+        }
+        std::lock_guard lock{m_mutex};
+        m_connections.clear();
+    }
 
 private:
     // One accepted connection. `state` and the stream are touched only on its strand.
@@ -745,7 +753,7 @@ private:
         int attempts = 0;
         auto& l = *m_lanes[m_next_lane++ % m_lanes.size()];
         auto const answer =
-            co_await net::co_spawn(l.strand, call_downstream(l, &attempts), net::use_awaitable);
+            co_await net::co_spawn(*l.strand, call_downstream(l, &attempts), net::use_awaitable);
         auto const& result = *answer;
         m_bulkhead.release();
         res.set("X-Attempts", std::to_string(attempts));
@@ -780,7 +788,8 @@ private:
              net::io_context& io)
             : pipeline(make_downstream(cfg, stats, breaker)), strand(net::make_strand(io)) {}
         downstream_pipeline pipeline;
-        net::strand<net::io_context::executor_type> strand;
+        // Reset by release_io(): a strand must not outlive its io_context.
+        std::optional<net::strand<net::io_context::executor_type>> strand;
     };
 
     // Runs one downstream call on `l` (on its strand). The optional only makes the result
