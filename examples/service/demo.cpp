@@ -227,8 +227,8 @@ public:
                 if (to == "open" && !opened) {
                     opened = at;
                 }
-                if (to == "closed") {
-                    closed = at;
+                if (to == "closed" && !closed) {
+                    closed = at; // the first close after the downstream came back
                 }
             } else if (kind == "signal") {
                 fmt::print("{} service: SIGTERM received, drain starts\n", stamp);
