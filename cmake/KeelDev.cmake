@@ -21,4 +21,12 @@ if(KEEL_SANITIZE)
   target_compile_options(keel_dev INTERFACE
     -fsanitize=${KEEL_SANITIZE} -fno-sanitize-recover=all -fno-omit-frame-pointer)
   target_link_options(keel_dev INTERFACE -fsanitize=${KEEL_SANITIZE})
+  # clang 14's -fsanitize=function puts a relative offset to each function's type
+  # in front of it, which it cannot emit for the split parts of a coroutine in
+  # other sections ("Cannot represent a difference across sections"): the Asio
+  # coroutine tests would not build. The check (calls through mistyped function
+  # pointers) is left out; every other UBSan check stays.
+  if(KEEL_SANITIZE MATCHES "undefined" AND CMAKE_CXX_COMPILER_ID STREQUAL "Clang")
+    target_compile_options(keel_dev INTERFACE -fno-sanitize=function)
+  endif()
 endif()

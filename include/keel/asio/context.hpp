@@ -120,6 +120,10 @@ public:
         return m_scope ? m_scope->cancelled : m_caller.cancelled() != net::cancellation_type::none;
     }
 
+    /// Returns true if an enclosing keel timeout has cut this attempt short (its
+    /// outcome, whatever it is, came too late: a breaker counts it as a failure).
+    bool timed_out() const noexcept { return m_scope != nullptr && m_scope->timed_out; }
+
     /// Returns a copy for attempt `attempt`.
     basic_context with_attempt(int attempt) const {
         basic_context copy = *this;

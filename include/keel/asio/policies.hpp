@@ -45,7 +45,9 @@ using next_result_t = typename std::invoke_result_t<Next&, Context const&>::valu
 template <class Sleeper>
 auto wait_clock(Sleeper const& sleeper) {
     if constexpr (requires {
-                      { sleeper.clock() } -> keel::detail::scheduling_clock;
+                      sleeper.clock();
+                      requires keel::detail::scheduling_clock<
+                          std::remove_cvref_t<decltype(sleeper.clock())>>;
                   }) {
         return std::remove_cvref_t<decltype(sleeper.clock())>{sleeper.clock()};
     } else {
@@ -170,6 +172,8 @@ struct async_policy<circuit_breaker_policy<Breaker, Classifier>> {
         auto result = co_await next(ctx);
         if (ctx.cancelled()) {
             permit.ignore();
+        } else if (ctx.timed_out()) {
+            permit.failure(); // cut short for being slow, whatever it returned
         } else {
             policy.complete(permit, result);
         }

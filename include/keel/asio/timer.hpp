@@ -36,29 +36,56 @@ public:
     virtual_wait(virtual_wait const&) = delete;
     virtual_wait& operator=(virtual_wait const&) = delete;
 
-    /// Completes the wait with `ec` unless it has completed; returns true if this call did.
+    /// Completes the wait with `ec` unless it has completed; returns true if this
+    /// call did. A wait ended early also takes its timer off the clock, so virtual
+    /// time does not run on to a wait nobody awaits.
     bool finish(error_code ec) {
         if (m_done.exchange(true, std::memory_order_acq_rel)) {
             return false;
+        }
+        if (ec) {
+            unschedule();
         }
         complete(ec);
         return true;
     }
 
 private:
+    virtual void unschedule() = 0;
     virtual void complete(error_code ec) = 0;
     std::atomic<bool> m_done{false};
 };
 
-template <class Handler, class Executor>
+template <class Handler, class Executor, class Clock>
 class virtual_wait_for final : public virtual_wait {
 public:
-    virtual_wait_for(Handler handler, Executor const& fallback)
+    virtual_wait_for(Handler handler, Executor const& fallback, Clock clock)
         : m_handler(std::move(handler)),
           m_work(net::prefer(net::get_associated_executor(m_handler, fallback),
-                             net::execution::outstanding_work.tracked)) {}
+                             net::execution::outstanding_work.tracked)),
+          m_clock(std::move(clock)) {}
+
+    /// Schedules the completion on the clock at `when` (never, for time_point::max()).
+    void schedule(typename Clock::time_point when, std::weak_ptr<virtual_wait> self) {
+        if (when == Clock::time_point::max()) {
+            return;
+        }
+        m_id.store(m_clock.call_at(when,
+                                   [self = std::move(self)] {
+                                       if (auto pending = self.lock()) {
+                                           pending->finish(error_code{});
+                                       }
+                                   }),
+                   std::memory_order_release);
+    }
 
 private:
+    void unschedule() override {
+        if (auto const id = m_id.load(std::memory_order_acquire); id != 0) {
+            m_clock.cancel(id);
+        }
+    }
+
     void complete(error_code ec) override {
         // Run the handler where it asked to run, never inside the clock's advance.
         auto work = std::move(m_work);
@@ -69,6 +96,8 @@ private:
     std::decay_t<decltype(net::prefer(std::declval<net::associated_executor_t<Handler, Executor>>(),
                                       net::execution::outstanding_work.tracked))>
         m_work;
+    Clock m_clock;
+    std::atomic<typename Clock::timer_id> m_id{0};
 };
 } // namespace detail
 
@@ -111,7 +140,8 @@ public:
         if constexpr (virtual_time) {
             cancel();
             return net::async_initiate<Token, void(error_code)>(
-                [this, when](auto handler) { start_virtual(std::move(handler), when); }, token);
+                [this, when](auto handler) { this->start_virtual(std::move(handler), when); },
+                token);
         } else {
             m_timer->expires_at(when);
             return m_timer->async_wait(std::forward<Token>(token));
@@ -130,11 +160,7 @@ public:
     std::size_t cancel() {
         if constexpr (virtual_time) {
             auto pending = std::move(m_pending);
-            if (pending && pending->finish(net::error::operation_aborted)) {
-                m_clock.cancel(m_id);
-                return 1;
-            }
-            return 0;
+            return pending && pending->finish(net::error::operation_aborted) ? 1 : 0;
         } else {
             return m_timer->cancel();
         }
@@ -161,20 +187,11 @@ private:
         using type = net::basic_waitable_timer<typename C::time_point::clock>;
     };
 
-    template <class C, bool Virtual>
-    struct timer_id_of {
-        using type = int;
-    };
-    template <class C>
-    struct timer_id_of<C, true> {
-        using type = typename C::timer_id;
-    };
-
     template <class Handler>
     void start_virtual(Handler handler, time_point when) {
         auto slot = net::get_associated_cancellation_slot(handler);
-        auto wait = std::make_shared<detail::virtual_wait_for<Handler, executor_type>>(
-            std::move(handler), m_executor);
+        auto wait = std::make_shared<detail::virtual_wait_for<Handler, executor_type, Clock>>(
+            std::move(handler), m_executor, m_clock);
         std::weak_ptr<detail::virtual_wait> const weak = wait;
         if (slot.is_connected()) {
             slot.assign([weak](net::cancellation_type) {
@@ -184,21 +201,13 @@ private:
             });
         }
         m_pending = wait;
-        m_id = {};
-        if (when != time_point::max()) {
-            m_id = m_clock.call_at(when, [weak] {
-                if (auto pending = weak.lock()) {
-                    pending->finish(error_code{});
-                }
-            });
-        }
+        wait->schedule(when, weak);
     }
 
     executor_type m_executor;
     [[no_unique_address]] Clock m_clock;
     std::optional<typename real_timer<Clock, virtual_time>::type> m_timer;
     std::shared_ptr<detail::virtual_wait> m_pending;
-    typename timer_id_of<Clock, virtual_time>::type m_id{};
 };
 
 /// A timer on keel::steady_clock.

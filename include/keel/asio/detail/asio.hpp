@@ -10,6 +10,18 @@
 
 #include <keel/version.hpp>
 
+// Asio 1.22 looks for coroutine support in clang only through the Coroutines TS
+// (<experimental/coroutine>, which libstdc++ lacks), so with clang 14 and
+// libstdc++ it would offer no awaitable at all; C++20 coroutines are there.
+#if defined(__clang__) && defined(__cpp_impl_coroutine) && __has_include(<coroutine>)
+#if !defined(ASIO_HAS_CO_AWAIT) && !defined(ASIO_DISABLE_CO_AWAIT)
+#define ASIO_HAS_CO_AWAIT 1
+#endif
+#if !defined(BOOST_ASIO_HAS_CO_AWAIT) && !defined(BOOST_ASIO_DISABLE_CO_AWAIT)
+#define BOOST_ASIO_HAS_CO_AWAIT 1
+#endif
+#endif
+
 #if defined(KEEL_ASIO_BOOST) && KEEL_ASIO_BOOST
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/associated_cancellation_slot.hpp>
