@@ -67,7 +67,6 @@
 
 #include <fmt/format.h>
 
-#include <array>
 #include <atomic>
 #include <charconv>
 #include <chrono>
@@ -586,21 +585,23 @@ private:
         }
     }
 
-    // Half-closes, then reads and discards what the client still sends (for up to 1 s
-    // and 1 MiB) before closing: closing with unread input makes the kernel answer with
-    // a reset, which can destroy the response before the client reads it.
+    // Half-closes, then reads and discards what the client still sends, for up to 1 s
+    // (nginx's lingering close, with a shorter lingering_time), before closing: closing
+    // with unread input makes the kernel answer with a reset, which can destroy the
+    // response before the client reads it (a client sending a huge head has megabytes
+    // in flight when the 431 goes out). Bounded by time, not bytes: the bytes cost no
+    // memory, and a byte bound would reset exactly the clients that send the most.
     static net::awaitable<void> close_gracefully(connection& c) {
         beast::error_code ignored;
         c.stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
         c.state = connection::phase::idle;
         c.stream.expires_after(1s);
-        std::array<char, 16 * 1024> sink;
-        for (std::size_t total = 0; total < 1024 * 1024;) {
+        std::vector<char> sink(64 * 1024);
+        while (true) {
             auto [ec, n] = co_await c.stream.async_read_some(net::buffer(sink), use_tuple);
             if (ec) {
                 break;
             }
-            total += n;
         }
         c.stream.close();
     }
