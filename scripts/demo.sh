@@ -8,5 +8,6 @@ cd "$(dirname "$0")/.."
 
 scripts/install-deps.sh
 cmake --preset demo
-cmake --build --preset demo
+# Only the demo and the two servers it starts: the other examples are not needed here.
+cmake --build --preset demo --target keel_demo
 ./build/demo/examples/service/keel_demo

@@ -4,8 +4,10 @@
 // of what keel did: healthy traffic, a downstream failing a share of calls
 // (retries absorb it), the downstream down (the breaker opens and sheds load in
 // microseconds), recovery (half-open probes, closed again), one client flooding
-// (rate-limited per client, polite clients unaffected), and SIGTERM under load
-// (readiness 503, in-flight requests finish, exit 0). Ends by itself in about
+// (rate-limited per client, polite clients unaffected), and a slow downstream:
+// 2000 requests at once served by the service's two threads (its bulkhead sheds
+// what exceeds 1500 calls in flight), then SIGTERM under load (readiness 503,
+// Connection: close, in-flight requests finish, exit 0). Ends by itself in about
 // 25 s and exits 0 when the service drained cleanly.
 //
 // Usage: keel_demo [--service <path>] [--downstream <path>]
@@ -52,7 +54,7 @@ struct tally {
     std::atomic<int> ok{0};
     std::atomic<int> retried{0}; // served, after at least one retry
     std::atomic<int> failed{0};  // 502 / 504: the downstream failed every attempt
-    std::atomic<int> shed{0};    // 503 circuit open: rejected without calling
+    std::atomic<int> shed{0};    // 503 circuit open or downstream busy: not called
     std::atomic<int> limited{0}; // 429
     std::atomic<int> refused{0}; // 503 shutting down
     std::atomic<int> errors{0};  // no answer at all
@@ -84,8 +86,8 @@ struct tally {
         auto const p50 = keel_demo::percentile(latencies, 50);
         auto const p99 = keel_demo::percentile(latencies, 99);
         return fmt::format(
-            "{} requests: {} ok ({} after retries), {} failed, {} shed by the "
-            "breaker, {} rate-limited{}{}; p50 {:.1f} ms, p99 {:.1f} ms",
+            "{} requests: {} ok ({} after retries), {} failed, {} shed (breaker "
+            "open or bulkhead full), {} rate-limited{}{}; p50 {:.1f} ms, p99 {:.1f} ms",
             sent.load(), ok.load(), retried.load(), failed.load(), shed.load(), limited.load(),
             refused.load() > 0 ? fmt::format(", {} refused (draining)", refused.load()) : "",
             errors.load() > 0 ? fmt::format(", {} without answer", errors.load()) : "",
@@ -162,7 +164,7 @@ public:
                                                                      "--downstream-port",
                                                                      std::to_string(data_port),
                                                                      "--timeout-ms",
-                                                                     "300",
+                                                                     "1000",
                                                                      "--attempts",
                                                                      "3",
                                                                      "--min-calls",
@@ -180,7 +182,11 @@ public:
                                                                      "--pre-stop-ms",
                                                                      "1000",
                                                                      "--drain-ms",
-                                                                     "5000"},
+                                                                     "5000",
+                                                                     "--threads",
+                                                                     "2",
+                                                                     "--max-in-flight",
+                                                                     "1500"},
                                             "service");
         auto const listening = m_service->wait_line("listening", 30s);
         if (!listening) {
@@ -221,15 +227,19 @@ public:
                 if (to == "open" && !opened) {
                     opened = at;
                 }
-                if (to == "closed") {
-                    closed = at;
+                if (to == "closed" && !closed) {
+                    closed = at; // the first close after the downstream came back
                 }
             } else if (kind == "signal") {
                 fmt::print("{} service: SIGTERM received, drain starts\n", stamp);
             } else if (kind == "drain" && keel_demo::text_field(line, "phase") == "not_ready") {
                 fmt::print("{} drain: readiness fails now; still serving during the pre-stop "
-                           "delay\n",
+                           "delay, every answer with Connection: close\n",
                            stamp);
+            } else if (kind == "drain" &&
+                       keel_demo::text_field(line, "phase") == "listener_closed") {
+                fmt::print("{} drain: listener closed, {} idle connections closed\n", stamp,
+                           keel_demo::field(line, "idle_closed"));
             } else if (kind == "drain") {
                 fmt::print("{} drain: {} took {:.0f} ms{}\n", stamp,
                            keel_demo::text_field(line, "phase"),
@@ -237,9 +247,11 @@ public:
                            keel_demo::field(line, "timed_out") == 1 ? " (budget ran out)" : "");
             } else if (kind == "drain_report") {
                 fmt::print("{} drain finished: {} in flight when intake stopped, {} left over, "
-                           "exit code {}\n",
+                           "{} connections still open closed at the end, exit code {}\n",
                            stamp, keel_demo::field(line, "in_flight_at_stop"),
-                           keel_demo::field(line, "left"), keel_demo::field(line, "exit"));
+                           keel_demo::field(line, "left"),
+                           keel_demo::field(line, "connections_closed"),
+                           keel_demo::field(line, "exit"));
             }
             std::fflush(stdout);
         });
@@ -277,21 +289,23 @@ int main(int argc, char** argv) try {
         }
     }
 
-    fmt::print("keel demo: a service calling a flaky downstream through keel::resilient{{call, "
-               "guard(breaker), retry, timeout}},\nper-client rate limits behind a trusted proxy, "
-               "health probes, /metrics and a graceful drain.\n\n");
+    fmt::print("keel demo: an asynchronous service (2 threads) calling a flaky downstream "
+               "through\nkeel::asio::resilient{{call, guard(breaker), retry, timeout}}, a "
+               "bulkhead, per-client rate limits behind a\ntrusted proxy, health probes, "
+               "/metrics and a graceful drain.\n\n");
     stage s{service, downstream};
     say("downstream listening on 127.0.0.1:{} (control port {}), service on 127.0.0.1:{}",
         s.data_port, s.control_port, s.port);
-    say("service: 300 ms per attempt, 3 attempts, breaker opens at 50 % failures of >= 10 "
-        "calls, 30 req/s per client");
+    say("service: 1 s per attempt, 3 attempts, breaker opens at 50 % failures of >= 10 "
+        "calls, 30 req/s per client, 1500 downstream calls in flight at most");
 
-    std::array<phase, 7> phases{phase{"healthy", {}},
+    std::array<phase, 8> phases{phase{"healthy", {}},
                                 phase{"downstream failing 30 %", {}},
                                 phase{"downstream down", {}},
                                 phase{"recovery", {}},
                                 phase{"flood: polite clients", {}},
                                 phase{"flood: the flooder", {}},
+                                phase{"2000 at once", {}},
                                 phase{"SIGTERM under load", {}}};
     load polite{s.port, 4, "10.0.0.", 40ms};
 
@@ -361,9 +375,38 @@ int main(int argc, char** argv) try {
         say("  polite clients: {}", phases[4].counts.summary());
     }
 
-    say("phase 6: SIGTERM while 4 clients keep sending to a slower (150 ms) downstream");
+    say("phase 6: the downstream slows to 150 ms; 2000 clients send one request each at "
+        "once, then SIGTERM while 4 clients keep sending");
     s.control("/control?delay_ms=150");
-    polite.count_into(&phases[6].counts);
+    polite.count_into(&phases[7].counts);
+    {
+        // 2000 clients (distinct addresses behind the proxy) at once, on 2000 connections
+        // from this one thread; the service serves them with its 2 threads, and its
+        // bulkhead (1500 downstream calls in flight) sheds the rest at once.
+        keel_demo::raise_file_limit();
+        auto const start = mono::now();
+        auto const replies = keel_demo::concurrent_requests(
+            s.port, 2000,
+            [](int i) {
+                return fmt::format("GET /api/work HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                                   "X-Forwarded-For: 10.1.{}.{}\r\nConnection: close\r\n\r\n",
+                                   i / 250, i % 250 + 1);
+            },
+            30s);
+        auto const took = mono::now() - start;
+        tally& burst = phases[6].counts;
+        for (auto const& r : replies) {
+            keel_demo::reply one;
+            one.status = r.status;
+            one.latency = r.latency;
+            one.body = r.text.substr(std::min(r.text.size(), r.text.find("\r\n\r\n") + 4));
+            burst.add(one);
+        }
+        say("  {}", burst.summary());
+        say("  all answered in {:.2f} s by the service's 2 threads; the bulkhead shed what "
+            "exceeded 1500 downstream calls in flight",
+            std::chrono::duration<double>(took).count());
+    }
     s.wait(1s);
     {
         // What /metrics said just before SIGTERM.
@@ -376,7 +419,7 @@ int main(int argc, char** argv) try {
             keel_demo::metric(page, "keel_demo_breaker_rejections_total"),
             keel_demo::metric(page, "keel_demo_rate_limit_decisions_total{decision=\"limited\"}"));
     }
-    int const ok_before_term = phases[6].counts.ok.load();
+    int const ok_before_term = phases[7].counts.ok.load();
     auto const term_at = mono::now();
     s.service().signal(SIGTERM);
     say("SIGTERM sent");
@@ -400,10 +443,10 @@ int main(int argc, char** argv) try {
     }
     polite.stop();
     s.wait(100ms);
-    say("  {}", phases[6].counts.summary());
+    say("  {}", phases[7].counts.summary());
     say("  {} of them were served after SIGTERM (sent before the balancer stopped routing); "
         "{} got no answer",
-        phases[6].counts.ok.load() - ok_before_term, phases[6].counts.errors.load());
+        phases[7].counts.ok.load() - ok_before_term, phases[7].counts.errors.load());
     if (code) {
         say("service exited with code {} {:.2f} s after SIGTERM", *code,
             std::chrono::duration<double>(mono::now() - term_at).count());

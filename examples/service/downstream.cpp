@@ -9,144 +9,219 @@
 //   GET /down                                 stop listening on the data port
 //   GET /up                                   listen again on the same port
 //   GET /state                                the current settings
+// Asynchronous (Boost.Beast on one thread): a slow or hung request waits on a timer,
+// not on a thread, so thousands of them can be in progress at once.
 // Usage: keel_downstream [--port N] [--control-port N]   (0: chosen by the OS)
 // Prints "listening data=<port> control=<port>" once both ports are bound, and
 // exits 0 on SIGTERM or SIGINT.
 #include "sanitizers.hpp"
 
-#include <httplib.h>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
 
 #include <fmt/format.h>
 
-#include <atomic>
 #include <charconv>
 #include <chrono>
-#include <condition_variable>
 #include <csignal>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
 #include <memory>
-#include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <thread>
+#include <unordered_set>
+
+#include <pthread.h>
+#include <sys/resource.h>
 
 namespace {
 
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = net::ip::tcp;
+using response = http::response<http::string_body>;
+constexpr auto use_tuple = net::as_tuple(net::use_awaitable);
+
 // How the data port behaves; changed by the control port, read by every request.
+// Everything runs on the one io thread, so nothing here needs a lock.
 class behaviour {
 public:
     void set(int delay_ms, double fail_fraction, bool hang) {
-        {
-            std::lock_guard lock{m_mutex};
-            m_delay_ms = delay_ms;
-            m_fail_fraction = fail_fraction;
-            m_hang = hang;
-            ++m_generation;
-        }
-        m_changed.notify_all();
+        m_delay_ms = delay_ms;
+        m_fail_fraction = fail_fraction;
+        m_hang = hang;
+        release();
     }
 
     // Waits as configured, then says whether this request should fail. A change of
     // settings (or release()) ends a wait early, so a hung request never outlives
     // the outage it simulates.
-    bool serve() {
-        std::unique_lock lock{m_mutex};
-        auto const generation = m_generation;
-        if (m_hang) {
-            m_changed.wait(lock, [&] { return m_generation != generation; });
-        } else if (m_delay_ms > 0) {
-            m_changed.wait_for(lock, std::chrono::milliseconds{m_delay_ms},
-                               [&] { return m_generation != generation; });
+    net::awaitable<bool> serve() {
+        if (m_hang || m_delay_ms > 0) {
+            net::steady_timer wait{co_await net::this_coro::executor};
+            if (m_hang) {
+                wait.expires_at(net::steady_timer::time_point::max());
+            } else {
+                wait.expires_after(std::chrono::milliseconds{m_delay_ms});
+            }
+            m_waiting.insert(&wait);
+            co_await wait.async_wait(use_tuple);
+            m_waiting.erase(&wait);
         }
         // Exactly `fraction` of every run of calls fails, spread evenly.
         auto const n = m_calls++;
         auto const before = static_cast<std::int64_t>(static_cast<double>(n) * m_fail_fraction);
         auto const after = static_cast<std::int64_t>(static_cast<double>(n + 1) * m_fail_fraction);
-        return after > before;
+        co_return after > before;
     }
 
+    // Ends every wait in progress.
     void release() {
-        {
-            std::lock_guard lock{m_mutex};
-            ++m_generation;
+        for (auto* timer : m_waiting) {
+            timer->cancel();
         }
-        m_changed.notify_all();
     }
 
-    std::string describe() {
-        std::lock_guard lock{m_mutex};
+    std::string describe() const {
         return fmt::format("delay_ms={} fail={} hang={} calls={}\n", m_delay_ms, m_fail_fraction,
                            m_hang ? 1 : 0, m_calls);
     }
 
 private:
-    std::mutex m_mutex;
-    std::condition_variable m_changed;
     int m_delay_ms = 0;
     double m_fail_fraction = 0.0;
     bool m_hang = false;
-    std::uint64_t m_generation = 0;
     std::int64_t m_calls = 0;
+    std::unordered_set<net::steady_timer*> m_waiting;
 };
 
-// The data port: a server that can be stopped and started again on the same port.
-class data_server {
-public:
-    explicit data_server(behaviour& how) : m_how(how) {}
-    ~data_server() { down(); }
+// Returns the number after `key=` in the query of `target`, or `fallback`.
+double query_number(std::string_view target, std::string_view key, double fallback) {
+    auto const q = target.find('?');
+    if (q == std::string_view::npos) {
+        return fallback;
+    }
+    auto query = target.substr(q + 1);
+    while (!query.empty()) {
+        auto const amp = query.find('&');
+        auto const pair = query.substr(0, amp);
+        if (pair.size() > key.size() && pair.starts_with(key) && pair[key.size()] == '=') {
+            return std::atof(std::string{pair.substr(key.size() + 1)}.c_str());
+        }
+        query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
+    }
+    return fallback;
+}
 
-    // Binds `port` (0: any) and serves on a thread; returns the bound port or -1.
+using handler = std::function<net::awaitable<response>(std::string_view target)>;
+
+// Serves one connection with `route`, request after request (each head within 10 s,
+// an idle connection closed after 5 s).
+net::awaitable<void> serve(tcp::socket socket, handler const& route) {
+    beast::tcp_stream stream{std::move(socket)};
+    beast::flat_buffer buffer{64 * 1024};
+    while (true) {
+        stream.expires_after(std::chrono::seconds{5});
+        http::request_parser<http::empty_body> parser;
+        auto [ec, n] = co_await http::async_read(stream, buffer, parser, use_tuple);
+        if (ec) {
+            break;
+        }
+        auto const& req = parser.get();
+        response res = co_await route(std::string_view{req.target().data(), req.target().size()});
+        res.version(req.version());
+        res.keep_alive(req.keep_alive());
+        res.prepare_payload();
+        stream.expires_after(std::chrono::seconds{10});
+        auto [wec, wn] = co_await http::async_write(stream, res, use_tuple);
+        if (wec || !res.keep_alive()) {
+            break;
+        }
+    }
+    beast::error_code ignored;
+    stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+}
+
+response text(http::status status, std::string body) {
+    response res{status, 11};
+    res.set(http::field::content_type, "text/plain");
+    res.body() = std::move(body);
+    return res;
+}
+
+// A listener that can be closed and opened again on the same port.
+class listener {
+public:
+    listener(net::io_context& io, handler route) : m_io(io), m_route(std::move(route)) {}
+
+    // Binds `port` (0: any) and accepts; returns the bound port, or -1.
     int up(int port) {
-        std::lock_guard lock{m_mutex};
-        if (m_server) {
+        if (m_acceptor) {
             return m_port;
         }
-        auto server = std::make_unique<httplib::Server>();
-        server->new_task_queue = [] { return new httplib::ThreadPool(64); };
-        server->set_keep_alive_timeout(1);
-        server->Get("/work", [this](httplib::Request const&, httplib::Response& res) {
-            if (m_how.serve()) {
-                res.status = 503;
-                res.set_content("injected failure\n", "text/plain");
-            } else {
-                res.set_content("ok\n", "text/plain");
-            }
-        });
-        int const bound = port == 0 ? server->bind_to_any_port("127.0.0.1")
-                                    : (server->bind_to_port("127.0.0.1", port) ? port : -1);
-        if (bound < 0) {
+        beast::error_code ec;
+        auto acceptor = std::make_shared<tcp::acceptor>(m_io);
+        tcp::endpoint const at{net::ip::address_v4::loopback(), static_cast<unsigned short>(port)};
+        acceptor->open(at.protocol(), ec);
+        if (!ec) {
+            acceptor->set_option(net::socket_base::reuse_address(true), ec);
+        }
+        if (!ec) {
+            acceptor->bind(at, ec);
+        }
+        if (!ec) {
+            acceptor->listen(net::socket_base::max_listen_connections, ec);
+        }
+        if (ec) {
             return -1;
         }
-        m_port = bound;
-        m_thread = std::thread{[s = server.get()] { s->listen_after_bind(); }};
-        m_server = std::move(server);
+        m_port = acceptor->local_endpoint().port();
+        m_acceptor = acceptor;
+        net::co_spawn(m_io, accept(acceptor), net::detached);
         return m_port;
     }
 
-    // Stops listening and closes the port; requests in progress are released first.
+    // Stops listening and closes the port (connections already accepted are served).
     void down() {
-        std::lock_guard lock{m_mutex};
-        if (!m_server) {
-            return;
+        if (m_acceptor) {
+            beast::error_code ignored;
+            m_acceptor->close(ignored);
+            m_acceptor.reset();
         }
-        m_server->stop();
-        m_how.release();
-        m_thread.join();
-        m_server.reset();
     }
 
-    bool is_up() {
-        std::lock_guard lock{m_mutex};
-        return m_server != nullptr;
-    }
+    bool is_up() const { return m_acceptor != nullptr; }
 
 private:
-    behaviour& m_how;
-    std::mutex m_mutex;
-    std::unique_ptr<httplib::Server> m_server;
-    std::thread m_thread;
+    net::awaitable<void> accept(std::shared_ptr<tcp::acceptor> acceptor) {
+        while (acceptor->is_open()) {
+            auto [ec, socket] = co_await acceptor->async_accept(use_tuple);
+            if (ec == net::error::operation_aborted || !acceptor->is_open()) {
+                break;
+            }
+            if (!ec) {
+                net::co_spawn(m_io, serve(std::move(socket), m_route), net::detached);
+            }
+        }
+    }
+
+    net::io_context& m_io;
+    handler m_route;
+    std::shared_ptr<tcp::acceptor> m_acceptor;
     int m_port = 0;
 };
 
@@ -174,61 +249,83 @@ int port_arg(int argc, char** argv, std::string_view name, int fallback) {
 } // namespace
 
 int main(int argc, char** argv) {
-    // Signals are taken synchronously by the main thread (sigwait), so every thread
+    // Signals are taken synchronously by the main thread (sigwait), so the io thread
     // started below inherits the blocked mask.
     sigset_t signals;
     sigemptyset(&signals);
     sigaddset(&signals, SIGTERM);
     sigaddset(&signals, SIGINT);
     pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+    // Each call in progress holds a socket.
+    rlimit limit{};
+    if (::getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
+        limit.rlim_cur = limit.rlim_max;
+        ::setrlimit(RLIMIT_NOFILE, &limit);
+    }
+    int const data_arg = port_arg(argc, argv, "--port", 0);
+    int const control_arg = port_arg(argc, argv, "--control-port", 0);
 
+    net::io_context io{1};
     behaviour how;
-    data_server data{how};
-    int const data_port = data.up(port_arg(argc, argv, "--port", 0));
+    listener data{io, [&how](std::string_view target) -> net::awaitable<response> {
+                      auto const path = target.substr(0, target.find('?'));
+                      if (path != "/work") {
+                          co_return text(http::status::not_found, "not found\n");
+                      }
+                      if (co_await how.serve()) {
+                          co_return text(http::status::service_unavailable, "injected failure\n");
+                      }
+                      co_return text(http::status::ok, "ok\n");
+                  }};
+    int const data_port = data.up(data_arg);
     if (data_port < 0) {
         fmt::print(stderr, "keel_downstream: cannot bind the data port\n");
         return 1;
     }
-
-    httplib::Server control;
-    control.Get("/control", [&](httplib::Request const& req, httplib::Response& res) {
-        auto const number = [&](char const* key, double fallback) {
-            return req.has_param(key) ? std::atof(req.get_param_value(key).c_str()) : fallback;
-        };
-        how.set(static_cast<int>(number("delay_ms", 0)), number("fail", 0), number("hang", 0) != 0);
-        res.set_content(how.describe(), "text/plain");
-    });
-    control.Get("/down", [&](httplib::Request const&, httplib::Response& res) {
-        data.down();
-        res.set_content("down\n", "text/plain");
-    });
-    control.Get("/up", [&](httplib::Request const&, httplib::Response& res) {
-        bool const ok = data.up(data_port) == data_port;
-        res.status = ok ? 200 : 500;
-        res.set_content(ok ? "up\n" : "cannot bind\n", "text/plain");
-    });
-    control.Get("/state", [&](httplib::Request const&, httplib::Response& res) {
-        res.set_content(fmt::format("up={} {}", data.is_up() ? 1 : 0, how.describe()),
-                        "text/plain");
-    });
-    int const control_port_arg = port_arg(argc, argv, "--control-port", 0);
-    int const control_port =
-        control_port_arg == 0
-            ? control.bind_to_any_port("127.0.0.1")
-            : (control.bind_to_port("127.0.0.1", control_port_arg) ? control_port_arg : -1);
+    listener control{
+        io, [&](std::string_view target) -> net::awaitable<response> {
+            auto const path = target.substr(0, target.find('?'));
+            if (path == "/control") {
+                how.set(static_cast<int>(query_number(target, "delay_ms", 0)),
+                        query_number(target, "fail", 0), query_number(target, "hang", 0) != 0);
+                co_return text(http::status::ok, how.describe());
+            }
+            if (path == "/down") {
+                data.down();
+                how.release();
+                co_return text(http::status::ok, "down\n");
+            }
+            if (path == "/up") {
+                bool const ok = data.up(data_port) == data_port;
+                co_return text(ok ? http::status::ok : http::status::internal_server_error,
+                               ok ? "up\n" : "cannot bind\n");
+            }
+            if (path == "/state") {
+                co_return text(http::status::ok,
+                               fmt::format("up={} {}", data.is_up() ? 1 : 0, how.describe()));
+            }
+            co_return text(http::status::not_found, "not found\n");
+        }};
+    int const control_port = control.up(control_arg);
     if (control_port < 0) {
         fmt::print(stderr, "keel_downstream: cannot bind the control port\n");
         return 1;
     }
-    std::thread control_thread{[&] { control.listen_after_bind(); }};
+    auto work = net::make_work_guard(io);
+    std::thread runner{[&io] { io.run(); }};
 
     fmt::print("listening data={} control={}\n", data_port, control_port);
     std::fflush(stdout);
 
     int received = 0;
     sigwait(&signals, &received);
-    control.stop();
-    control_thread.join();
-    data.down();
+    net::post(io, [&] {
+        control.down();
+        data.down();
+        how.release();
+    });
+    work.reset();
+    io.stop();
+    runner.join();
     return 0;
 }

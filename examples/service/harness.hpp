@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: MIT
 // What the demo driver and the end-to-end tests share: starting the servers as
 // real child processes (stdout read line by line, signals, bounded waits for
-// exit), plain HTTP GETs on loopback with their latency, and reading counters
-// back from the service's /metrics page. Loopback only, every wait bounded.
+// exit, their memory and threads from /proc), plain HTTP GETs on loopback with
+// their latency, thousands of concurrent requests from one thread (poll), raw
+// sockets for clients that misbehave, and reading counters back from the
+// service's /metrics page. Loopback only, every wait bounded.
 #pragma once
 
 #include <httplib.h>
@@ -14,10 +16,13 @@
 #include <chrono>
 #include <condition_variable>
 #include <csignal>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <deque>
+#include <fstream>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <stdexcept>
@@ -27,8 +32,15 @@
 #include <utility>
 #include <vector>
 
+#include <arpa/inet.h>
+#include <dirent.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
 #include <spawn.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -286,6 +298,211 @@ public:
 private:
     httplib::Client m_client;
 };
+
+/// Raises this process's open-file limit to its hard limit (thousands of sockets).
+inline void raise_file_limit() {
+    rlimit limit{};
+    if (::getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
+        limit.rlim_cur = limit.rlim_max;
+        ::setrlimit(RLIMIT_NOFILE, &limit);
+    }
+}
+
+/// Returns a field of /proc/<pid>/status in kB (e.g. "VmRSS", "VmHWM"), or -1.
+inline long long proc_status_kb(pid_t pid, std::string_view key) {
+    std::ifstream in{fmt::format("/proc/{}/status", pid)};
+    std::string line;
+    while (std::getline(in, line)) {
+        if (line.size() > key.size() && line.starts_with(key) && line[key.size()] == ':') {
+            return std::atoll(line.c_str() + key.size() + 1);
+        }
+    }
+    return -1;
+}
+
+/// Returns how many threads of process `pid` bear each name (/proc/<pid>/task/*/comm).
+inline std::map<std::string, int> thread_names(pid_t pid) {
+    std::map<std::string, int> names;
+    auto const dir = fmt::format("/proc/{}/task", pid);
+    if (DIR* d = ::opendir(dir.c_str())) {
+        while (dirent* e = ::readdir(d)) {
+            if (e->d_name[0] == '.') {
+                continue;
+            }
+            std::ifstream in{fmt::format("{}/{}/comm", dir, e->d_name)};
+            std::string name;
+            std::getline(in, name);
+            ++names[name];
+        }
+        ::closedir(d);
+    }
+    return names;
+}
+
+/// A TCP connection to 127.0.0.1:`port` for clients that misbehave (slow, huge heads).
+/// Closes the socket on destruction. Not copyable.
+class raw_connection {
+public:
+    /// Connects (blocking); fd() is -1 if that failed.
+    explicit raw_connection(int port) : m_fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) {
+        sockaddr_in to{};
+        to.sin_family = AF_INET;
+        to.sin_port = htons(static_cast<std::uint16_t>(port));
+        to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        if (m_fd >= 0 && ::connect(m_fd, reinterpret_cast<sockaddr const*>(&to), sizeof to) != 0) {
+            ::close(m_fd);
+            m_fd = -1;
+        }
+    }
+    raw_connection(raw_connection const&) = delete;
+    raw_connection& operator=(raw_connection const&) = delete;
+    ~raw_connection() {
+        if (m_fd >= 0) {
+            ::close(m_fd);
+        }
+    }
+
+    /// Returns the socket, or -1.
+    int fd() const noexcept { return m_fd; }
+
+    /// Sends `bytes` (blocking, no SIGPIPE); returns false if the connection failed.
+    bool send(std::string_view bytes) const {
+        while (!bytes.empty()) {
+            auto const n = ::send(m_fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+            if (n < 0 && errno == EINTR) {
+                continue;
+            }
+            if (n <= 0) {
+                return false;
+            }
+            bytes.remove_prefix(static_cast<std::size_t>(n));
+        }
+        return true;
+    }
+
+    /// Reads until the peer closes, an error, or `limit`; returns what arrived.
+    std::string read_all(mono::duration limit) const {
+        std::string in;
+        auto const deadline = mono::now() + limit;
+        char buffer[4096];
+        while (mono::now() < deadline) {
+            pollfd p{m_fd, POLLIN, 0};
+            auto const left =
+                std::chrono::duration_cast<std::chrono::milliseconds>(deadline - mono::now());
+            if (::poll(&p, 1, static_cast<int>(std::max<long long>(1, left.count()))) <= 0) {
+                continue;
+            }
+            auto const n = ::recv(m_fd, buffer, sizeof buffer, 0);
+            if (n <= 0) {
+                break;
+            }
+            in.append(buffer, static_cast<std::size_t>(n));
+        }
+        return in;
+    }
+
+private:
+    int m_fd;
+};
+
+/// Returns the status code of the HTTP response starting `text`, or 0.
+inline int status_of(std::string_view text) {
+    if (text.size() < 12 || !text.starts_with("HTTP/1.")) {
+        return 0;
+    }
+    return std::atoi(std::string{text.substr(9, 3)}.c_str());
+}
+
+/// The answer to one of many concurrent requests: status (0: none), latency, the
+/// response's head and body as received.
+struct raw_reply {
+    int status = 0;
+    mono::duration latency{};
+    std::string text;
+};
+
+/// Sends `n` requests at once, each on its own connection from this one thread
+/// (non-blocking sockets and poll), request i being `request_text(i)` (which should ask
+/// for Connection: close); waits up to `limit` for every answer. Raise the file limit
+/// first (raise_file_limit()) for more than about 1000.
+inline std::vector<raw_reply>
+concurrent_requests(int port, int n, std::function<std::string(int)> const& request_text,
+                    mono::duration limit) {
+    struct conn {
+        int fd = -1;
+        std::string out;
+        std::size_t sent = 0;
+        bool done = false;
+    };
+    std::vector<conn> conns(static_cast<std::size_t>(n));
+    std::vector<raw_reply> replies(static_cast<std::size_t>(n));
+    std::vector<pollfd> fds(static_cast<std::size_t>(n));
+    auto const start = mono::now();
+    sockaddr_in to{};
+    to.sin_family = AF_INET;
+    to.sin_port = htons(static_cast<std::uint16_t>(port));
+    to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int open = 0;
+    for (std::size_t i = 0; i < conns.size(); ++i) {
+        auto& c = conns[i];
+        c.out = request_text(static_cast<int>(i));
+        c.fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (c.fd < 0 || (::connect(c.fd, reinterpret_cast<sockaddr const*>(&to), sizeof to) != 0 &&
+                         errno != EINPROGRESS)) {
+            c.done = true;
+        } else {
+            ++open;
+        }
+        fds[i] = pollfd{c.done ? -1 : c.fd, POLLOUT, 0};
+    }
+    auto const deadline = start + limit;
+    char buffer[4096];
+    while (open > 0 && mono::now() < deadline) {
+        if (::poll(fds.data(), fds.size(), 50) <= 0) {
+            continue;
+        }
+        for (std::size_t i = 0; i < conns.size(); ++i) {
+            auto& c = conns[i];
+            if (c.done || fds[i].revents == 0) {
+                continue;
+            }
+            bool finished = false;
+            if (c.sent < c.out.size() && (fds[i].revents & POLLOUT) != 0) {
+                auto const w =
+                    ::send(c.fd, c.out.data() + c.sent, c.out.size() - c.sent, MSG_NOSIGNAL);
+                if (w > 0) {
+                    c.sent += static_cast<std::size_t>(w);
+                } else if (errno != EAGAIN && errno != EINTR) {
+                    finished = true;
+                }
+                if (c.sent == c.out.size()) {
+                    fds[i].events = POLLIN;
+                }
+            } else if ((fds[i].revents & (POLLIN | POLLHUP | POLLERR)) != 0) {
+                auto const r = ::recv(c.fd, buffer, sizeof buffer, 0);
+                if (r > 0) {
+                    replies[i].text.append(buffer, static_cast<std::size_t>(r));
+                } else if (r == 0 || (errno != EAGAIN && errno != EINTR)) {
+                    finished = true;
+                }
+            }
+            if (finished) {
+                c.done = true;
+                --open;
+                replies[i].latency = mono::now() - start;
+                replies[i].status = status_of(replies[i].text);
+                fds[i].fd = -1;
+                ::close(c.fd);
+            }
+        }
+    }
+    for (auto& c : conns) {
+        if (!c.done && c.fd >= 0) {
+            ::close(c.fd);
+        }
+    }
+    return replies;
+}
 
 /// Returns the value of the sample `name` (with its labels, exactly as rendered,
 /// e.g. `keel_demo_requests_total{outcome="ok"}`) in a Prometheus text page, or -1.

@@ -13,6 +13,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -400,6 +401,328 @@ void drain_under_load(paths const& p) {
           fmt::format("the drain report says nothing was left in flight: {}", line));
 }
 
+// Under a sanitizer every process starts with a larger resident set; memory bounds
+// then apply to growth.
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define KEEL_E2E_SANITIZED 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define KEEL_E2E_SANITIZED 1
+#endif
+// ThreadSanitizer's runtime runs a background thread of its own in every process.
+#if defined(KEEL_DEMO_TSAN)
+constexpr int sanitizer_threads = 1;
+#else
+constexpr int sanitizer_threads = 0;
+#endif
+
+// Slow clients send a request head one byte every 2 s. Each holds only a coroutine,
+// so the service keeps answering; at SIGTERM their connections are closed (none was
+// admitted) and the process exits 0 within its budget.
+void slow_clients(paths const& p, int n) {
+    keel_demo::raise_file_limit();
+    // The default head deadline (10 s from the accept) outlasts the test's 5 s of dribbling.
+    servers s{p, {"--pre-stop-ms", "200", "--drain-ms", "3000"}};
+    std::vector<std::unique_ptr<keel_demo::raw_connection>> clients;
+    for (int i = 0; i < n; ++i) {
+        clients.push_back(std::make_unique<keel_demo::raw_connection>(s.port));
+    }
+    check(std::all_of(clients.begin(), clients.end(), [](auto const& c) { return c->fd() >= 0; }),
+          fmt::format("{} slow clients connected", n));
+    std::string const head = "GET /api/work HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ";
+    std::atomic<bool> sending{true};
+    std::thread dribble{[&] {
+        for (std::size_t at = 0; sending.load(); ++at) {
+            for (auto const& c : clients) {
+                c->send(std::string_view{head}.substr(at % head.size(), 1));
+            }
+            for (int i = 0; i < 100 && sending.load(); ++i) {
+                std::this_thread::sleep_for(20ms); // one byte every 2 s
+            }
+        }
+    }};
+    mono::duration worst{};
+    int live = 0;
+    auto const until_time = mono::now() + 4500ms; // two or three bytes from each client
+    while (mono::now() < until_time) {
+        auto const r = keel_demo::get(s.port, "/health/live", {}, 5s);
+        live += r.status == 200 ? 1 : 0;
+        worst = std::max(worst, r.latency);
+        std::this_thread::sleep_for(200ms);
+    }
+    check(live > 10 && worst < 100ms,
+          fmt::format("with {} slow clients /health/live answered {} times, slowest {:.1f} ms "
+                      "(< 100 ms)",
+                      n, live, keel_demo::ms(worst)));
+    check(s.work().status == 200, "a normal request is served beside them");
+
+    auto const sent = mono::now();
+    s.service().signal(SIGTERM);
+    auto const code = s.service().wait_exit(30s);
+    auto const took = mono::now() - sent;
+    sending = false;
+    dribble.join();
+    check(code == 0, fmt::format("SIGTERM: exit code {}", code ? std::to_string(*code) : "none"));
+    check(took < 200ms + 3000ms,
+          fmt::format("exited {:.2f} s after SIGTERM, within the 3.2 s budget",
+                      std::chrono::duration<double>(took).count()));
+    bool closed_all = false;
+    while (auto const l = s.service().wait_line("event", 1s)) {
+        if (l->find("phase=listener_closed") != std::string::npos) {
+            closed_all = keel_demo::field(*l, "idle_closed") >= n;
+            check(closed_all, fmt::format("the drain closed the slow connections: {}", *l));
+            break;
+        }
+    }
+    check(closed_all, "the drain reported closing the slow clients' connections");
+}
+
+void slow_client(paths const& p) {
+    slow_clients(p, 1);
+}
+void slow_clients_40(paths const& p) {
+    slow_clients(p, 40);
+}
+
+// A proxy that adds its own X-Forwarded-For line (HAProxy's option forwardfor) leaves
+// the client's own line first: the service reads every line, so the client's choice
+// of address does not get it a fresh bucket.
+void duplicate_forwarded_for(paths const& p) {
+    servers s{p, {"--rate", "1", "--burst", "2"}};
+    int allowed = 0;
+    int limited = 0;
+    bool attributed = true;
+    auto const start = mono::now();
+    for (int i = 0; i < 20; ++i) {
+        // The client's own line, then the trusted proxy's.
+        httplib::Headers const headers{{"X-Forwarded-For", fmt::format("198.51.100.{}", i + 1)},
+                                       {"X-Forwarded-For", "10.0.0.9"}};
+        auto const r = s.work(headers);
+        allowed += r.status == 200 ? 1 : 0;
+        limited += r.status == 429 ? 1 : 0;
+        attributed = attributed && r.header("X-Client-Address") == "10.0.0.9";
+    }
+    auto const elapsed = std::chrono::duration<double>(mono::now() - start).count();
+    check(attributed, "every request is attributed to 10.0.0.9, the proxy's line");
+    auto const most = 2 + static_cast<int>(elapsed) + 1;
+    check(allowed <= most, fmt::format("{} of 20 allowed in {:.2f} s, at most {} (burst 2, 1/s)",
+                                       allowed, elapsed, most));
+    check(limited >= 20 - most, fmt::format("{} rate-limited (429)", limited));
+    s.stop_cleanly();
+}
+
+// 90 MB of header lines in one request: refused with 431 after the first 8 KiB, and the
+// service's memory stays small; so is a head with too many (small) header lines.
+void header_flood(paths const& p) {
+    servers s{p, {}};
+    auto const rss_before = keel_demo::proc_status_kb(s.service().pid(), "VmRSS");
+    int status = 0;
+    std::size_t sent = 0;
+    {
+        keel_demo::raw_connection c{s.port};
+        c.send("GET /api/work HTTP/1.1\r\nHost: 127.0.0.1\r\n");
+        std::string line = "X-Padding: " + std::string(1000, 'a') + "\r\n";
+        std::string chunk;
+        for (int i = 0; i < 64; ++i) {
+            chunk += line;
+        }
+        // Sends all of it, as an attacker would, reading whatever comes back in between
+        // and ignoring the end of the answer; stops early only when the connection fails
+        // (the service closes it a second after its answer).
+        std::string in;
+        char buffer[4096];
+        bool answered = false;
+        while (sent < 90u * 1000 * 1000) {
+            pollfd fd{c.fd(), POLLIN, 0};
+            if (!answered && ::poll(&fd, 1, 0) > 0) {
+                auto const n = ::recv(c.fd(), buffer, sizeof buffer, 0);
+                if (n > 0) {
+                    in.append(buffer, static_cast<std::size_t>(n));
+                } else {
+                    answered = true; // the service's end of the answer: keep sending
+                }
+            }
+            if (!c.send(chunk)) {
+                break;
+            }
+            sent += chunk.size();
+        }
+        in += c.read_all(2s);
+        status = keel_demo::status_of(in);
+    }
+    auto const hwm = keel_demo::proc_status_kb(s.service().pid(), "VmHWM");
+    check(status == 431, fmt::format("a head of header lines is refused with 431 (got {}); "
+                                     "{} kB sent in all",
+                                     status, sent / 1000));
+#if defined(KEEL_E2E_SANITIZED)
+    check(hwm - rss_before < 64 * 1024,
+          fmt::format("peak RSS grew {} kB (< 64 MB; sanitized build)", hwm - rss_before));
+#else
+    check(hwm > 0 && hwm < 64 * 1024,
+          fmt::format("peak RSS {} kB < 64 MB (it was {} kB before)", hwm, rss_before));
+#endif
+    {
+        keel_demo::raw_connection c{s.port};
+        std::string head = "GET /api/work HTTP/1.1\r\nHost: 127.0.0.1\r\n";
+        for (int i = 0; i < 150; ++i) {
+            head += fmt::format("X-H{}: 1\r\n", i);
+        }
+        c.send(head + "\r\n");
+        auto const answer = keel_demo::status_of(c.read_all(5s));
+        check(answer == 431,
+              fmt::format("151 header lines in {} bytes are refused with 431 (got {})", head.size(),
+                          answer));
+    }
+    check(s.work().status == 200, "the next normal request is served");
+    check(s.metric("keel_demo_http_refused_total{reason=\"header_bytes\"}") == 1 &&
+              s.metric("keel_demo_http_refused_total{reason=\"header_count\"}") == 1,
+          "/metrics counts one refusal for each bound");
+    s.stop_cleanly();
+}
+
+// Keep-alive clients during the drain: from SIGTERM every answer carries
+// Connection: close, so each client reconnects for its next request (until the
+// listener closes) and none sends on a connection the server is closing: no reset.
+void keep_alive_drain(paths const& p) {
+    servers s{p, {"--pre-stop-ms", "1500", "--drain-ms", "5000"}};
+    s.control("/control?delay_ms=50");
+    std::atomic<bool> running{true};
+    std::atomic<mono::rep> not_ready_at{0}; // when the test saw the drain begin
+    std::atomic<int> served{0};
+    std::atomic<int> served_after{0};
+    std::atomic<int> kept_open_after{0};
+    std::atomic<int> resets{0};
+    std::vector<std::thread> clients;
+    for (int i = 0; i < 8; ++i) {
+        clients.emplace_back([&] {
+            keel_demo::session connection{s.port};
+            while (running.load()) {
+                auto const started = mono::now().time_since_epoch().count();
+                auto const r = connection.get("/api/work");
+                auto const drain_began = not_ready_at.load();
+                bool const after = drain_began != 0 && started > drain_began;
+                if (r.status == 200) {
+                    ++served;
+                    if (after) {
+                        ++served_after;
+                        kept_open_after += r.header("Connection") != "close" ? 1 : 0;
+                    }
+                } else if (r.status == 503) {
+                    return; // refused: the balancer would stop routing here
+                } else if (r.status == 0 && r.error == "Connection") {
+                    return; // never accepted: the listener is closed
+                } else if (r.status == 0) {
+                    ++resets; // sent, then the connection failed
+                }
+            }
+        });
+    }
+    std::this_thread::sleep_for(1s);
+    s.service().signal(SIGTERM);
+    bool began = false;
+    while (auto const l = s.service().wait_line("event", 5s)) {
+        if (l->find("phase=not_ready") != std::string::npos) {
+            began = true;
+            break;
+        }
+    }
+    not_ready_at = mono::now().time_since_epoch().count();
+    check(began, "the service reported the drain's start");
+    auto const code = s.service().wait_exit(30s);
+    running = false;
+    for (auto& t : clients) {
+        t.join();
+    }
+    check(served_after.load() > 0,
+          fmt::format("{} served in all, {} of them sent after the drain began", served.load(),
+                      served_after.load()));
+    check(kept_open_after.load() == 0,
+          fmt::format("{} answers during the drain lacked Connection: close",
+                      kept_open_after.load()));
+    check(resets.load() == 0, fmt::format("{} requests got a reset", resets.load()));
+    check(code == 0, fmt::format("exit code {}", code ? std::to_string(*code) : "none"));
+}
+
+// 2,000 requests at once against a downstream answering in 150 ms: the service, on
+// two threads, has all of them in flight together and serves every one.
+void concurrent_2000(paths const& p) {
+    keel_demo::raise_file_limit();
+    servers s{p,
+              {"--threads", "2", "--max-in-flight", "4000", "--timeout-ms", "30000",
+               "--request-timeout-ms", "120000"}};
+    s.control("/control?delay_ms=150");
+    auto const request = [](int) {
+        return std::string{
+            "GET /api/work HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"};
+    };
+    auto const start = mono::now();
+    auto replies = keel_demo::concurrent_requests(s.port, 2000, request, 90s);
+    auto const took = mono::now() - start;
+    int ok = 0;
+    std::vector<mono::duration> latencies;
+    for (auto const& r : replies) {
+        ok += r.status == 200 ? 1 : 0;
+        latencies.push_back(r.latency);
+    }
+    auto const threads = keel_demo::thread_names(s.service().pid());
+    int total = 0;
+    for (auto const& [name, count] : threads) {
+        total += count;
+    }
+    int const io = threads.contains("keel-io") ? threads.at("keel-io") : 0;
+    auto const p50 = keel_demo::percentile(latencies, 50);
+    auto const p99 = keel_demo::percentile(latencies, 99);
+    fmt::print("  2000 concurrent requests in {:.2f} s: p50 {:.1f} ms, p99 {:.1f} ms, max {:.1f} "
+               "ms\n",
+               std::chrono::duration<double>(took).count(), keel_demo::ms(p50), keel_demo::ms(p99),
+               keel_demo::ms(latencies.back()));
+    check(ok == 2000, fmt::format("{} of 2000 served", ok));
+    check(io == 2 && total <= io + 2 + sanitizer_threads,
+          fmt::format("served by {} io threads ({} threads in the process: the io threads, main "
+                      "waiting for SIGTERM, keel's signal waiter)",
+                      io, total));
+    // One request per thread at a time would need 2000 x 150 ms / 2 = 150 s; the bound
+    // leaves room for sanitizers on a loaded machine.
+    check(took < 60s, fmt::format("all answered within {:.2f} s (< 60 s; 150 s one at a time "
+                                  "per thread)",
+                                  std::chrono::duration<double>(took).count()));
+    s.stop_cleanly();
+}
+
+// A downstream slower than the traffic (2 s a call): the bulkhead caps the calls in
+// flight and the rest are shed at once (503 with Retry-After) instead of queueing.
+void bulkhead_sheds(paths const& p) {
+    keel_demo::raise_file_limit();
+    servers s{p, {"--max-in-flight", "100", "--timeout-ms", "5000"}};
+    s.control("/control?delay_ms=2000");
+    auto const request = [](int) {
+        return std::string{
+            "GET /api/work HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"};
+    };
+    auto const replies = keel_demo::concurrent_requests(s.port, 400, request, 30s);
+    int ok = 0;
+    int shed = 0;
+    mono::duration slowest_shed{};
+    for (auto const& r : replies) {
+        ok += r.status == 200 ? 1 : 0;
+        if (r.status == 503 && r.text.find("downstream busy") != std::string::npos &&
+            r.text.find("Retry-After") != std::string::npos) {
+            ++shed;
+            slowest_shed = std::max(slowest_shed, r.latency);
+        }
+    }
+    check(ok >= 100 && ok + shed == 400,
+          fmt::format("{} served, {} shed by the bulkhead (of 400, 100 slots)", ok, shed));
+    check(shed > 0 && slowest_shed < 2000ms,
+          fmt::format("shed answers came before one downstream call could end: slowest {:.1f} ms",
+                      keel_demo::ms(slowest_shed)));
+    check(s.metric("keel_demo_requests_total{outcome=\"bulkhead_full\"}") == shed,
+          "/metrics counts every shed request");
+    s.stop_cleanly();
+}
+
 // The /metrics writer follows the text exposition format: HELP and TYPE lines,
 // escaped help text and label values, integers without exponents, special values.
 void prometheus_text(paths const&) {
@@ -443,9 +766,19 @@ int main(int argc, char** argv) {
         }
     }
     std::map<std::string, void (*)(paths const&)> const scenarios{
-        {"breaker_fail_fast", breaker_fail_fast},         {"breaker_recovery", breaker_recovery},
-        {"spoofed_forwarded_for", spoofed_forwarded_for}, {"flood_vs_polite", flood_vs_polite},
-        {"drain_under_load", drain_under_load},           {"prometheus_text", prometheus_text},
+        {"breaker_fail_fast", breaker_fail_fast},
+        {"breaker_recovery", breaker_recovery},
+        {"spoofed_forwarded_for", spoofed_forwarded_for},
+        {"flood_vs_polite", flood_vs_polite},
+        {"drain_under_load", drain_under_load},
+        {"prometheus_text", prometheus_text},
+        {"slow_client", slow_client},
+        {"slow_clients_40", slow_clients_40},
+        {"duplicate_forwarded_for", duplicate_forwarded_for},
+        {"header_flood", header_flood},
+        {"keep_alive_drain", keep_alive_drain},
+        {"concurrent_2000", concurrent_2000},
+        {"bulkhead_sheds", bulkhead_sheds},
     };
     auto const it = scenarios.find(scenario);
     if (it == scenarios.end()) {
