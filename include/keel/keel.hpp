@@ -23,6 +23,7 @@
 #include <keel/limiter/sliding_log.hpp>
 #include <keel/limiter/token_bucket.hpp>
 
+#include <keel/policy/adaptive_limit.hpp>
 #include <keel/policy/backoff.hpp>
 #include <keel/policy/bulkhead.hpp>
 #include <keel/policy/circuit_breaker.hpp>

@@ -206,10 +206,11 @@ struct client_report {
 
 /// Runs `processes` keel_redis_client processes at once with `args` (after the
 /// port) and returns their reports (admitted = -1 for a process that failed).
-inline std::vector<client_report> run_clients(int processes, int port, std::string const& args) {
+/// `where` is a port, or "cluster:<port>" for the Redis Cluster that node belongs to.
+inline std::vector<client_report> run_clients(int processes, std::string const& where,
+                                              std::string const& args) {
     std::vector<FILE*> pipes;
-    std::string const command =
-        std::string{KEEL_REDIS_CLIENT} + " " + std::to_string(port) + " " + args;
+    std::string const command = std::string{KEEL_REDIS_CLIENT} + " " + where + " " + args;
     for (int i = 0; i < processes; ++i) {
         pipes.push_back(popen(command.c_str(), "r"));
     }
@@ -227,6 +228,11 @@ inline std::vector<client_report> run_clients(int processes, int port, std::stri
         reports.push_back(r);
     }
     return reports;
+}
+
+/// Runs `processes` keel_redis_client processes against the server on `port`.
+inline std::vector<client_report> run_clients(int processes, int port, std::string const& args) {
+    return run_clients(processes, std::to_string(port), args);
 }
 #endif
 

@@ -17,6 +17,7 @@
 #include <keel/core/outcome.hpp>
 #include <keel/detail/deadline_timer.hpp>
 #include <keel/detail/time.hpp>
+#include <keel/observe/pipeline_counters.hpp>
 #include <keel/policy/bulkhead.hpp>
 #include <keel/policy/circuit_breaker.hpp>
 #include <keel/policy/fallback.hpp>
@@ -99,6 +100,7 @@ struct async_policy<keel::retry<Predicate, Clock, Sleeper, Random>> {
             try {
                 while (auto const delay = plan.next_delay(result, ctx.stop_requested())) {
                     if (!co_await sleep_for(policy.clock(), *delay)) {
+                        plan.wait_interrupted();
                         break;
                     }
                     result = co_await next(ctx.with_attempt(plan.attempt()));
@@ -110,6 +112,7 @@ struct async_policy<keel::retry<Predicate, Clock, Sleeper, Random>> {
                 // An on_retry listener threw: report it rather than escape.
                 result = keel::failure::from_current_exception();
             }
+            plan.finish(result);
         }
         co_return result;
     }
@@ -148,10 +151,9 @@ struct async_policy<basic_timeout<Clock>> {
         outcome<R> result =
             co_await detail::run_in_scope<R>(scope, ctx.with_deadline(deadline), std::move(next));
         alarm.cancel();
-        if (scope->timed_out || policy.clock().now() >= deadline) {
-            co_return keel::failure::from(errc::timeout);
-        }
-        co_return result;
+        // An attempt the timer ended is settled as ended at its deadline.
+        co_return basic_timeout<Clock>::settle(
+            std::move(result), scope->timed_out ? deadline : policy.clock().now(), deadline);
     }
 };
 
@@ -265,7 +267,12 @@ struct async_policy<rate_limit<Limiter, Sleeper>> {
         for (;;) {
             admission step = policy.admit(ctx, waited);
             if (step.verdict == admission::kind::run) {
-                co_return co_await next(ctx);
+                auto result = co_await next(ctx);
+                if (waited != std::chrono::nanoseconds::zero()) {
+                    result.set_stats(
+                        {result.attempts(), keel::detail::saturating_add(result.waited(), waited)});
+                }
+                co_return result;
             }
             if (step.verdict == admission::kind::reject) {
                 co_return std::move(step.rejection);
@@ -285,6 +292,18 @@ struct async_policy<fallback<Handler, Predicate>> {
     static awaitable<outcome<detail::next_result_t<Next, Context>>>
     execute(fallback<Handler, Predicate> const& policy, Next next, Context const& ctx) {
         co_return policy.substitute(co_await next(ctx));
+    }
+};
+
+/// keel::observe::count(counters), asynchronously: records the awaited outcome.
+template <>
+struct async_policy<observe::count_policy> {
+    template <class Next, class Context>
+    static awaitable<outcome<detail::next_result_t<Next, Context>>>
+    execute(observe::count_policy const& policy, Next next, Context const& ctx) {
+        auto result = co_await next(ctx);
+        policy.counters().record_call(result);
+        co_return result;
     }
 };
 

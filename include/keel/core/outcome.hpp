@@ -61,6 +61,16 @@ struct failure {
     }
 };
 
+/// Describes how a guarded call went besides its result: how many attempts it
+/// made and how long its policies made it wait (retry backoffs and rate-limit
+/// waits), so a caller can log both without instrumenting the pipeline. A call no
+/// policy retried or delayed made 1 attempt and waited 0.
+struct call_stats {
+    int attempts = 1;                   ///< Attempts made, the first included.
+    std::chrono::nanoseconds waited{0}; ///< Time spent in keel's waits.
+    friend bool operator==(call_stats const&, call_stats const&) = default;
+};
+
 /// Holds the result of a guarded call: a T, or a keel::failure.
 ///
 /// Access without throwing through has_value(), operator*, failure() and
@@ -141,6 +151,15 @@ public:
         return has_value() ? std::nullopt : failure().retry_after;
     }
 
+    /// Returns the attempts made and the time waited (see keel::call_stats).
+    call_stats const& stats() const noexcept { return m_stats; }
+    /// Returns stats().attempts.
+    int attempts() const noexcept { return m_stats.attempts; }
+    /// Returns stats().waited.
+    std::chrono::nanoseconds waited() const noexcept { return m_stats.waited; }
+    /// Replaces the stats (keel's policies call it as the call goes).
+    void set_stats(call_stats stats) noexcept { m_stats = stats; }
+
 private:
     void raise_if_failed() const {
         if (!has_value()) {
@@ -149,6 +168,7 @@ private:
     }
 
     std::variant<T, keel::failure> m_state;
+    call_stats m_stats{};
 };
 
 /// Holds success or a keel::failure for calls that return nothing.
@@ -192,8 +212,18 @@ public:
         return m_failure ? m_failure->retry_after : std::nullopt;
     }
 
+    /// Returns the attempts made and the time waited (see keel::call_stats).
+    call_stats const& stats() const noexcept { return m_stats; }
+    /// Returns stats().attempts.
+    int attempts() const noexcept { return m_stats.attempts; }
+    /// Returns stats().waited.
+    std::chrono::nanoseconds waited() const noexcept { return m_stats.waited; }
+    /// Replaces the stats (keel's policies call it as the call goes).
+    void set_stats(call_stats stats) noexcept { m_stats = stats; }
+
 private:
     std::optional<keel::failure> m_failure;
+    call_stats m_stats{};
 };
 
 KEEL_END_NAMESPACE

@@ -49,5 +49,15 @@ constexpr TimePoint saturating_add(TimePoint t, std::chrono::duration<Rep, Perio
     return TimePoint{duration{sum}};
 }
 
+/// Returns `a + b`, or nanoseconds::max() (min()) where the sum would not fit.
+constexpr std::chrono::nanoseconds saturating_add(std::chrono::nanoseconds a,
+                                                  std::chrono::nanoseconds b) noexcept {
+    std::chrono::nanoseconds::rep sum{};
+    if (__builtin_add_overflow(a.count(), b.count(), &sum)) {
+        return b.count() > 0 ? std::chrono::nanoseconds::max() : std::chrono::nanoseconds::min();
+    }
+    return std::chrono::nanoseconds{sum};
+}
+
 } // namespace detail
 KEEL_END_NAMESPACE

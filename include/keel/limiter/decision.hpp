@@ -51,4 +51,14 @@ struct decision {
 
 static_assert(std::is_trivially_copyable_v<decision>);
 
+/// Counts the decisions a limiter made since construction, by kind: requests
+/// for one permit or more that were allowed, refused (the limit was reached:
+/// waiting helps) and unsatisfiable (more permits than the limit can ever give,
+/// or a negative count). Peeks (0 permits) are not counted.
+struct decision_counts {
+    std::uint64_t allowed = 0;       ///< Requests granted.
+    std::uint64_t refused = 0;       ///< Requests refused with a retry_after.
+    std::uint64_t unsatisfiable = 0; ///< Requests no wait could grant.
+};
+
 KEEL_END_NAMESPACE

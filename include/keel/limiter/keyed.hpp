@@ -147,6 +147,9 @@ public:
         m_shard_cap = (opts.max_keys + opts.shards - 1) / opts.shards;
         m_max_slots = std::bit_ceil(m_shard_cap + m_shard_cap / 3 + 1);
         m_shards = std::make_unique<shard[]>(m_shard_count);
+        if constexpr (requires { m_limiter.count_decisions(); }) {
+            m_limiter.count_decisions(); // only keys that overflow reach it
+        }
     }
 
     /// Takes `permits` from `key`'s limiter; reads the clock once, after taking
@@ -187,6 +190,26 @@ public:
         return n;
     }
 
+    /// Returns how many requests were allowed, refused and unsatisfiable since
+    /// construction, over all keys: counted under the shard locks the requests
+    /// take anyway, plus what the shared overflow limiter counted
+    /// (overflow_limiter().decisions(), which the table turns on at construction;
+    /// a user's word_limiter without decisions() has its overflow uncounted).
+    /// Lock-free.
+    decision_counts decisions() const noexcept {
+        decision_counts total;
+        if constexpr (requires { m_limiter.decisions(); }) {
+            total = m_limiter.decisions();
+        }
+        for (std::size_t i = 0; i < m_shard_count; ++i) {
+            auto const c = m_shards[i].decisions.read();
+            total.allowed += c.allowed;
+            total.refused += c.refused;
+            total.unsatisfiable += c.unsatisfiable;
+        }
+        return total;
+    }
+
     /// Returns the most keys the table holds (max_keys rounded up to a multiple of shards).
     std::size_t max_keys() const noexcept { return m_shard_cap * m_shard_count; }
 
@@ -218,6 +241,9 @@ private:
 
     struct alignas(detail::cache_line) shard {
         mutable std::mutex mutex;
+        // The decisions made for keys of this shard, written under `mutex` (it fits
+        // in the shard's padding).
+        detail::decision_counters decisions;
         std::unique_ptr<slot[]> slots;
         std::size_t mask = 0; // slots - 1, or 0 before the first key
         std::size_t size = 0;
@@ -256,6 +282,12 @@ private:
     decision acquire(Key const& key, std::int64_t permits, Now read_now) {
         auto const h = hash_of(key);
         shard& s = m_shards[m_shard_count == 1 ? 0 : static_cast<std::size_t>(h >> m_shard_shift)];
+        return acquire_in(s, h, key, permits, read_now);
+    }
+
+    template <class Now>
+    decision acquire_in(shard& s, std::uint64_t h, Key const& key, std::int64_t permits,
+                        Now read_now) {
         std::unique_lock lock{s.mutex};
         time_point const now = read_now();
         auto const now_ns = detail::to_ns(now);
@@ -270,6 +302,7 @@ private:
                         s.slots[i].word = r.next;
                         s.time = judge_time(s, now_ns);
                     }
+                    s.decisions.record_locked(r.result, permits);
                     return r.result;
                 }
             }
@@ -277,23 +310,27 @@ private:
         // A new key: what a fresh limiter would answer, stored only if it changes state.
         limiter_step const r = m_limiter.step(Limiter::fresh_state, permits, now_ns);
         if (!r.write) {
+            s.decisions.record_locked(r.result, permits);
             return r.result;
         }
         if (!make_room_locked(s, judge_time(s, now_ns))) {
             auto const retry = detail::saturating_sub(s.next_sweep, now_ns);
-            lock.unlock();
             if (m_overflow == keyed_overflow::shared) {
+                lock.unlock();
+                // Counted by the overflow limiter itself (decisions() adds its counts).
                 return m_limiter.try_acquire(permits, now);
             }
             decision d;
             d.limit = r.result.limit;
             d.retry_after = detail::non_negative(retry);
+            s.decisions.record_locked(d, permits);
             return d;
         }
         insert_locked(s, key, h, r.next);
         s.time = judge_time(s, now_ns);
         auto const rest = detail::saturating_add(now_ns, m_limiter.rest_after(r.next, now_ns));
         s.next_sweep = rest < s.next_sweep ? rest : s.next_sweep;
+        s.decisions.record_locked(r.result, permits);
         return r.result;
     }
 

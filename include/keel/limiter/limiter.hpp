@@ -15,6 +15,7 @@
 #include <atomic>
 #include <chrono>
 #include <concepts>
+#include <cstddef>
 #include <cstdint>
 #include <type_traits>
 #include <utility>
@@ -70,6 +71,48 @@ concept word_limiter = rate_limiter<L> &&
 };
 
 namespace detail {
+
+/// Counts a limiter's decisions (keel::decision_counts): one relaxed atomic per
+/// kind, beside the state it counts for. record() is a relaxed add, made only
+/// once enable() was called: on a lock-free limiter that add costs about as much
+/// as the admission itself (bench/limiter_bench.cpp), so a limiter nobody
+/// observes does not pay it. record_locked() always counts, with a load and a
+/// store, for callers that serialise their writers under a lock they hold anyway
+/// (there it costs what a plain increment does). Readers load without a lock and
+/// see each count on its own. A peek (0 permits) is not counted.
+class decision_counters {
+public:
+    /// Starts counting in record(); idempotent and thread-safe.
+    void enable() noexcept { m_enabled.store(true, std::memory_order_relaxed); }
+    /// Returns true once enable() was called.
+    bool enabled() const noexcept { return m_enabled.load(std::memory_order_relaxed); }
+    /// Counts `d`, the answer to a request for `permits`, with an atomic add if enabled.
+    KEEL_ALWAYS_INLINE void record(decision const& d, std::int64_t permits) noexcept {
+        if (m_enabled.load(std::memory_order_relaxed) && permits != 0) [[unlikely]] {
+            m_counts[index(d)].fetch_add(1, std::memory_order_relaxed);
+        }
+    }
+    /// Counts `d` (always); the caller holds the lock every writer takes.
+    KEEL_ALWAYS_INLINE void record_locked(decision const& d, std::int64_t permits) noexcept {
+        if (permits != 0) [[likely]] {
+            auto& count = m_counts[index(d)];
+            count.store(count.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+        }
+    }
+    /// Returns the counts.
+    decision_counts read() const noexcept {
+        return {m_counts[0].load(std::memory_order_relaxed),
+                m_counts[1].load(std::memory_order_relaxed),
+                m_counts[2].load(std::memory_order_relaxed)};
+    }
+
+private:
+    KEEL_ALWAYS_INLINE static std::size_t index(decision const& d) noexcept {
+        return d.allowed ? 0 : (d.unsatisfiable ? 2 : 1);
+    }
+    std::atomic<bool> m_enabled{false};
+    std::atomic<std::uint64_t> m_counts[3]{};
+};
 
 /// Applies `limiter.step` to `state` in one CAS loop: a refusal only loads, an
 /// admission retries until its compare-exchange wins. Relaxed ordering: the
@@ -146,8 +189,20 @@ public:
     /// `permits` == 0 peeks (allowed, nothing taken); more than the limiter's
     /// limit or burst, or negative, is refused as unsatisfiable.
     KEEL_ALWAYS_INLINE decision try_acquire(std::int64_t permits, time_point now) noexcept {
-        return acquire_word(derived(), m_state, permits, to_ns(now));
+        decision const d = acquire_word(derived(), m_state, permits, to_ns(now));
+        m_decisions.record(d, permits);
+        return d;
     }
+
+    /// Starts counting decisions for decisions(); until then nothing is counted,
+    /// so the lock-free admission pays no atomic add (keel::observe::registry calls
+    /// this when the limiter is registered). Idempotent; thread-safe.
+    void count_decisions() noexcept { m_decisions.enable(); }
+
+    /// Returns how many requests were allowed, refused and unsatisfiable since
+    /// count_decisions() was first called (all zero before). keel::keyed counts
+    /// its own, not through this.
+    decision_counts decisions() const noexcept { return m_decisions.read(); }
 
     /// Computes the decision and next state for state word `word` at `now_ns`.
     KEEL_ALWAYS_INLINE limiter_step step(std::uint64_t word, std::int64_t permits,
@@ -184,6 +239,8 @@ private:
     }
 
     std::atomic<std::uint64_t> m_state{Derived::fresh_state};
+    // Beside the state word: an admission has just made its cache line this core's.
+    decision_counters m_decisions;
     [[no_unique_address]] Clock m_clock;
 };
 

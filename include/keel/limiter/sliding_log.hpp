@@ -62,11 +62,15 @@ public:
     /// Takes `permits` at time `now`. 0 peeks; more than `limit` or negative is unsatisfiable.
     decision try_acquire(std::int64_t permits, time_point now) {
         std::lock_guard lock{m_mutex};
-        if (permits < 0 || permits > m_limit) [[unlikely]] {
-            return detail::unsatisfiable(acquire_locked(0, detail::to_ns(now)));
-        }
-        return acquire_locked(permits, detail::to_ns(now));
+        decision const d = permits < 0 || permits > m_limit
+                               ? detail::unsatisfiable(acquire_locked(0, detail::to_ns(now)))
+                               : acquire_locked(permits, detail::to_ns(now));
+        m_decisions.record_locked(d, permits);
+        return d;
     }
+
+    /// Returns how many requests were allowed, refused and unsatisfiable since construction.
+    decision_counts decisions() const noexcept { return m_decisions.read(); }
 
     /// Returns the limit: permits per sliding window.
     std::int64_t limit() const noexcept { return m_limit; }
@@ -153,6 +157,7 @@ private:
     std::mutex m_mutex;
     std::unique_ptr<std::int64_t[]> m_ring; // oldest at m_head; sorted ascending from there
     std::int64_t m_head = 0;
+    detail::decision_counters m_decisions; // written under m_mutex
 };
 
 /// A sliding log on keel::steady_clock.

@@ -302,6 +302,16 @@ public:
         add(drain_phase::flush, std::move(name), std::move(hook_fn));
     }
 
+    /// Adds a listener told each phase's report as the phase ends (phase_report::
+    /// elapsed and timed_out set), in phase order, on the thread running shutdown()
+    /// and without any lock held. Meant for logs and events: it should not block,
+    /// since the time it takes counts against the next phase. An exception it
+    /// throws is ignored.
+    void on_phase_end(std::function<void(phase_report const&)> listener) {
+        std::lock_guard lock{m_mutex};
+        m_phase_listeners.push_back(std::move(listener));
+    }
+
     /// Runs the shutdown phases once and returns their report.
     ///
     /// Blocks for at most options.total_budget (plus scheduling noise). A second caller,
@@ -387,10 +397,12 @@ private:
     drain_report run() {
         std::vector<std::function<void()>> not_ready;
         std::vector<named_hook> hooks;
+        std::vector<std::function<void(phase_report const&)>> listeners;
         {
             std::lock_guard lock{m_mutex};
             not_ready = m_not_ready;
             hooks = m_hooks;
+            listeners = m_phase_listeners;
         }
 
         drain_report report;
@@ -413,6 +425,12 @@ private:
             auto& p = report.phases[static_cast<std::size_t>(phase)];
             p.elapsed = since(start) - p.started;
             p.timed_out = timed_out;
+            for (auto const& listener : listeners) {
+                try {
+                    listener(p);
+                } catch (...) { // NOLINT(bugprone-empty-catch): a listener cannot stop a drain
+                }
+            }
         };
 
         // 0. Readiness fails at once; keep serving through the pre-stop delay.
@@ -519,6 +537,7 @@ private:
     drain_report m_report;
     std::vector<std::function<void()>> m_not_ready;
     std::vector<named_hook> m_hooks;
+    std::vector<std::function<void(phase_report const&)>> m_phase_listeners;
 };
 
 /// The drain coordinator on keel::steady_clock with a real, interruptible sleeper.

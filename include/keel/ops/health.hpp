@@ -244,8 +244,7 @@ public:
     /// Records that initialisation has finished: startup() passes from now on and
     /// readiness() stops failing with "starting". Idempotent.
     void mark_started() {
-        std::lock_guard lock{m_mutex};
-        m_started = true;
+        change("started", true, {}, [&] { return !std::exchange(m_started, true); });
     }
 
     /// Returns true once mark_started() was called.
@@ -258,15 +257,18 @@ public:
     /// fails with `reason` as its output until clear_not_ready(). A second call
     /// replaces the reason. Liveness is not affected.
     void set_not_ready(std::string reason) {
-        std::lock_guard lock{m_mutex};
-        m_not_ready = std::move(reason);
+        change("not_ready", true, reason, [&] {
+            bool const changed = m_not_ready != reason;
+            m_not_ready = reason;
+            return changed;
+        });
     }
 
     /// Clears the manual not-ready flag; readiness() goes back to the checks. No-op
     /// when the flag is not set.
     void clear_not_ready() {
-        std::lock_guard lock{m_mutex};
-        m_not_ready.reset();
+        change("not_ready", false, {},
+               [&] { return std::exchange(m_not_ready, std::nullopt).has_value(); });
     }
 
     /// Returns the manual not-ready reason, or nullopt when the flag is clear.
@@ -279,14 +281,34 @@ public:
     /// corrupted state): liveness() and readiness() fail with `reason`. A second call
     /// replaces the reason. Meant for a watchdog; Kubernetes then restarts the process.
     void mark_broken(std::string reason) {
-        std::lock_guard lock{m_mutex};
-        m_broken = std::move(reason);
+        change("broken", true, reason, [&] {
+            bool const changed = m_broken != reason;
+            m_broken = reason;
+            return changed;
+        });
     }
 
     /// Clears the broken mark (a watchdog saw the process recover).
     void clear_broken() {
+        change("broken", false, {},
+               [&] { return std::exchange(m_broken, std::nullopt).has_value(); });
+    }
+
+    /// Describes a change of one of the manual flags, as given to on_flag_change().
+    struct flag_change {
+        std::string_view flag;   ///< "started", "not_ready" or "broken".
+        bool set = false;        ///< True when the flag was set (or its reason replaced).
+        std::string_view reason; ///< The reason given when set; empty when cleared.
+    };
+
+    /// Adds a listener told each change of the manual flags (mark_started(),
+    /// set_not_ready(), clear_not_ready(), mark_broken(), clear_broken(); a call that
+    /// changes nothing is not told), on the calling thread, after the registry's lock
+    /// is released. The strings live for the call only; an exception it throws is
+    /// ignored. Meant for logs and events (keel::observe::event_hub::watch_health).
+    void on_flag_change(std::function<void(flag_change const&)> listener) {
         std::lock_guard lock{m_mutex};
-        m_broken.reset();
+        m_flag_listeners.push_back(std::move(listener));
     }
 
     /// Returns the broken reason, or nullopt when the process is not marked broken.
@@ -548,11 +570,33 @@ private:
     options_type m_options;
     [[no_unique_address]] Clock m_clock;
     [[no_unique_address]] Sleeper m_sleeper;
+    // Applies `update` (true if it changed a flag) under the lock, then tells the
+    // flag listeners, without it.
+    template <class Update>
+    void change(std::string_view flag, bool set, std::string const& reason, Update update) {
+        std::vector<std::function<void(flag_change const&)>> listeners;
+        {
+            std::lock_guard lock{m_mutex};
+            if (!update() || m_flag_listeners.empty()) {
+                return;
+            }
+            listeners = m_flag_listeners;
+        }
+        flag_change const event{flag, set, reason};
+        for (auto const& listener : listeners) {
+            try {
+                listener(event);
+            } catch (...) { // NOLINT(bugprone-empty-catch): a listener cannot fail a probe
+            }
+        }
+    }
+
     mutable std::mutex m_mutex;
     std::vector<std::shared_ptr<state_type>> m_checks;
     bool m_started = false;
     std::optional<std::string> m_not_ready;
     std::optional<std::string> m_broken;
+    std::vector<std::function<void(flag_change const&)>> m_flag_listeners;
 };
 
 /// A health registry on keel::steady_clock with a real sleeper.

@@ -46,10 +46,18 @@ public:
     /// the handler gives (see the class). Both pipelines end here.
     template <class Result>
     Result substitute(Result result) const {
-        using value_type = typename Result::value_type;
         if (!m_handles(std::as_const(result))) {
             return result;
         }
+        Result replaced = replace(result);
+        replaced.set_stats(result.stats()); // the call still made its attempts and waits
+        return replaced;
+    }
+
+private:
+    template <class Result>
+    Result replace(Result const& result) const {
+        using value_type = typename Result::value_type;
         try {
             if constexpr (std::is_invocable_v<Handler const&, Result const&>) {
                 return wrap<Result>([&]() -> decltype(auto) {
@@ -74,7 +82,6 @@ public:
         }
     }
 
-private:
     template <class Result, class Invoke>
     static Result wrap(Invoke const& invoke) {
         using returned = decltype(invoke());

@@ -80,7 +80,13 @@ public:
         for (;;) {
             admission const step = admit(ctx, waited);
             if (step.verdict == admission::kind::run) {
-                return next(ctx);
+                if (waited == std::chrono::nanoseconds::zero()) {
+                    return next(ctx);
+                }
+                auto result = next(ctx);
+                result.set_stats(
+                    {result.attempts(), detail::saturating_add(result.waited(), waited)});
+                return result;
             }
             if (step.verdict == admission::kind::reject) {
                 return step.rejection;

@@ -215,12 +215,25 @@ public:
             if (options.on_retry) {
                 m_retry->notify(m_attempt, delay, result);
             }
+            m_waited = detail::saturating_add(m_waited, result.waited());
+            m_waited = detail::saturating_add(m_waited, delay);
             ++m_attempt;
             return delay;
         }
 
+        /// Says the wait next_delay() asked for was interrupted: the next attempt
+        /// will not run.
+        void wait_interrupted() noexcept { --m_attempt; }
+
         /// Returns the attempt to run next (after next_delay()), or the one that ran.
         int attempt() const noexcept { return m_attempt; }
+
+        /// Records in the call's final outcome the attempts made and the time waited
+        /// (the backoffs, and what the attempts' own policies waited).
+        template <class Result>
+        void finish(Result& result) const noexcept {
+            result.set_stats({m_attempt, detail::saturating_add(m_waited, result.waited())});
+        }
 
     private:
         friend class retry;
@@ -232,6 +245,7 @@ public:
         retry const* m_retry;
         time_point m_limit;
         backoff_sequence<Random> m_delays;
+        std::chrono::nanoseconds m_waited{0};
         int m_attempt = 1;
     };
 
@@ -250,6 +264,7 @@ public:
                 Sleeper sleeper = m_sleeper;
                 while (auto const delay = plan.next_delay(result, ctx.stop_requested())) {
                     if (!sleeper.sleep_for(*delay, ctx.stop_token())) {
+                        plan.wait_interrupted();
                         break;
                     }
                     result = next(ctx.with_attempt(plan.attempt()));
@@ -261,6 +276,7 @@ public:
                 // An on_retry listener or a sleeper threw: report it rather than escape.
                 result = keel::failure::from_current_exception();
             }
+            plan.finish(result);
         }
         return result;
     }

@@ -103,10 +103,7 @@ public:
                                                                 detail::forward_stop{&source}};
             auto result =
                 run_until(next, ctx.with_deadline(deadline, source.get_token()), deadline, source);
-            if (m_clock.now() >= deadline) {
-                return keel::failure::from(errc::timeout);
-            }
-            return result;
+            return settle(std::move(result), m_clock.now(), deadline);
         } catch (...) {
             // Only the stop state's allocation or the timer (std::bad_alloc,
             // std::system_error starting its thread) can throw: `next` does not.
@@ -123,6 +120,20 @@ public:
                   std::optional<typename Clock::time_point> outer) const noexcept {
         auto const own = detail::saturating_add(start, m_duration);
         return outer && *outer < own ? *outer : own;
+    }
+
+    /// Returns the outcome of an attempt that ended at `now` under `deadline`:
+    /// errc::timeout (keeping the attempt's call_stats) at or after the deadline,
+    /// else `result` unchanged. Both pipelines end each attempt here.
+    template <class Result>
+    static Result settle(Result result, typename Clock::time_point now,
+                         typename Clock::time_point deadline) {
+        if (now < deadline) {
+            return result;
+        }
+        Result expired{keel::failure::from(errc::timeout)};
+        expired.set_stats(result.stats());
+        return expired;
     }
 
     /// Returns the clock the deadlines are read on.

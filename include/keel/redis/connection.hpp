@@ -34,6 +34,19 @@ KEEL_BEGIN_NAMESPACE
 
 namespace redis {
 
+/// Names one Redis server (a Cluster node, a Sentinel) by host and port.
+struct endpoint {
+    /// Host name or address. Default "127.0.0.1". Must not be empty.
+    std::string host = "127.0.0.1";
+    /// TCP port. Default 6379 (Redis' own default). Valid range [1, 65535].
+    int port = 6379;
+
+    /// Returns "host:port", the form Redis writes in MOVED and ASK redirects.
+    std::string text() const { return host + ":" + std::to_string(port); }
+    /// Returns true if both name the same host and port.
+    friend bool operator==(endpoint const&, endpoint const&) = default;
+};
+
 /// Configures how keel reaches one Redis server.
 struct connection_options {
     /// Host name or address of the server. Default "127.0.0.1". Must not be empty.
@@ -274,6 +287,85 @@ public:
     /// Sends one command given as a braced list, e.g. `c.command({"GET", key})`.
     outcome<reply> command(std::initializer_list<std::string_view> args) {
         return command(std::span<std::string_view const>{args.begin(), args.size()});
+    }
+
+    /// Sends `before` and then `args`; returns the reply to `args`, or the failure
+    /// or error reply of `before` (ASKING ahead of a command after a Cluster ASK).
+    outcome<reply> command_after(std::span<std::string_view const> before,
+                                 std::span<std::string_view const> args) {
+        outcome<reply> r = command(before);
+        if (!r || r->is_error()) {
+            return r;
+        }
+        return command(args);
+    }
+
+    /// Returns `args` in Redis' wire format (RESP), as batch() sends it.
+    static std::string format(std::span<std::string_view const> args) {
+        std::vector<char const*> argv;
+        std::vector<std::size_t> lengths;
+        argv.reserve(args.size());
+        lengths.reserve(args.size());
+        for (std::string_view a : args) {
+            argv.push_back(a.data());
+            lengths.push_back(a.size());
+        }
+        char* raw = nullptr;
+        int const n = redisFormatCommandArgv(&raw, static_cast<int>(argv.size()), argv.data(),
+                                             lengths.data());
+        std::string out;
+        if (n > 0 && raw != nullptr) {
+            out.assign(raw, static_cast<std::size_t>(n));
+        }
+        redisFreeCommand(raw);
+        return out;
+    }
+
+    /// What batch() did: the replies read (in order) and, if it stopped early, why.
+    struct batch_result {
+        std::size_t read = 0;           ///< Replies read before a failure (all of them without).
+        std::optional<failure> error{}; ///< errc::timeout or errc::unavailable; none on success.
+    };
+
+    /// Writes every command of `commands` (each as format() returns it) in one
+    /// batch and reads `expected` replies in order into `out` (appended), with
+    /// `timeout` per socket read or write instead of command_timeout; connects
+    /// first if needed. A transport failure closes the connection (the replies not
+    /// read would answer later commands) and stops the batch; the replies read
+    /// before it are in `out`. Never resends.
+    batch_result batch(std::span<std::string const> commands, std::size_t expected,
+                       std::vector<reply>& out, std::chrono::milliseconds timeout) {
+        batch_result result;
+        if (auto f = ensure_connected()) {
+            result.error = *std::move(f);
+            return result;
+        }
+        if (redisSetTimeout(m_context.get(), detail::to_timeval(timeout)) != REDIS_OK) {
+            m_context.reset();
+            result.error = failure::from(errc::unavailable);
+            return result;
+        }
+        for (std::string const& c : commands) {
+            if (redisAppendFormattedCommand(m_context.get(), c.data(), c.size()) != REDIS_OK) {
+                m_context.reset();
+                result.error = failure::from(errc::unavailable);
+                return result;
+            }
+        }
+        detail::sigpipe_guard const no_sigpipe;
+        for (; result.read < expected; ++result.read) {
+            errno = 0;
+            void* raw = nullptr;
+            if (redisGetReply(m_context.get(), &raw) != REDIS_OK || raw == nullptr) {
+                bool const timed_out =
+                    m_context->err == REDIS_ERR_IO && (errno == EAGAIN || errno == EWOULDBLOCK);
+                m_context.reset();
+                result.error = failure::from(timed_out ? errc::timeout : errc::unavailable);
+                return result;
+            }
+            out.emplace_back(static_cast<redisReply*>(raw));
+        }
+        return result;
     }
 
 private:

@@ -13,6 +13,7 @@
 #include <keel/redis/failure_policy.hpp>
 #include <keel/redis/pool.hpp>
 #include <keel/redis/script.hpp>
+#include <keel/redis/target.hpp>
 #include <keel/version.hpp>
 
 #include <array>
@@ -53,12 +54,12 @@ struct fixed_window_options {
 /// A fixed-window rate limiter shared through Redis: at most `limit` permits in
 /// each aligned window of Redis' clock, across every instance using the same name.
 ///
-/// Each decision is one EVALSHA of a Lua script that reads Redis' TIME, counts
-/// in a hash {window index, count} and sets its expiry to the window's end, so
-/// idle keys vanish. Skewed instance clocks change nothing. When Redis is slow
-/// or down the failure policy answers (decision::source says which), and after
-/// `breaker_failures` consecutive failures a breaker stops calling Redis for
-/// `breaker_open_for`, then probes. Thread-safe; the pool must outlive it.
+/// Each decision is one EVALSHA of a Lua script that reads Redis' TIME, keeps
+/// "<window index>:<count>" in one string with its expiry at the window's end
+/// (three Redis calls: TIME, GET, SET PX), so idle keys vanish. Skewed instance clocks change
+/// nothing. When Redis is slow or down the failure policy answers (decision::source says which),
+/// and after `breaker_failures` consecutive failures a breaker stops calling Redis for
+/// `breaker_open_for`, then probes. Thread-safe; the target (pool) must outlive it.
 ///
 ///     keel::redis::pool redis{{.connection = {.host = "10.0.0.5"}}};
 ///     keel::redis::fixed_window api{redis, {.name = "api", .limit = 1000,
@@ -70,8 +71,9 @@ class basic_fixed_window : public detail::remote_limiter_front<Clock> {
 public:
     using typename detail::remote_limiter_front<Clock>::time_point;
 
-    /// Builds the limiter on `redis`; throws std::invalid_argument when an option is out of range.
-    basic_fixed_window(pool& redis, fixed_window_options options, Clock clock = {})
+    /// Builds the limiter on `redis` (a keel::redis::pool, cluster or sentinel); throws
+    /// std::invalid_argument when an option is out of range.
+    basic_fixed_window(target& redis, fixed_window_options options, Clock clock = {})
         : basic_fixed_window(redis, validated(std::move(options)), std::move(clock),
                              validated_tag{}) {}
 
@@ -85,23 +87,25 @@ public:
     static script const& lua() {
         static script const s{R"lua(-- keel fixed window
 local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local window = tonumber(ARGV[1])
-local limit = tonumber(ARGV[2])
-local permits = tonumber(ARGV[3])
-local want = tonumber(ARGV[4])
+local now = t[1] * 1000000 + t[2]
+local window = ARGV[1] + 0
+local limit = ARGV[2] + 0
 local index = math.floor(now / window)
 local reset = (index + 1) * window - now
-local state = redis.call('HMGET', KEYS[1], 'w', 'n')
 local used = 0
-if tonumber(state[1]) == index then used = tonumber(state[2]) end
-if used + permits > limit then
+local state = redis.call('GET', KEYS[1])
+if state then
+  local sep = string.find(state, ':', 1, true)
+  if sep and tonumber(string.sub(state, 1, sep - 1)) == index then
+    used = tonumber(string.sub(state, sep + 1)) or 0
+  end
+end
+if used + ARGV[3] > limit then
   return {0, limit - used, reset, reset, 0}
 end
-local granted = math.min(want, limit - used)
+local granted = math.min(ARGV[4] + 0, limit - used)
 used = used + granted
-redis.call('HSET', KEYS[1], 'w', string.format('%.0f', index), 'n', string.format('%.0f', used))
-redis.call('PEXPIRE', KEYS[1], math.ceil(reset / 1000))
+redis.call('SET', KEYS[1], index .. ':' .. used, 'PX', math.ceil(reset / 1000))
 return {1, limit - used, 0, reset, granted}
 )lua"};
         return s;
@@ -111,7 +115,7 @@ private:
     struct validated_tag {};
 
     // The base reads `o` before it moves into m_options (bases are built first).
-    basic_fixed_window(pool& redis, fixed_window_options&& o, Clock clock, validated_tag)
+    basic_fixed_window(target& redis, fixed_window_options&& o, Clock clock, validated_tag)
         : detail::remote_limiter_front<Clock>(
               redis, lua(), o.name, o.limit, o.on_failure, o.lease,
               {std::to_string(o.window.count() * 1000), std::to_string(o.limit)}, std::move(clock)),

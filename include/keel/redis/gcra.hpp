@@ -14,6 +14,7 @@
 #include <keel/redis/failure_policy.hpp>
 #include <keel/redis/pool.hpp>
 #include <keel/redis/script.hpp>
+#include <keel/redis/target.hpp>
 #include <keel/version.hpp>
 
 #include <array>
@@ -62,7 +63,7 @@ struct gcra_options {
 /// When Redis is slow or down the failure policy answers (decision::source says
 /// which), and after `breaker_failures` consecutive failures a breaker stops
 /// calling Redis for `breaker_open_for`, then probes. No leasing: a GCRA
-/// permit's meaning depends on when it is spent. Thread-safe; the pool must
+/// permit's meaning depends on when it is spent. Thread-safe; the target (pool) must
 /// outlive it.
 ///
 ///     keel::redis::pool redis{{.connection = {.host = "10.0.0.5"}}};
@@ -75,8 +76,9 @@ class basic_gcra : public detail::remote_limiter_front<Clock> {
 public:
     using typename detail::remote_limiter_front<Clock>::time_point;
 
-    /// Builds the limiter on `redis`; throws std::invalid_argument when an option is out of range.
-    basic_gcra(pool& redis, gcra_options options, Clock clock = {})
+    /// Builds the limiter on `redis` (a keel::redis::pool, cluster or sentinel); throws
+    /// std::invalid_argument when an option is out of range.
+    basic_gcra(target& redis, gcra_options options, Clock clock = {})
         : basic_gcra(redis, validated(std::move(options)), std::move(clock), validated_tag{}) {}
 
     /// Returns the options.
@@ -114,7 +116,7 @@ private:
     struct validated_tag {};
 
     // The base reads `o` before it moves into m_options (bases are built first).
-    basic_gcra(pool& redis, gcra_options&& o, Clock clock, validated_tag)
+    basic_gcra(target& redis, gcra_options&& o, Clock clock, validated_tag)
         : detail::remote_limiter_front<Clock>(
               redis, lua(), o.name, o.burst, o.on_failure, 1,
               {std::to_string(interval_us(o)), std::to_string(o.burst)}, std::move(clock)),

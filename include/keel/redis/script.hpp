@@ -51,9 +51,16 @@ public:
     std::uint64_t loads() const noexcept { return m_loads.load(std::memory_order_relaxed); }
 
     /// Runs the script with `keys` and `args` on `conn`; returns the reply (which
-    /// may be an error reply raised by the script) or the transport failure.
-    outcome<reply> run(connection& conn, std::span<std::string_view const> keys,
-                       std::span<std::string_view const> args) const {
+    /// may be an error reply raised by the script) or the transport failure. A
+    /// non-empty `before` is a command sent on the same connection ahead of the
+    /// EVALSHA and again ahead of the EVAL (ASKING after a Cluster ASK redirect:
+    /// it admits only the next command); its error reply or failure is returned.
+    /// `Conn` is keel::redis::connection or anything with its command(args) and
+    /// command_after(before, args) (the pool's auto-pipelined connections).
+    template <class Conn = connection>
+    outcome<reply> run(Conn& conn, std::span<std::string_view const> keys,
+                       std::span<std::string_view const> args,
+                       std::span<std::string_view const> before = {}) const {
         std::string const numkeys = std::to_string(keys.size());
         // The limiters' calls fit in a fixed array; longer ones use the heap.
         std::array<std::string_view, 16> small{};
@@ -71,7 +78,7 @@ public:
         std::copy(args.begin(), args.end(),
                   argv.begin() + 3 + static_cast<std::ptrdiff_t>(keys.size()));
         std::span<std::string_view const> const command{argv.data(), argv.size()};
-        outcome<reply> r = conn.command(command);
+        outcome<reply> r = send(conn, command, before);
         if (!r || !r->is_error() || !r->text().starts_with("NOSCRIPT")) {
             return r;
         }
@@ -81,17 +88,27 @@ public:
         // EVALSHA could.
         argv[0] = "EVAL";
         argv[1] = m_source;
-        return conn.command(command);
+        return send(conn, command, before);
     }
 
     /// Runs the script with keys and arguments given as braced lists.
-    outcome<reply> run(connection& conn, std::initializer_list<std::string_view> keys,
+    template <class Conn = connection>
+    outcome<reply> run(Conn& conn, std::initializer_list<std::string_view> keys,
                        std::initializer_list<std::string_view> args) const {
         return run(conn, std::span<std::string_view const>{keys.begin(), keys.size()},
                    std::span<std::string_view const>{args.begin(), args.size()});
     }
 
 private:
+    template <class Conn>
+    static outcome<reply> send(Conn& conn, std::span<std::string_view const> command,
+                               std::span<std::string_view const> before) {
+        if (!before.empty()) {
+            return conn.command_after(before, command);
+        }
+        return conn.command(command);
+    }
+
     std::string m_source;
     std::string m_sha;
     mutable std::atomic<std::uint64_t> m_loads{0};

@@ -15,6 +15,7 @@
 #include <keel/redis/failure_policy.hpp>
 #include <keel/redis/pool.hpp>
 #include <keel/redis/script.hpp>
+#include <keel/redis/target.hpp>
 #include <keel/version.hpp>
 
 #include <array>
@@ -63,12 +64,13 @@ struct sliding_counter_options {
 /// reaching f into the current aligned window when the previous window's traffic
 /// was packed at its end (Cloudflare measured 0.003 % wrong decisions on real
 /// traffic). Each decision is one EVALSHA of a Lua script that reads Redis'
-/// TIME, keeps {window index, current, previous} in one hash and expires it
-/// after the next window, so idle keys vanish. Skewed instance clocks change
+/// TIME, keeps "<window index>:<current>:<previous>" in one string that expires
+/// after the next window (three Redis calls: TIME, GET, SET PX), so idle keys
+/// vanish. Skewed instance clocks change
 /// nothing. When Redis is slow or down the failure policy answers
 /// (decision::source says which), and after `breaker_failures` consecutive
 /// failures a breaker stops calling Redis for `breaker_open_for`, then probes.
-/// Thread-safe; the pool must outlive it.
+/// Thread-safe; the target (pool) must outlive it.
 ///
 ///     keel::redis::pool redis{{.connection = {.host = "10.0.0.5"}}};
 ///     keel::redis::sliding_counter api{redis, {.name = "api", .limit = 1000,
@@ -80,8 +82,9 @@ class basic_sliding_counter : public detail::remote_limiter_front<Clock> {
 public:
     using typename detail::remote_limiter_front<Clock>::time_point;
 
-    /// Builds the limiter on `redis`; throws std::invalid_argument when an option is out of range.
-    basic_sliding_counter(pool& redis, sliding_counter_options options, Clock clock = {})
+    /// Builds the limiter on `redis` (a keel::redis::pool, cluster or sentinel); throws
+    /// std::invalid_argument when an option is out of range.
+    basic_sliding_counter(target& redis, sliding_counter_options options, Clock clock = {})
         : basic_sliding_counter(redis, validated(std::move(options)), std::move(clock),
                                 validated_tag{}) {}
 
@@ -95,21 +98,26 @@ public:
     static script const& lua() {
         static script const s{R"lua(-- keel sliding counter
 local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local window = tonumber(ARGV[1])
-local limit = tonumber(ARGV[2])
-local permits = tonumber(ARGV[3])
-local want = tonumber(ARGV[4])
+local now = t[1] * 1000000 + t[2]
+local window = ARGV[1] + 0
+local limit = ARGV[2] + 0
+local permits = ARGV[3] + 0
 local index = math.floor(now / window)
 local left = (index + 1) * window - now
-local state = redis.call('HMGET', KEYS[1], 'w', 'c', 'p')
-local w = tonumber(state[1])
 local curr, prev = 0, 0
-if w == index then
-  curr = tonumber(state[2]) or 0
-  prev = tonumber(state[3]) or 0
-elseif w == index - 1 then
-  prev = tonumber(state[2]) or 0
+local state = redis.call('GET', KEYS[1])
+if state then
+  local a = string.find(state, ':', 1, true)
+  local b = a and string.find(state, ':', a + 1, true)
+  if b then
+    local w = tonumber(string.sub(state, 1, a - 1))
+    if w == index then
+      curr = tonumber(string.sub(state, a + 1, b - 1)) or 0
+      prev = tonumber(string.sub(state, b + 1)) or 0
+    elseif w == index - 1 then
+      prev = tonumber(string.sub(state, a + 1, b - 1)) or 0
+    end
+  end
 end
 -- Everything scaled by window: room = limit*W - prev*(time left) - curr*W, exact below 2^53.
 local room = limit * window - prev * left - curr * window
@@ -128,11 +136,10 @@ if room < permits * window then
   if retry < 1 then retry = 1 end
   return {0, math.floor(room / window), retry, reset, 0}
 end
-local granted = math.min(want, math.floor(room / window))
+local granted = math.min(ARGV[4] + 0, math.floor(room / window))
 curr = curr + granted
-redis.call('HSET', KEYS[1], 'w', string.format('%.0f', index), 'c', string.format('%.0f', curr),
-           'p', string.format('%.0f', prev))
-redis.call('PEXPIRE', KEYS[1], math.ceil((left + window) / 1000))
+redis.call('SET', KEYS[1], index .. ':' .. curr .. ':' .. prev, 'PX',
+           math.ceil((left + window) / 1000))
 return {1, math.floor((room - granted * window) / window), 0, left + window, granted}
 )lua"};
         return s;
@@ -142,7 +149,7 @@ private:
     struct validated_tag {};
 
     // The base reads `o` before it moves into m_options (bases are built first).
-    basic_sliding_counter(pool& redis, sliding_counter_options&& o, Clock clock, validated_tag)
+    basic_sliding_counter(target& redis, sliding_counter_options&& o, Clock clock, validated_tag)
         : detail::remote_limiter_front<Clock>(
               redis, lua(), o.name, o.limit, o.on_failure, o.lease,
               {std::to_string(o.window.count() * 1000), std::to_string(o.limit)}, std::move(clock)),

@@ -107,6 +107,12 @@ public:
             }
             callback();
             if (token.stop_requested()) {
+                // Give up the claim on the time not reached (unless another advance
+                // has asked for more since), so a later advance(d) moves d from here.
+                std::lock_guard lock{m_state->mutex};
+                if (m_state->requested == target_nanos) {
+                    m_state->requested = m_state->nanos.load(std::memory_order_relaxed);
+                }
                 return false;
             }
         }

@@ -495,3 +495,50 @@ TEST_CASE("a bulkhead shared by asynchronous and synchronous callers never runs 
     CHECK(shared.snapshot().in_flight == 0);
     CHECK(shared.snapshot().queued == 0);
 }
+
+TEST_CASE("async retry and guard(limiter) record the attempts made and the time waited in the "
+          "outcome",
+          "[asio][retry][stats]") {
+    keel::manual_clock clock;
+    net::io_context io;
+    keel::basic_token_bucket<keel::manual_clock> bucket{{.rate = 10, .burst = 1}, clock};
+    int calls = 0;
+    auto pipeline = keel::asio::resilient{
+        [&]() -> keel::asio::awaitable<keel::outcome<int>> {
+            if (++calls < 3) {
+                co_return boom();
+            }
+            co_return calls;
+        },
+        vretry(clock,
+               {.max_attempts = 4, .backoff = keel::constant{30ms}, .jitter = keel::jitter::none}),
+        keel::guard(bucket, {.max_wait = 1s}, keel::virtual_sleeper{clock})};
+    auto const result = keel::testing_asio::run(io, clock, pipeline.async_call());
+    REQUIRE(result.has_value());
+    // Attempts at 0 (bucket full), 30 ms (waits 70 ms for a permit), 130 ms (waits 70 ms).
+    CHECK(result.attempts() == 3);
+    CHECK(result.waited() == 30ms + 70ms + 30ms + 70ms);
+}
+
+TEST_CASE("observe::count in the async pipeline records the awaited outcome and its attempts",
+          "[asio][observe]") {
+    keel::manual_clock clock;
+    net::io_context io;
+    keel::observe::pipeline_counters counters;
+    int calls = 0;
+    auto pipeline = keel::asio::resilient{
+        [&]() -> keel::asio::awaitable<keel::outcome<int>> {
+            if (++calls < 2) {
+                co_return boom();
+            }
+            co_return calls;
+        },
+        keel::observe::count(counters),
+        vretry(clock, {.backoff = keel::constant{5ms}, .jitter = keel::jitter::none})};
+    CHECK(keel::testing_asio::run(io, clock, pipeline.async_call()).has_value());
+    auto const s = counters.snapshot();
+    CHECK(s.calls_of(keel::observe::call_outcome::success) == 1);
+    CHECK(s.attempts == 2);
+    CHECK(s.retries == 1);
+    CHECK(s.retry_wait == 5ms);
+}

@@ -229,8 +229,8 @@ TEST_CASE("a user's policy with execute() and async_execute() runs in both pipel
     keel::manual_clock clock;
     net::io_context io;
     std::atomic<long> calls{0};
-    auto async_pipeline = keel::asio::resilient{
-        []() -> keel::asio::awaitable<int> { co_return 5; }, count_calls{&calls}};
+    auto async_pipeline = keel::asio::resilient{[]() -> keel::asio::awaitable<int> { co_return 5; },
+                                                count_calls{&calls}};
     auto sync_pipeline = keel::resilient{[] { return 5; }, count_calls{&calls}};
     CHECK(keel::testing_asio::run(io, clock, async_pipeline()) == 5);
     CHECK(sync_pipeline() == 5);

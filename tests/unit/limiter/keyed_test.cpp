@@ -357,3 +357,21 @@ TEST_CASE("keyed decides as a table that never evicts, while keys churn through 
     }
     CHECK(overflowed < 200'000 / 100);
 }
+
+TEST_CASE("keyed counts its decisions over all keys, overflow included", "[keyed]") {
+    keel::manual_clock clock;
+    keel::keyed<keel::basic_fixed_window<keel::manual_clock>, std::uint64_t> table{
+        {.limit = 2, .window = 1s}, {.max_keys = 1, .shards = 1}, clock};
+    for (int i = 0; i < 3; ++i) {
+        (void)table.try_acquire(1); // allowed, allowed, refused
+    }
+    (void)table.try_acquire(2, 5); // unsatisfiable: inserts nothing
+    (void)table.try_acquire(2, 0); // a peek: not counted
+    (void)table.try_acquire(2);    // table full, key 1 not at rest: the shared overflow limiter
+    keel::decision_counts const c = table.decisions();
+    CHECK(c.allowed == 3);
+    CHECK(c.refused == 1);
+    CHECK(c.unsatisfiable == 1);
+    // The overflow limiter counts the decision it made on its own.
+    CHECK(table.overflow_limiter().decisions().allowed == 1);
+}

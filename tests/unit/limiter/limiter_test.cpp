@@ -454,3 +454,52 @@ TEMPLATE_TEST_CASE("next_word writes exactly what step writes, stale nows includ
         }
     }
 }
+
+TEMPLATE_TEST_CASE("every limiter counts its decisions: allowed, refused and unsatisfiable, "
+                   "peeks not",
+                   "[limiter]", KEEL_ALL_LIMITERS) {
+    manual_clock clock;
+    TestType l{quota<TestType>(3, 1s), clock};
+    if constexpr (requires { l.count_decisions(); }) {
+        // A lock-free limiter counts only once asked to: before, nothing.
+        (void)l.try_acquire(1, tp{0s});
+        CHECK(l.decisions().allowed == 0);
+        l.count_decisions();
+    }
+    // Ten windows later: a fresh quota of 3.
+    for (int i = 0; i < 5; ++i) {
+        (void)l.try_acquire(1, tp{10s});
+    }
+    (void)l.try_acquire(4, tp{10s});  // more than the limit: unsatisfiable
+    (void)l.try_acquire(-1, tp{10s}); // negative: unsatisfiable
+    (void)l.try_acquire(0, tp{10s});  // a peek: not counted
+    (void)l.try_acquire();            // the clock's own now (0 s) is stale: refused
+    keel::decision_counts const c = l.decisions();
+    CHECK(c.allowed == 3);
+    CHECK(c.refused == 3);
+    CHECK(c.unsatisfiable == 2);
+}
+
+TEMPLATE_TEST_CASE("every limiter's decision counts lose nothing across threads",
+                   "[limiter][concurrency]", KEEL_ALL_LIMITERS) {
+    manual_clock clock;
+    TestType l{quota<TestType>(1000, 1s), clock};
+    if constexpr (requires { l.count_decisions(); }) {
+        l.count_decisions();
+    }
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 4; ++t) {
+        threads.emplace_back([&] {
+            for (int i = 0; i < 500; ++i) {
+                (void)l.try_acquire(1, tp{1s});
+            }
+        });
+    }
+    for (auto& t : threads) {
+        t.join();
+    }
+    keel::decision_counts const c = l.decisions();
+    CHECK(c.allowed == 1000);
+    CHECK(c.refused == 1000);
+    CHECK(c.unsatisfiable == 0);
+}

@@ -682,3 +682,28 @@ TEST_CASE("signal_waiter in a real process exits at once on a second SIGTERM",
     CHECK(find_line(rest, "report ").empty());
     CHECK(std::chrono::steady_clock::now() - signalled < 8s);
 }
+
+TEST_CASE("drain_coordinator::on_phase_end tells each phase's report as it ends, in order",
+          "[drain]") {
+    virtual_fixture f;
+    auto drain = f.make({.pre_stop_delay = 2s, .in_flight_budget = 3s});
+    std::vector<keel::ops::phase_report> seen;
+    std::vector<std::chrono::nanoseconds> seen_at;
+    drain.on_phase_end([&](keel::ops::phase_report const& p) {
+        seen.push_back(p);
+        seen_at.push_back(f.now());
+    });
+    drain.on_phase_end([](keel::ops::phase_report const&) { throw std::runtime_error("ignored"); });
+    auto ticket = drain.try_enter(); // never released in time: the in-flight phase times out
+    auto const report = drain.shutdown();
+    REQUIRE(seen.size() == 5);
+    for (std::size_t i = 0; i < seen.size(); ++i) {
+        CHECK(seen[i].phase == static_cast<keel::ops::drain_phase>(i));
+        CHECK(seen[i].elapsed == report.phases[i].elapsed);
+        CHECK(seen[i].timed_out == report.phases[i].timed_out);
+    }
+    CHECK(seen_at[0] == 2s); // told when the pre-stop delay ended, not after the shutdown
+    CHECK(seen[2].timed_out);
+    CHECK(seen_at[2] == 5s);
+    CHECK_FALSE(report.clean());
+}

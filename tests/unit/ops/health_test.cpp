@@ -649,3 +649,28 @@ TEST_CASE("health_registry with a ttl of nanoseconds::max() keeps the first resu
     CHECK(health.readiness().checks[0].cached);
     CHECK(calls == 1);
 }
+
+TEST_CASE("health_registry::on_flag_change tells each change of the manual flags, unlocked",
+          "[health]") {
+    registry health{manual_options(), keel::manual_clock{}};
+    std::vector<std::string> seen;
+    health.on_flag_change([&](registry::flag_change const& c) {
+        // The registry's lock is not held: reading it from the listener does not deadlock.
+        seen.push_back(std::string{c.flag} + (c.set ? " set " : " cleared ") +
+                       std::string{c.reason} + (health.started() ? " (started)" : ""));
+    });
+    health.on_flag_change([](registry::flag_change const&) { throw std::runtime_error("x"); });
+    health.set_not_ready("warming up");
+    health.set_not_ready("warming up"); // the same reason: no change
+    health.set_not_ready("draining");   // a new reason: told
+    health.mark_started();
+    health.mark_broken("stalled");
+    health.clear_broken();
+    health.clear_broken(); // not set: no change
+    health.clear_not_ready();
+    CHECK(seen == std::vector<std::string>{"not_ready set warming up", "not_ready set draining",
+                                           "started set  (started)", "broken set stalled (started)",
+                                           "broken cleared  (started)",
+                                           "not_ready cleared  (started)"});
+    CHECK(health.readiness().status == keel::ops::health_status::pass);
+}

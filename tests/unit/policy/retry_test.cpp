@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: MIT
+#include <keel/policy/fallback.hpp>
 #include <keel/policy/retry.hpp>
 
 #include <keel/resilient.hpp>
@@ -426,4 +427,54 @@ TEST_CASE("retry: a retry-after hint of centuries on a late clock still stops at
     CHECK(guarded.try_call().error() == keel::errc::rate_limited);
     CHECK(calls == 1);
     CHECK(sleeper.sleeps().empty());
+}
+
+TEST_CASE("retry: the outcome says how many attempts the call made and how long it waited, "
+          "inner rate-limit waits included",
+          "[retry][stats]") {
+    keel::manual_clock clock;
+    keel::virtual_sleeper sleeper{clock};
+    int calls = 0;
+    auto flaky = keel::resilient{
+        [&]() -> int {
+            if (++calls < 3) {
+                throw upstream_error{"503"};
+            }
+            return calls;
+        },
+        make_retry(
+            clock, sleeper,
+            {.max_attempts = 5, .backoff = keel::constant{100ms}, .jitter = keel::jitter::none})};
+    auto const ok = flaky.try_call();
+    REQUIRE(ok.has_value());
+    CHECK(ok.stats() == keel::call_stats{3, 200ms});
+
+    auto const once = keel::resilient{[] { return 1; }, make_retry(clock, sleeper, {})}.try_call();
+    CHECK(once.stats() == keel::call_stats{1, 0ms});
+
+    // An interrupted wait ends the call: the attempt it waited for never ran.
+    std::stop_source stop;
+    auto cancelled = keel::resilient{
+        [&](context const&) -> int {
+            stop.request_stop();
+            throw upstream_error{"503"};
+        },
+        make_retry(clock, sleeper,
+                   {.backoff = keel::constant{100ms}, .jitter = keel::jitter::none})};
+    auto const stopped = cancelled.try_call_with(context{1, std::nullopt, stop.get_token()});
+    CHECK(stopped.attempts() == 1);
+}
+
+TEST_CASE("retry: a fallback and a timeout keep the stats of the outcome they replace",
+          "[retry][stats]") {
+    keel::manual_clock clock;
+    keel::virtual_sleeper sleeper{clock};
+    auto guarded = keel::resilient{
+        []() -> int { throw upstream_error{"503"}; }, keel::fallback{0},
+        make_retry(
+            clock, sleeper,
+            {.max_attempts = 3, .backoff = keel::constant{10ms}, .jitter = keel::jitter::none})};
+    auto const r = guarded.try_call();
+    REQUIRE(r.has_value());
+    CHECK(r.stats() == keel::call_stats{3, 20ms});
 }

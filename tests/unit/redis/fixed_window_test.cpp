@@ -200,3 +200,22 @@ TEST_CASE("redis::fixed_window: options out of range are rejected", "[redis][fix
                         redis, {.name = "x", .limit = 1, .on_failure = {.expected_instances = 0}}),
                     std::invalid_argument);
 }
+
+TEST_CASE("redis::fixed_window: the state is one string; a key of another type (an older "
+          "keel's hash) is left to the failure policy",
+          "[redis][fixed_window]") {
+    keel::redis::pool redis{keel_test::shared_pool()};
+    std::string const name = keel_test::unique_name("fw-type");
+    keel::redis::fixed_window limiter{redis, {.name = name, .limit = 10, .window = 1h}};
+    REQUIRE(limiter.try_acquire("a", 3).source == keel::decision_source::remote);
+    auto lease = redis.acquire();
+    REQUIRE(lease);
+    auto value = lease->command({"GET", limiter.redis_key("a")});
+    REQUIRE(value);
+    std::string_view const text = value->text();
+    CHECK(text.substr(text.find(':')) == ":3");
+    REQUIRE(lease->command({"HSET", limiter.redis_key("b"), "w", "1", "n", "1"}));
+    lease = {};
+    keel::decision const d = limiter.try_acquire("b");
+    CHECK(d.source == keel::decision_source::fallback_open);
+}

@@ -59,8 +59,9 @@ TEST_CASE("redis::sliding_counter: the previous window counts by its remaining o
     std::int64_t const left = (index + 1) * window_us - now;
     {
         auto lease = redis.acquire();
+        // The state is "<window index>:<current>:<previous>".
         REQUIRE(lease->command(
-            {"HSET", limiter.redis_key(), "w", std::to_string(index - 1), "c", "60", "p", "0"}));
+            {"SET", limiter.redis_key(), std::to_string(index - 1) + ":60:0", "PX", "60000"}));
     }
     // Room: 100 - 60 x left / window, rounded down; a few ms of drift changes it by < 1.
     double const weighted = 60.0 * static_cast<double>(left) / window_us;

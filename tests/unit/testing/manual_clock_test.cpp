@@ -138,3 +138,15 @@ TEST_CASE("manual_clock::advance saturates at the end of time", "[manual_clock]"
     clock.advance(1s); // stays there
     CHECK(clock.now() == keel::manual_clock::time_point::max());
 }
+
+TEST_CASE("an advance_to that its token stopped early leaves no claim on the time it did not "
+          "reach: a later advance(d) moves d from where time stopped",
+          "[manual_clock]") {
+    keel::manual_clock clock;
+    std::stop_source source;
+    clock.call_at(clock.now() + 1s, [&] { source.request_stop(); });
+    CHECK_FALSE(clock.advance_to(clock.now() + 1h, source.get_token()));
+    CHECK(clock.now().time_since_epoch() == 1s);
+    clock.advance(7ms);
+    CHECK(clock.now().time_since_epoch() == 1s + 7ms);
+}

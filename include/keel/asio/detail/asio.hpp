@@ -10,6 +10,12 @@
 
 #include <keel/version.hpp>
 
+// A standard header before Asio's: Asio picks its aligned allocation path
+// (aligned_alloc or operator new) from what the standard library has declared,
+// and two translation units that chose differently would break the one
+// definition rule for its aligned_new/aligned_delete.
+#include <cstddef>
+
 // Asio 1.22 looks for coroutine support in clang only through the Coroutines TS
 // (<experimental/coroutine>, which libstdc++ lacks), so with clang 14 and
 // libstdc++ it would offer no awaitable at all; C++20 coroutines are there.

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 // The machinery the distributed limiters share: key naming under a hash tag, the
-// script call through the pool, the breaker guarding Redis, the failure policy,
-// and leasing several permits per round trip. Internal to keel::redis.
+// script call through the target (a pool, a Cluster, a Sentinel master), the
+// breakers guarding Redis (one per route), the failure policy, and leasing
+// several permits per round trip. Internal to keel::redis.
 #pragma once
 
 #include <keel/core/clock.hpp>
@@ -9,8 +10,8 @@
 #include <keel/limiter/keyed.hpp>
 #include <keel/policy/circuit_breaker.hpp>
 #include <keel/redis/failure_policy.hpp>
-#include <keel/redis/pool.hpp>
 #include <keel/redis/script.hpp>
+#include <keel/redis/target.hpp>
 #include <keel/version.hpp>
 
 #include <algorithm>
@@ -26,6 +27,7 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 KEEL_BEGIN_NAMESPACE
 
@@ -78,7 +80,8 @@ inline circuit_breaker_options breaker_options(failure_policy const& p) {
     };
 }
 
-/// Shared body of the distributed limiters: one script per decision.
+/// Shared body of the distributed limiters: one script per decision, one breaker
+/// per route of the target (a Cluster master that dies opens only its own).
 template <class Clock>
 class remote_limiter {
 public:
@@ -88,24 +91,35 @@ public:
     using local_decider =
         std::function<decision(std::optional<std::string_view>, std::int64_t, time_point)>;
 
-    remote_limiter(pool& redis, script const& lua, std::string const& name, std::int64_t limit,
+    remote_limiter(target& redis, script const& lua, std::string const& name, std::int64_t limit,
                    failure_policy policy, std::int64_t lease, Clock clock)
-        : m_pool(redis), m_script(lua), m_name(name), m_key("keel:{" + name + "}"), m_limit(limit),
-          m_policy(policy), m_lease(lease), m_breaker(breaker_options(policy), clock),
-          m_clock(std::move(clock)) {
-        m_breaker.on_transition([this](auto const& t) {
-            if (t.to == circuit_state::open) {
-                m_trips.fetch_add(1, std::memory_order_relaxed);
-            }
-        });
+        : m_target(redis), m_script(lua), m_name(name), m_key("keel:{" + name + "}"),
+          m_limit(limit), m_policy(policy), m_lease(lease), m_clock(std::move(clock)) {
+        std::size_t const routes = std::max<std::size_t>(m_target.routes(), 1);
+        m_breakers.reserve(routes);
+        for (std::size_t i = 0; i < routes; ++i) {
+            m_breakers.push_back(
+                std::make_unique<basic_circuit_breaker<Clock>>(breaker_options(policy), m_clock));
+            m_breakers.back()->on_transition([this](auto const& t) {
+                if (t.to == circuit_state::open) {
+                    m_trips.fetch_add(1, std::memory_order_relaxed);
+                }
+            });
+        }
     }
 
     Clock const& clock() const noexcept { return m_clock; }
     std::int64_t limit() const noexcept { return m_limit; }
     failure_policy const& policy() const noexcept { return m_policy; }
-    basic_circuit_breaker<Clock>& breaker() noexcept { return m_breaker; }
-    basic_circuit_breaker<Clock> const& breaker() const noexcept { return m_breaker; }
-    bool breaker_open() const noexcept { return m_breaker.state() != circuit_state::closed; }
+    std::size_t routes() const noexcept { return m_breakers.size(); }
+    basic_circuit_breaker<Clock>& breaker(std::size_t route = 0) noexcept {
+        return *m_breakers[std::min(route, m_breakers.size() - 1)];
+    }
+    /// True unless every route's breaker is closed.
+    bool breaker_open() const noexcept {
+        return std::any_of(m_breakers.begin(), m_breakers.end(),
+                           [](auto const& b) { return b->state() != circuit_state::closed; });
+    }
     std::uint64_t breaker_trips() const noexcept { return m_trips.load(std::memory_order_relaxed); }
     void set_local(local_decider local) { m_local = std::move(local); }
 
@@ -138,13 +152,15 @@ public:
                 return remote_decision(true, m_leased + m_lease_remaining, 0, m_lease_reset_us);
             }
         }
-        auto permit = m_breaker.try_acquire();
+        std::string const keyed_text = key ? redis_key(key) : std::string{};
+        std::string_view const redis_key_text = key ? std::string_view{keyed_text} : m_key;
+        auto permit = breaker(m_target.route(redis_key_text)).try_acquire();
         if (!permit) {
             // Open (or half-open with its probe out): no network at all.
             return fallback(key, permits, now, permit.retry_after());
         }
         std::int64_t const want = key ? permits : std::max(permits, m_lease);
-        std::optional<script_result> result = call(key, permits, want, params);
+        std::optional<script_result> result = call(redis_key_text, permits, want, params);
         if (!result) {
             permit.failure();
             return fallback(key, permits, now, std::nullopt);
@@ -215,14 +231,8 @@ public:
     }
 
 private:
-    std::optional<script_result> call(std::optional<std::string_view> key, std::int64_t permits,
+    std::optional<script_result> call(std::string_view redis_key_text, std::int64_t permits,
                                       std::int64_t want, std::span<std::string const> params) {
-        pool::lease conn = m_pool.acquire();
-        if (!conn) {
-            return std::nullopt;
-        }
-        std::string const keyed_text = key ? redis_key(key) : std::string{};
-        std::string_view const redis_key_text = key ? std::string_view{keyed_text} : m_key;
         std::string const permits_text = std::to_string(permits);
         std::string const want_text = std::to_string(want);
         std::array<std::string_view, 8> args{};
@@ -232,8 +242,7 @@ private:
         }
         args[n++] = permits_text;
         args[n++] = want_text;
-        std::string_view const keys[] = {redis_key_text};
-        outcome<reply> r = m_script.run(*conn, keys, std::span{args.data(), n});
+        outcome<reply> r = m_target.run(m_script, redis_key_text, std::span{args.data(), n});
         if (!r || r->is_error()) {
             return std::nullopt;
         }
@@ -252,14 +261,14 @@ private:
         return d;
     }
 
-    pool& m_pool;
+    target& m_target;
     script const& m_script;
     std::string m_name;
     std::string m_key;
     std::int64_t m_limit;
     failure_policy m_policy;
     std::int64_t m_lease;
-    basic_circuit_breaker<Clock> m_breaker;
+    std::vector<std::unique_ptr<basic_circuit_breaker<Clock>>> m_breakers;
     std::atomic<std::uint64_t> m_trips{0};
     local_decider m_local;
     mutable std::mutex m_lease_mutex;
@@ -335,14 +344,20 @@ public:
     /// limiter between threads.
     void set_local_fallback(local_fallback local) { m_core.set_local(std::move(local)); }
 
-    /// Returns true unless the breaker guarding Redis is closed (open, or half-open
-    /// while its probe runs).
+    /// Returns true unless every breaker guarding Redis is closed (one is open, or
+    /// half-open while its probe runs).
     bool breaker_open() const noexcept { return m_core.breaker_open(); }
-    /// Returns how many times the breaker guarding Redis opened.
+    /// Returns how many times a breaker guarding Redis opened.
     std::uint64_t breaker_trips() const noexcept { return m_core.breaker_trips(); }
-    /// Returns the keel::circuit_breaker guarding Redis (for its metrics() and
-    /// on_transition() listeners); it lives as long as the limiter.
-    basic_circuit_breaker<Clock>& breaker() noexcept { return m_core.breaker(); }
+    /// Returns the keel::circuit_breaker guarding `route` of the target (for its
+    /// metrics() and on_transition() listeners; a route beyond the last names the
+    /// last). A single server or a Sentinel master has one route, 0; a Cluster one
+    /// per node (keel::redis::cluster::route). It lives as long as the limiter.
+    basic_circuit_breaker<Clock>& breaker(std::size_t route = 0) noexcept {
+        return m_core.breaker(route);
+    }
+    /// Returns how many breakers guard Redis: the target's routes().
+    std::size_t breaker_count() const noexcept { return m_core.routes(); }
     /// Returns the Redis key holding the limiter-wide state, or `key`'s state.
     std::string redis_key(std::optional<std::string_view> key = std::nullopt) const {
         return m_core.redis_key(key);
@@ -350,7 +365,7 @@ public:
 
 protected:
     /// `params` are the algorithm's leading script arguments, sent with every decision.
-    remote_limiter_front(pool& redis, script const& lua, std::string const& name,
+    remote_limiter_front(target& redis, script const& lua, std::string const& name,
                          std::int64_t limit, failure_policy policy, std::int64_t lease,
                          std::array<std::string, 2> params, Clock clock)
         : m_core(redis, lua, name, limit, policy, lease, std::move(clock)),

@@ -1,0 +1,305 @@
+// SPDX-License-Identifier: MIT
+#include <keel/redis/fixed_window.hpp>
+#include <keel/redis/sentinel.hpp>
+
+#include "redis_cluster.hpp"
+#include "redis_server.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <array>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+using namespace std::chrono_literals;
+using keel::decision_source;
+
+#ifndef KEEL_REDIS_SENTINEL_SCRIPT
+#define KEEL_REDIS_SENTINEL_SCRIPT "tests/support/redis_sentinel_fixture.sh"
+#endif
+
+namespace {
+
+/// The fixture's servers: two data nodes (either may be the master by now) and
+/// three sentinels monitoring "keel-master".
+struct sentinel_setup {
+    std::string dir;
+    std::array<int, 2> data{};
+    std::array<int, 3> sentinels{};
+
+    static sentinel_setup shared() {
+        sentinel_setup s;
+        char const* dir = std::getenv("KEEL_TEST_REDIS_SENTINEL_DIR");
+        s.dir = dir != nullptr ? dir : "";
+        std::ifstream in{s.dir + "/ports"};
+        in >> s.data[0] >> s.data[1] >> s.sentinels[0] >> s.sentinels[1] >> s.sentinels[2];
+        return s;
+    }
+    bool running() const { return data[0] > 0 && sentinels[2] > 0; }
+
+    std::vector<keel::redis::endpoint> endpoints() const {
+        return {
+            {"127.0.0.1", sentinels[0]}, {"127.0.0.1", sentinels[1]}, {"127.0.0.1", sentinels[2]}};
+    }
+
+    /// Returns the master the first sentinel names, or 0.
+    int named_master() const {
+        auto r = keel_test::node_command(sentinels[0],
+                                         {"SENTINEL", "get-master-addr-by-name", "keel-master"});
+        if (!r || r->size() != 2) {
+            return 0;
+        }
+        return std::atoi(r->element(1)->str);
+    }
+    int other(int port) const { return port == data[0] ? data[1] : data[0]; }
+
+    /// Waits until every sentinel names the same master, whose replica is in sync
+    /// and seen by all sentinels (a failover needs that); returns the master.
+    int wait_ready() const {
+        for (int i = 0; i < 500; ++i) {
+            int const m = named_master();
+            bool ready = m != 0;
+            for (int s : sentinels) {
+                auto r = keel_test::node_command(s, {"SENTINEL", "REPLICAS", "keel-master"});
+                auto n = keel_test::node_command(
+                    s, {"SENTINEL", "get-master-addr-by-name", "keel-master"});
+                ready = ready && r && r->size() == 1 && n && n->size() == 2 &&
+                        std::atoi(n->element(1)->str) == m;
+                if (ready) {
+                    // The replica's flags must be plain "slave" (not s_down, disconnected).
+                    redisReply const* fields = r->element(0);
+                    for (std::size_t f = 0; f + 1 < fields->elements; f += 2) {
+                        if (std::string_view{fields->element[f]->str} == "flags") {
+                            ready = std::string_view{fields->element[f + 1]->str} == "slave";
+                        }
+                    }
+                }
+            }
+            if (ready) {
+                auto info = keel_test::node_command(other(m), {"INFO", "replication"});
+                if (info && info->text().find("master_link_status:up") != std::string_view::npos) {
+                    return m;
+                }
+            }
+            std::this_thread::sleep_for(20ms);
+        }
+        return 0;
+    }
+
+    void kill(int port) const {
+        std::ifstream in{dir + "/redis-" + std::to_string(port) + ".pid"};
+        pid_t pid = 0;
+        if (in >> pid && pid > 0) {
+            ::kill(pid, SIGKILL);
+        }
+    }
+    bool revive(int port, int master) const {
+        std::string const command = std::string{"bash "} + KEEL_REDIS_SENTINEL_SCRIPT + " revive " +
+                                    dir + " " + std::to_string(port) + " " +
+                                    std::to_string(master) + " " + KEEL_REDIS_SERVER + " " +
+                                    KEEL_REDIS_CLI + " >/dev/null";
+        return std::system(command.c_str()) == 0;
+    }
+};
+
+keel::redis::sentinel_options options_for(sentinel_setup const& s) {
+    return {
+        .master_name = "keel-master",
+        .sentinels = s.endpoints(),
+        .master = {.connection = {.connect_timeout = 100ms, .command_timeout = 100ms}, .size = 2}};
+}
+
+/// What a run of decisions through a failover saw.
+struct failover_run {
+    int fallbacks = 0;
+    int remote = 0;
+    std::chrono::milliseconds until_back{-1}; // from the trigger to Redis deciding on `to`
+    std::chrono::milliseconds longest{0};     // the slowest decision
+};
+
+/// Decides every ms from `trigger` on until 20 decisions in a row came from Redis
+/// on master `to` (at most 15 s).
+template <class Limiter, class Trigger>
+failover_run through_failover(Limiter& limiter, keel::redis::sentinel const& redis, int to,
+                              Trigger trigger) {
+    failover_run run;
+    auto const start = std::chrono::steady_clock::now();
+    trigger();
+    int streak = 0;
+    int key = 0;
+    while (std::chrono::steady_clock::now() - start < 15s && streak < 20) {
+        auto const before = std::chrono::steady_clock::now();
+        // A new key each time: the promoted replica may not have the last writes.
+        keel::decision const d = limiter.try_acquire("k" + std::to_string(key++));
+        auto const took = std::chrono::duration_cast<std::chrono::milliseconds>(
+            std::chrono::steady_clock::now() - before);
+        run.longest = std::max(run.longest, took);
+        bool const on_new = redis.master() && redis.master()->port == to;
+        if (d.source == decision_source::remote) {
+            ++run.remote;
+            if (on_new && streak++ == 0) {
+                run.until_back = std::chrono::duration_cast<std::chrono::milliseconds>(
+                    std::chrono::steady_clock::now() - start);
+            }
+        } else {
+            ++run.fallbacks;
+            streak = 0;
+        }
+        std::this_thread::sleep_for(1ms);
+    }
+    return run;
+}
+
+} // namespace
+
+TEST_CASE("redis::sentinel: options out of range are rejected naming the field",
+          "[redis][sentinel]") {
+    using keel::redis::sentinel;
+    CHECK_THROWS_WITH(sentinel({.sentinels = {{}}}),
+                      "keel::redis::sentinel: master_name must not be empty");
+    CHECK_THROWS_WITH(sentinel({.master_name = "m"}),
+                      "keel::redis::sentinel: sentinels must name at least one sentinel");
+    CHECK_THROWS_WITH(sentinel({.master_name = "m", .sentinels = {{"127.0.0.1", 70000}}}),
+                      "keel::redis::sentinel: sentinels[0].port must be in [1, 65535], got 70000");
+    CHECK_THROWS_WITH(
+        sentinel({.master_name = "m",
+                  .sentinels = {{}},
+                  .master = {.connection = {.connect_timeout = 0ms}}}),
+        "keel::redis::sentinel: master.connection.connect_timeout must be positive, got 0s");
+    CHECK_THROWS_AS(sentinel({.master_name = "m", .sentinels = {{}}, .resolve_interval = -1ms}),
+                    std::invalid_argument);
+    CHECK_THROWS_WITH(
+        sentinel({.master_name = "m", .sentinels = {{}}, .recheck_interval = -1ms}),
+        "keel::redis::sentinel: recheck_interval must be in [0 ms, 3600000 ms], got -1ms");
+    CHECK_THROWS_AS(sentinel({.master_name = "m", .sentinels = {{}}, .master = {.size = 5000}}),
+                    std::invalid_argument);
+    CHECK_NOTHROW(sentinel({.master_name = "m", .sentinels = {{}}}));
+}
+
+TEST_CASE("redis::sentinel: finds the master by name, checks its ROLE, and decides there",
+          "[redis][sentinel]") {
+    auto const s = sentinel_setup::shared();
+    REQUIRE(s.running());
+    int const master = s.wait_ready();
+    REQUIRE(master != 0);
+    // The first sentinel is down: the next one answers.
+    auto options = options_for(s);
+    options.sentinels.insert(options.sentinels.begin(), {"127.0.0.1", 1});
+    keel::redis::sentinel redis{options};
+    CHECK_FALSE(redis.master());
+    keel::redis::fixed_window limiter{
+        redis, {.name = keel_test::unique_name("sentinel"), .limit = 3, .window = 1h}};
+    keel::decision const d = limiter.try_acquire("a");
+    CHECK(d.source == decision_source::remote);
+    CHECK(d.remaining == 2);
+    REQUIRE(redis.master());
+    CHECK(redis.master()->port == master);
+    CHECK(redis.stats().lookups == 1);
+    auto r = keel_test::node_command(master, {"EXISTS", limiter.redis_key("a")});
+    REQUIRE(r);
+    CHECK(r->integer() == 1);
+}
+
+TEST_CASE("redis::sentinel: a sentinel naming a replica is refused by the ROLE check",
+          "[redis][sentinel]") {
+    auto const s = sentinel_setup::shared();
+    REQUIRE(s.running());
+    int const master = s.wait_ready();
+    REQUIRE(master != 0);
+    int const replica = s.other(master);
+    // One sentinel monitors the replica under another name, as a stale one would.
+    REQUIRE(keel_test::node_command(s.sentinels[0], {"SENTINEL", "MONITOR", "keel-stale",
+                                                     "127.0.0.1", std::to_string(replica), "2"}));
+    keel::redis::sentinel redis{{.master_name = "keel-stale",
+                                 .sentinels = {{"127.0.0.1", s.sentinels[0]}},
+                                 .master = {.connection = {.command_timeout = 500ms}}}};
+    bool const found = redis.resolve();
+    REQUIRE(keel_test::node_command(s.sentinels[0], {"SENTINEL", "REMOVE", "keel-stale"}));
+    CHECK_FALSE(found);
+    CHECK(redis.stats().refused == 1);
+    CHECK_FALSE(redis.master());
+}
+
+TEST_CASE("redis::sentinel: after SENTINEL FAILOVER decisions move to the promoted replica "
+          "within recheck_interval, before Sentinel demotes the old master",
+          "[redis][sentinel]") {
+    auto const s = sentinel_setup::shared();
+    REQUIRE(s.running());
+    int const old_master = s.wait_ready();
+    REQUIRE(old_master != 0);
+    int const promoted = s.other(old_master);
+    keel::redis::sentinel redis{options_for(s)};
+    keel::redis::fixed_window limiter{
+        redis,
+        {.name = keel_test::unique_name("failover"),
+         .limit = 1000,
+         .window = 1h,
+         .on_failure = {.breaker_failures = 3, .breaker_open_for = 100ms}}};
+    REQUIRE(limiter.try_acquire("warm").source == decision_source::remote);
+    REQUIRE(redis.master()->port == old_master);
+
+    failover_run const run = through_failover(limiter, redis, promoted, [&] {
+        auto r = keel_test::node_command(s.sentinels[1], {"SENTINEL", "FAILOVER", "keel-master"});
+        REQUIRE(r);
+        REQUIRE_FALSE(r->is_error());
+    });
+    WARN("SENTINEL FAILOVER: Redis decided again on the promoted replica "
+         << run.until_back.count() << " ms after the command; " << run.fallbacks
+         << " decisions by the failure policy, " << run.remote << " by Redis; slowest decision "
+         << run.longest.count() << " ms");
+    CHECK(run.until_back >= 0ms);
+    // Redis 7.0 demotes the old master about 10 s later; keel asks the sentinels
+    // every recheck_interval (1 s) and moves first.
+    CHECK(run.until_back < 5s);
+    CHECK(run.longest < 500ms);
+    CHECK(redis.master()->port == promoted);
+    CHECK(redis.stats().failovers == 1);
+    auto role = keel_test::node_command(promoted, {"ROLE"});
+    REQUIRE(role);
+    CHECK(std::string_view{role->element(0)->str} == "master");
+    // Demote the old master now rather than in the 10 s Sentinel takes, so the
+    // next test finds a master with a replica in sync.
+    REQUIRE(
+        keel_test::node_command(old_master, {"REPLICAOF", "127.0.0.1", std::to_string(promoted)}));
+    CHECK(s.wait_ready() == promoted);
+}
+
+TEST_CASE("redis::sentinel: the master killed, decisions fall back to the policy and return to "
+          "Redis after the promotion",
+          "[redis][sentinel]") {
+    auto const s = sentinel_setup::shared();
+    REQUIRE(s.running());
+    int const old_master = s.wait_ready();
+    REQUIRE(old_master != 0);
+    int const promoted = s.other(old_master);
+    keel::redis::sentinel redis{options_for(s)};
+    keel::redis::fixed_window limiter{
+        redis,
+        {.name = keel_test::unique_name("killed"),
+         .limit = 1000,
+         .window = 1h,
+         .on_failure = {.breaker_failures = 3, .breaker_open_for = 100ms}}};
+    REQUIRE(limiter.try_acquire("warm").source == decision_source::remote);
+
+    failover_run const run =
+        through_failover(limiter, redis, promoted, [&] { s.kill(old_master); });
+    WARN("master killed: Redis decided again on the promoted replica "
+         << run.until_back.count() << " ms after the kill (down-after-milliseconds 500); "
+         << run.fallbacks << " decisions by the failure policy; slowest decision "
+         << run.longest.count() << " ms");
+    CHECK(run.until_back >= 0ms);
+    CHECK(run.until_back < 8s);
+    CHECK(run.fallbacks >= 3);
+    CHECK(run.longest < 500ms);
+    CHECK(redis.master()->port == promoted);
+    // Leave a master with a replica behind for the other tests.
+    REQUIRE(s.revive(old_master, promoted));
+    CHECK(s.wait_ready() == promoted);
+}
