@@ -290,7 +290,7 @@ int main(int argc, char** argv) try {
     }
 
     fmt::print("keel demo: an asynchronous service (2 threads) calling a flaky downstream "
-               "through\nkeel::asio::resilient{{call, guard(breaker), retry, timeout}}, a "
+               "through\nkeel::asio::resilient{{call, count, guard(breaker), retry, timeout}}, a "
                "bulkhead, per-client rate limits behind a\ntrusted proxy, health probes, "
                "/metrics and a graceful drain.\n\n");
     stage s{service, downstream};
@@ -413,11 +413,16 @@ int main(int argc, char** argv) try {
         auto const page = keel_demo::get(s.port, "/metrics").body;
         say("/metrics: {} retries, breaker opened {} times and closed {} times, {} calls "
             "rejected by it, {} rate-limit refusals",
-            keel_demo::metric(page, "keel_demo_retries_total"),
-            keel_demo::metric(page, "keel_demo_breaker_transitions_total{to=\"open\"}"),
-            keel_demo::metric(page, "keel_demo_breaker_transitions_total{to=\"closed\"}"),
-            keel_demo::metric(page, "keel_demo_breaker_rejections_total"),
-            keel_demo::metric(page, "keel_demo_rate_limit_decisions_total{decision=\"limited\"}"));
+            keel_demo::metric(page, "keel_pipeline_retries_total{name=\"downstream\"}"),
+            keel_demo::metric(
+                page, "keel_circuit_breaker_transitions_total{name=\"downstream\",to=\"open\"}"),
+            keel_demo::metric(
+                page, "keel_circuit_breaker_transitions_total{name=\"downstream\",to=\"closed\"}"),
+            keel_demo::metric(
+                page, "keel_circuit_breaker_not_permitted_calls_total{name=\"downstream\"}"),
+            keel_demo::metric(
+                page,
+                "keel_rate_limiter_decisions_total{name=\"per_client\",decision=\"refused\"}"));
     }
     int const ok_before_term = phases[7].counts.ok.load();
     auto const term_at = mono::now();
