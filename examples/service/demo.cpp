@@ -10,20 +10,29 @@
 // Connection: close, in-flight requests finish, exit 0). Ends by itself in about
 // 25 s and exits 0 when the service drained cleanly.
 //
-// Usage: keel_demo [--service <path>] [--downstream <path>]
-// (by default both are looked for next to keel_demo).
+// Usage: keel_demo [--service <path>] [--downstream <path>] [--svg <file>]
+// (by default both servers are looked for next to keel_demo). --svg writes the
+// timeline as a chart drawn by keel::sim::render_svg, the simulator's renderer:
+// requests per interval stacked by outcome, the breaker's state as a band, the
+// phases as markers.
 #include "harness.hpp"
 #include "sanitizers.hpp"
 
+#include <keel/sim/svg.hpp>
+
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <fstream>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -48,6 +57,98 @@ void say(fmt::format_string<Args...> format, Args&&... args) {
     std::fflush(stdout);
 }
 
+// How a request ended, as the timeline chart stacks it.
+enum class ending { ok, retried, failed, shed, limited, refused, no_answer };
+constexpr std::size_t ending_count = 7;
+
+// Every answer and breaker transition with its time, for the --svg chart.
+class timeline {
+public:
+    static constexpr double interval_s = 0.25;
+
+    void add(ending e, mono::time_point at) {
+        auto const i =
+            static_cast<std::size_t>(std::max(0.0, seconds_since_start(at)) / interval_s);
+        std::lock_guard lock{m_mutex};
+        if (m_counts.size() <= i) {
+            m_counts.resize(i + 1);
+        }
+        ++m_counts[i][static_cast<std::size_t>(e)];
+    }
+    void transition(std::string state, mono::time_point at) {
+        std::lock_guard lock{m_mutex};
+        m_states.emplace_back(seconds_since_start(at), std::move(state));
+    }
+    void phase(std::string name) {
+        std::lock_guard lock{m_mutex};
+        m_phases.emplace_back(seconds_since_start(mono::now()), std::move(name));
+    }
+
+    // The chart of everything recorded until now.
+    keel::sim::chart chart() const {
+        std::lock_guard lock{m_mutex};
+        keel::sim::chart c{.title = "keel demo: requests to /api/work per 250 ms, by outcome",
+                           .x_step = interval_s};
+        c.y_label = "requests per interval";
+        std::array<std::pair<char const*, char const*>, ending_count> const series{
+            {{"ok", "#43a047"},
+             {"ok after retries", "#9ccc65"},
+             {"failed (502/504)", "#e53935"},
+             {"shed (breaker open, bulkhead full)", "#90a4ae"},
+             {"rate-limited (429)", "#fb8c00"},
+             {"refused (draining)", "#8e24aa"},
+             {"no answer", "#212121"}}};
+        for (std::size_t e = 0; e < ending_count; ++e) {
+            keel::sim::chart_series s{series[e].first, series[e].second, {}};
+            for (auto const& counts : m_counts) {
+                s.values.push_back(counts[e]);
+            }
+            c.bars.push_back(std::move(s));
+        }
+        // The flooder's refusals outnumber everything else a hundredfold: the y axis
+        // fits the other outcomes and clips the rate-limited bars at the top.
+        double top = 0;
+        for (auto const& counts : m_counts) {
+            double stack = 0;
+            for (std::size_t e = 0; e < ending_count; ++e) {
+                stack += e == static_cast<std::size_t>(ending::limited) ? 0 : counts[e];
+            }
+            top = std::max(top, stack);
+        }
+        c.y_max = top * 1.1;
+        c.subtitle = "rate-limited bars above the axis are clipped at the top";
+        double const end = static_cast<double>(m_counts.size()) * interval_s;
+        std::map<std::string, char const*> const colors{
+            {"closed", "#a5d6a7"}, {"open", "#ef9a9a"}, {"half_open", "#fff59d"}};
+        keel::sim::chart_band band{"breaker", {}};
+        std::string state = "closed";
+        double from = 0;
+        auto const span = [&](double to) {
+            auto const it = colors.find(state);
+            band.spans.push_back({from, to, it != colors.end() ? it->second : "#757575", state});
+        };
+        for (auto const& [at, to] : m_states) {
+            span(at);
+            state = to;
+            from = at;
+        }
+        span(end);
+        c.bands.push_back(std::move(band));
+        for (auto const& [at, name] : m_phases) {
+            c.markers.push_back({at, name});
+        }
+        return c;
+    }
+
+private:
+    mutable std::mutex m_mutex;
+    std::vector<std::array<double, ending_count>> m_counts;
+    std::vector<std::pair<double, std::string>> m_states; // (time, state entered)
+    std::vector<std::pair<double, std::string>> m_phases; // (time, short name)
+};
+
+timeline g_timeline;
+
 // How the requests of one phase (or one client) ended.
 struct tally {
     std::atomic<int> sent{0};
@@ -61,22 +162,31 @@ struct tally {
     std::mutex mutex;
     std::vector<mono::duration> latencies;
 
-    void add(keel_demo::reply const& r) {
+    // Counts `r`, answered at `at` (now by default).
+    void add(keel_demo::reply const& r, mono::time_point at = mono::now()) {
         ++sent;
+        ending e = ending::failed;
         if (r.status == 200) {
             ++ok;
-            retried += std::atoi(r.header("X-Attempts").c_str()) > 1 ? 1 : 0;
+            bool const again = std::atoi(r.header("X-Attempts").c_str()) > 1;
+            retried += again ? 1 : 0;
+            e = again ? ending::retried : ending::ok;
         } else if (r.status == 429) {
             ++limited;
+            e = ending::limited;
         } else if (r.status == 503 && r.body.find("shutting down") != std::string::npos) {
             ++refused;
+            e = ending::refused;
         } else if (r.status == 503) {
             ++shed;
+            e = ending::shed;
         } else if (r.status == 0) {
             ++errors;
+            e = ending::no_answer;
         } else {
             ++failed;
         }
+        g_timeline.add(e, at);
         std::lock_guard lock{mutex};
         latencies.push_back(r.latency);
     }
@@ -224,6 +334,7 @@ public:
                            line.find(" why=") != std::string::npos
                                ? fmt::format(" ({})", keel_demo::text_field(line, "why"))
                                : "");
+                g_timeline.transition(to, at);
                 if (to == "open" && !opened) {
                     opened = at;
                 }
@@ -277,20 +388,51 @@ struct phase {
 
 } // namespace
 
-int main(int argc, char** argv) try {
+// The command line: each option takes a value; anything else is refused.
+struct options {
     std::string service = keel_demo::program_directory() + "/keel_service";
     std::string downstream = keel_demo::program_directory() + "/keel_downstream";
-    for (int i = 1; i + 1 < argc; i += 2) {
-        std::string_view const key = argv[i];
-        if (key == "--service") {
-            service = argv[i + 1];
-        } else if (key == "--downstream") {
-            downstream = argv[i + 1];
+    std::string svg; // empty: no chart
+};
+
+options parse(int argc, char** argv) {
+    options o;
+    std::map<std::string_view, std::string*> const known{
+        {"--service", &o.service}, {"--downstream", &o.downstream}, {"--svg", &o.svg}};
+    for (int i = 1; i < argc; i += 2) {
+        auto const it = known.find(argv[i]);
+        if (it == known.end()) {
+            throw std::invalid_argument(fmt::format("keel_demo: unknown option {}", argv[i]));
         }
+        if (i + 1 == argc || std::string_view{argv[i + 1]}.empty()) {
+            throw std::invalid_argument(
+                fmt::format("keel_demo: {} needs a value (a file path)", argv[i]));
+        }
+        *it->second = argv[i + 1];
     }
+    // Checked now, not after the 25 s the scenario takes.
+    if (!o.svg.empty() && !std::ofstream{o.svg}) {
+        throw std::invalid_argument(
+            fmt::format("keel_demo: --svg must be a file that can be written, got '{}'", o.svg));
+    }
+    return o;
+}
+
+int main(int argc, char** argv) try {
+    options opts;
+    try {
+        opts = parse(argc, argv);
+    } catch (std::invalid_argument const& e) {
+        fmt::print(stderr,
+                   "{}\nusage: keel_demo [--service PATH] [--downstream PATH] [--svg FILE]\n",
+                   e.what());
+        return 2;
+    }
+    auto const& service = opts.service;
+    auto const& downstream = opts.downstream;
 
     fmt::print("keel demo: an asynchronous service (2 threads) calling a flaky downstream "
-               "through\nkeel::asio::resilient{{call, guard(breaker), retry, timeout}}, a "
+               "through\nkeel::asio::resilient{{call, count, guard(breaker), retry, timeout}}, a "
                "bulkhead, per-client rate limits behind a\ntrusted proxy, health probes, "
                "/metrics and a graceful drain.\n\n");
     stage s{service, downstream};
@@ -310,17 +452,20 @@ int main(int argc, char** argv) try {
     load polite{s.port, 4, "10.0.0.", 40ms};
 
     say("phase 1: healthy downstream, 4 polite clients");
+    g_timeline.phase("1 healthy");
     polite.count_into(&phases[0].counts);
     s.wait(3s);
     say("  {}", phases[0].counts.summary());
 
     say("phase 2: the downstream fails 30 % of calls");
+    g_timeline.phase("2 failing");
     s.control("/control?fail=0.3");
     polite.count_into(&phases[1].counts);
     s.wait(3s);
     say("  {}", phases[1].counts.summary());
 
     say("phase 3: the downstream goes down (stops listening)");
+    g_timeline.phase("3 down");
     polite.count_into(&phases[2].counts);
     s.control("/down");
     auto const down_at = mono::now();
@@ -334,6 +479,7 @@ int main(int argc, char** argv) try {
     }
 
     say("phase 4: the downstream comes back");
+    g_timeline.phase("4 back");
     s.closed.reset();
     s.control("/control?fail=0");
     s.control("/up");
@@ -348,6 +494,7 @@ int main(int argc, char** argv) try {
         say("  the breaker has not closed yet");
     }
 
+    g_timeline.phase("5 flood");
     say("phase 5: client 10.0.0.66 floods (6 connections, no pause), with spoofed "
         "X-Forwarded-For entries");
     polite.count_into(&phases[4].counts);
@@ -375,6 +522,7 @@ int main(int argc, char** argv) try {
         say("  polite clients: {}", phases[4].counts.summary());
     }
 
+    g_timeline.phase("6 burst");
     say("phase 6: the downstream slows to 150 ms; 2000 clients send one request each at "
         "once, then SIGTERM while 4 clients keep sending");
     s.control("/control?delay_ms=150");
@@ -400,7 +548,7 @@ int main(int argc, char** argv) try {
             one.status = r.status;
             one.latency = r.latency;
             one.body = r.text.substr(std::min(r.text.size(), r.text.find("\r\n\r\n") + 4));
-            burst.add(one);
+            burst.add(one, start + r.latency);
         }
         say("  {}", burst.summary());
         say("  all answered in {:.2f} s by the service's 2 threads; the bulkhead shed what "
@@ -413,15 +561,21 @@ int main(int argc, char** argv) try {
         auto const page = keel_demo::get(s.port, "/metrics").body;
         say("/metrics: {} retries, breaker opened {} times and closed {} times, {} calls "
             "rejected by it, {} rate-limit refusals",
-            keel_demo::metric(page, "keel_demo_retries_total"),
-            keel_demo::metric(page, "keel_demo_breaker_transitions_total{to=\"open\"}"),
-            keel_demo::metric(page, "keel_demo_breaker_transitions_total{to=\"closed\"}"),
-            keel_demo::metric(page, "keel_demo_breaker_rejections_total"),
-            keel_demo::metric(page, "keel_demo_rate_limit_decisions_total{decision=\"limited\"}"));
+            keel_demo::metric(page, "keel_pipeline_retries_total{name=\"downstream\"}"),
+            keel_demo::metric(
+                page, "keel_circuit_breaker_transitions_total{name=\"downstream\",to=\"open\"}"),
+            keel_demo::metric(
+                page, "keel_circuit_breaker_transitions_total{name=\"downstream\",to=\"closed\"}"),
+            keel_demo::metric(
+                page, "keel_circuit_breaker_not_permitted_calls_total{name=\"downstream\"}"),
+            keel_demo::metric(
+                page,
+                "keel_rate_limiter_decisions_total{name=\"per_client\",decision=\"refused\"}"));
     }
     int const ok_before_term = phases[7].counts.ok.load();
     auto const term_at = mono::now();
     s.service().signal(SIGTERM);
+    g_timeline.phase("SIGTERM");
     say("SIGTERM sent");
     std::optional<mono::time_point> ready_failed;
     bool unrouted = false;
@@ -473,6 +627,15 @@ int main(int argc, char** argv) try {
                    "the downstream returned\n",
                    std::chrono::duration<double, std::milli>(*s.opened - down_at).count(),
                    std::chrono::duration<double, std::milli>(*s.closed - up_at).count());
+    }
+    if (!opts.svg.empty()) {
+        std::ofstream out{opts.svg};
+        out << keel::sim::render_svg(g_timeline.chart());
+        if (!out.flush()) {
+            fmt::print(stderr, "keel_demo: --svg: cannot write '{}'\n", opts.svg);
+            return 1;
+        }
+        fmt::print("  timeline chart written to {}\n", opts.svg);
     }
     return code && *code == 0 ? 0 : 1;
 } catch (std::exception const& e) {

@@ -28,8 +28,6 @@
 // Usage: keel_service --downstream-port N [--port N] [options below]
 // Prints "listening port=<port> threads=<n>" once bound, and one "event ..." line per
 // breaker transition and drain phase, with the steady-clock time in ns, for the driver.
-#include "prometheus.hpp"
-
 #include <keel/asio/resilient.hpp>
 #include <keel/core/error.hpp>
 #include <keel/limiter/headers.hpp>
@@ -38,6 +36,9 @@
 #include <keel/net/client_address.hpp>
 #include <keel/net/ip_address.hpp>
 #include <keel/net/trust.hpp>
+#include <keel/observe/exposition.hpp>
+#include <keel/observe/pipeline_counters.hpp>
+#include <keel/observe/registry.hpp>
 #include <keel/ops/drain.hpp>
 #include <keel/ops/health.hpp>
 #include <keel/ops/health_json.hpp>
@@ -216,7 +217,9 @@ void emit(std::string const& line) {
     std::fflush(stdout);
 }
 
-// What /metrics reports that keel's own snapshots do not already hold.
+// What /metrics reports that keel's own components do not already count (the
+// registry renders those): requests by how they ended, refusals before routing,
+// connections and requests in flight.
 struct counters {
     std::atomic<std::int64_t> ok{0};
     std::atomic<std::int64_t> downstream_failed{0};
@@ -225,13 +228,7 @@ struct counters {
     std::atomic<std::int64_t> bulkhead_full{0};
     std::atomic<std::int64_t> rate_limited{0};
     std::atomic<std::int64_t> draining{0};
-    std::atomic<std::int64_t> allowed{0};
-    std::atomic<std::int64_t> attempts{0};
-    std::atomic<std::int64_t> retries{0};
     std::atomic<std::int64_t> in_flight{0};
-    std::atomic<std::int64_t> to_open{0};
-    std::atomic<std::int64_t> to_half_open{0};
-    std::atomic<std::int64_t> to_closed{0};
     // Requests the server refused before any handler saw them, by reason.
     std::atomic<std::int64_t> header_bytes{0};
     std::atomic<std::int64_t> header_count{0};
@@ -298,30 +295,30 @@ net::awaitable<std::string> get_work(int port,
     co_return std::move(parser.get().body());
 }
 
-// The downstream call: keel::asio::resilient{get_work, guard(breaker), retry, timeout},
-// breaker(retry(timeout(call))): one breaker outcome per logical call, each attempt
-// with its own deadline (its I/O cancelled when it passes), jittered exponential
-// backoff between attempts (20 ms doubling to a 200 ms cap, full jitter). The
-// argument counts the attempts of the call it is given for.
-auto make_downstream(settings const& cfg, counters& stats, keel::circuit_breaker& breaker) {
+// The downstream call: keel::asio::resilient{get_work, count(calls), guard(breaker),
+// retry, timeout}, count(breaker(retry(timeout(call)))): every logical call counted
+// with its outcome, attempts and backoff (the outcome's call_stats), calls the breaker
+// rejects included; one breaker outcome per logical call, each attempt with its own
+// deadline (its I/O cancelled when it passes), jittered exponential backoff between
+// attempts (20 ms doubling to a 200 ms cap, full jitter).
+auto make_downstream(settings const& cfg, keel::observe::pipeline_counters& calls,
+                     keel::circuit_breaker& breaker) {
     return keel::asio::resilient{
-        [&stats, port = cfg.downstream_port](keel::asio::context const& ctx,
-                                             int* attempts) -> net::awaitable<std::string> {
-            ++*attempts;
-            ++stats.attempts;
+        [port =
+             cfg.downstream_port](keel::asio::context const& ctx) -> net::awaitable<std::string> {
             co_return co_await get_work(port, ctx.deadline(), ctx.cancellation_slot());
         },
+        keel::observe::count(calls),
         keel::guard(breaker),
         keel::retry{{.max_attempts = cfg.attempts,
                      .backoff = keel::exponential{20ms, 2.0, 200ms},
-                     .jitter = keel::jitter::full,
-                     .on_retry = [&stats](keel::retry_event const&) { ++stats.retries; }}},
+                     .jitter = keel::jitter::full}},
         keel::timeout{std::chrono::milliseconds{cfg.timeout_ms}},
     };
 }
-using downstream_pipeline =
-    decltype(make_downstream(std::declval<settings const&>(), std::declval<counters&>(),
-                             std::declval<keel::circuit_breaker&>()));
+using downstream_pipeline = decltype(make_downstream(
+    std::declval<settings const&>(), std::declval<keel::observe::pipeline_counters&>(),
+    std::declval<keel::circuit_breaker&>()));
 
 // The service: keel's parts, the routes, and the connections it holds.
 class service {
@@ -346,16 +343,12 @@ public:
         // The downstream's breaker: opens at `failure_rate` % failures among at least
         // `min_calls` calls of the last `window`, stays open `open_ms` (doubling on
         // consecutive re-openings, up to 8x), then lets 3 probes decide.
-        m_breaker.on_transition([this](auto const& t) {
-            auto& count = t.to == keel::circuit_state::open        ? m_stats.to_open
-                          : t.to == keel::circuit_state::half_open ? m_stats.to_half_open
-                                                                   : m_stats.to_closed;
-            ++count;
+        m_breaker.on_transition([](auto const& t) {
             emit(fmt::format("kind=breaker from={} to={} why={}", keel::to_string(t.from),
                              keel::to_string(t.to), keel::to_string(t.why)));
         });
         for (int i = 0; i < cfg.threads; ++i) {
-            m_lanes.push_back(std::make_unique<lane>(cfg, m_stats, m_breaker, io));
+            m_lanes.push_back(std::make_unique<lane>(cfg, m_calls, m_breaker, io));
         }
         // Health: liveness has no dependencies; readiness adds the breaker check and
         // fails while draining; startup passes once the listener is bound.
@@ -386,6 +379,13 @@ public:
             auto const closed = stop_accepting();
             emit(fmt::format("kind=drain phase=listener_closed idle_closed={}", closed));
         });
+        // /metrics: keel's components under the names the docs give (docs/demo.md).
+        m_metrics.add("downstream", m_breaker);
+        m_metrics.add("downstream", m_calls);
+        m_metrics.add("downstream", m_bulkhead);
+        m_metrics.add("per_client", m_limits);
+        m_metrics.add("service", m_drain);
+        m_metrics.add("service", m_health);
     }
 
     // Binds 127.0.0.1:`port` (0: any) and starts accepting; returns the bound port.
@@ -682,8 +682,10 @@ private:
             co_return probe(m_health.startup());
         }
         if (path == "/metrics") {
-            auto res = text(http::status::ok, metrics_page());
-            res.set(http::field::content_type, keel_demo::prometheus_content_type);
+            auto const format = keel::observe::negotiate(
+                std::string_view{req[http::field::accept].data(), req[http::field::accept].size()});
+            auto res = text(http::status::ok, metrics_page(format));
+            res.set(http::field::content_type, keel::observe::content_type(format));
             co_return res;
         }
         co_return text(http::status::not_found, "not found\n");
@@ -741,7 +743,6 @@ private:
             res.body() = "rate limited\n";
             co_return res;
         }
-        ++m_stats.allowed;
 
         if (!m_bulkhead.try_acquire()) {
             ++m_stats.bulkhead_full;
@@ -751,13 +752,13 @@ private:
             co_return res;
         }
         // Each call runs on its lane's strand; the lanes take turns.
-        int attempts = 0;
         auto& l = *m_lanes[m_next_lane++ % m_lanes.size()];
         auto const answer =
-            co_await net::co_spawn(*l.strand, call_downstream(l, &attempts), net::use_awaitable);
+            co_await net::co_spawn(*l.strand, call_downstream(l), net::use_awaitable);
         auto const& result = *answer;
         m_bulkhead.release();
-        res.set("X-Attempts", std::to_string(attempts));
+        // A call the breaker rejected made no attempt.
+        res.set("X-Attempts", std::to_string(result.attempts()));
         if (result) {
             ++m_stats.ok;
             res.body() = *result;
@@ -785,9 +786,9 @@ private:
     // breaker, the bulkhead and the counters, which are thread-safe, so the downstream
     // still has one breaker and one limit on calls in flight.
     struct lane {
-        lane(settings const& cfg, counters& stats, keel::circuit_breaker& breaker,
-             net::io_context& io)
-            : pipeline(make_downstream(cfg, stats, breaker)), strand(net::make_strand(io)) {}
+        lane(settings const& cfg, keel::observe::pipeline_counters& calls,
+             keel::circuit_breaker& breaker, net::io_context& io)
+            : pipeline(make_downstream(cfg, calls, breaker)), strand(net::make_strand(io)) {}
         downstream_pipeline pipeline;
         // Reset by release_io(): a strand must not outlive its io_context.
         std::optional<net::strand<net::io_context::executor_type>> strand;
@@ -795,18 +796,26 @@ private:
 
     // Runs one downstream call on `l` (on its strand). The optional only makes the result
     // default constructible, as co_spawn requires; it always holds an outcome.
-    static net::awaitable<std::optional<keel::outcome<std::string>>>
-    call_downstream(lane& l, int* attempts) {
-        co_return co_await l.pipeline.async_call(attempts);
+    static net::awaitable<std::optional<keel::outcome<std::string>>> call_downstream(lane& l) {
+        co_return co_await l.pipeline.async_call();
     }
 
-    std::string metrics_page() {
-        auto const value = [](std::atomic<std::int64_t> const& v) {
-            return static_cast<double>(v.load());
+    // The service's own families, then the registry's (which ends an OpenMetrics page
+    // with its one `# EOF`), all through keel's exposition writer.
+    std::string metrics_page(keel::observe::exposition_format format) const {
+        using keel::observe::exposition_writer;
+        using keel::observe::metric_type;
+        std::string page;
+        exposition_writer w{page, format};
+        std::string labels;
+        auto const labelled = [&](std::string_view key, std::string_view value,
+                                  std::atomic<std::int64_t> const& v) {
+            labels.clear();
+            exposition_writer::append_label(labels, key, value);
+            w.sample(labels, static_cast<double>(v.load()));
         };
-        keel_demo::prometheus_text page;
-        page.family("keel_demo_requests_total", "counter",
-                    "Requests to /api/work by how they ended.");
+        w.family("keel_demo_requests", metric_type::counter,
+                 "Requests to /api/work by how they ended.");
         for (auto const& [name, v] : {std::pair{"ok", &m_stats.ok},
                                       std::pair{"downstream_failed", &m_stats.downstream_failed},
                                       std::pair{"timeout", &m_stats.timed_out},
@@ -814,75 +823,30 @@ private:
                                       std::pair{"bulkhead_full", &m_stats.bulkhead_full},
                                       std::pair{"rate_limited", &m_stats.rate_limited},
                                       std::pair{"draining", &m_stats.draining}}) {
-            page.sample("keel_demo_requests_total", {{"outcome", name}}, value(*v));
+            labelled("outcome", name, *v);
         }
-        page.family("keel_demo_http_refused_total", "counter",
-                    "Requests the server refused before routing them, by reason.");
+        w.family("keel_demo_http_refused", metric_type::counter,
+                 "Requests the server refused before routing them, by reason.");
         for (auto const& [name, v] : {std::pair{"header_bytes", &m_stats.header_bytes},
                                       std::pair{"header_count", &m_stats.header_count},
                                       std::pair{"head_timeout", &m_stats.head_timeout},
                                       std::pair{"bad_request", &m_stats.bad_request}}) {
-            page.sample("keel_demo_http_refused_total", {{"reason", name}}, value(*v));
+            labelled("reason", name, *v);
         }
-        page.family("keel_demo_connections", "gauge", "Client connections open now.");
-        page.sample("keel_demo_connections", value(m_stats.connections));
-        page.family("keel_demo_downstream_attempts_total", "counter",
-                    "Attempts made to call the downstream, retries included.");
-        page.sample("keel_demo_downstream_attempts_total", value(m_stats.attempts));
-        page.family("keel_demo_retries_total", "counter",
-                    "Retries of downstream calls after a failed attempt.");
-        page.sample("keel_demo_retries_total", value(m_stats.retries));
-        page.family("keel_demo_downstream_in_flight", "gauge",
-                    "Downstream calls holding a bulkhead slot now.");
-        page.sample("keel_demo_downstream_in_flight",
-                    static_cast<double>(m_bulkhead.snapshot().in_flight));
-
-        auto const m = m_breaker.metrics();
-        page.family("keel_demo_breaker_state", "gauge",
-                    "The downstream circuit breaker's state: 1 for the current one.");
-        for (auto const state : {keel::circuit_state::closed, keel::circuit_state::open,
-                                 keel::circuit_state::half_open, keel::circuit_state::forced_open,
-                                 keel::circuit_state::disabled}) {
-            page.sample("keel_demo_breaker_state", {{"state", keel::to_string(state)}},
-                        m.state == state ? 1 : 0);
-        }
-        page.family("keel_demo_breaker_transitions_total", "counter",
-                    "State changes of the downstream circuit breaker, by the state entered.");
-        page.sample("keel_demo_breaker_transitions_total", {{"to", "open"}},
-                    value(m_stats.to_open));
-        page.sample("keel_demo_breaker_transitions_total", {{"to", "half_open"}},
-                    value(m_stats.to_half_open));
-        page.sample("keel_demo_breaker_transitions_total", {{"to", "closed"}},
-                    value(m_stats.to_closed));
-        page.family("keel_demo_breaker_rejections_total", "counter",
-                    "Calls the circuit breaker rejected without calling the downstream.");
-        page.sample("keel_demo_breaker_rejections_total", static_cast<double>(m.rejected_calls));
-        page.family("keel_demo_breaker_failure_rate_percent", "gauge",
-                    "Failure rate over the breaker's window, in percent.");
-        page.sample("keel_demo_breaker_failure_rate_percent", m.failure_rate);
-
-        page.family("keel_demo_rate_limit_decisions_total", "counter",
-                    "Per-client rate limit decisions on /api/work.");
-        page.sample("keel_demo_rate_limit_decisions_total", {{"decision", "allowed"}},
-                    value(m_stats.allowed));
-        page.sample("keel_demo_rate_limit_decisions_total", {{"decision", "limited"}},
-                    value(m_stats.rate_limited));
-        page.family("keel_demo_rate_limit_keys", "gauge",
-                    "Client addresses the per-client limiter table holds.");
-        page.sample("keel_demo_rate_limit_keys", static_cast<double>(m_limits.size()));
-
-        page.family("keel_demo_in_flight_requests", "gauge",
-                    "Requests to /api/work being served now.");
-        page.sample("keel_demo_in_flight_requests", value(m_stats.in_flight));
-        page.family("keel_demo_draining", "gauge", "1 once the service refuses new work.");
-        page.sample("keel_demo_draining", m_drain.draining() ? 1 : 0);
-        return page.text();
+        w.family("keel_demo_connections", metric_type::gauge, "Client connections open now.");
+        w.sample({}, static_cast<double>(m_stats.connections.load()));
+        w.family("keel_demo_in_flight_requests", metric_type::gauge,
+                 "Requests to /api/work being served now.");
+        w.sample({}, static_cast<double>(m_stats.in_flight.load()));
+        m_metrics.render_to(page, format);
+        return page;
     }
 
     settings m_cfg;
     net::io_context& m_io;
     std::optional<tcp::acceptor> m_acceptor; // reset before the io_context goes
     counters m_stats;
+    keel::observe::pipeline_counters m_calls; // the downstream calls, counted by the lanes
     keel::circuit_breaker m_breaker;
     keel::bulkhead m_bulkhead;
     std::vector<std::unique_ptr<lane>> m_lanes; // one per io thread
@@ -901,6 +865,8 @@ private:
     std::string m_policy_header;
     keel::ops::health_registry m_health;
     keel::ops::drain_coordinator m_drain;
+    // Last: it holds references to the components above (destroyed first).
+    keel::observe::registry m_metrics;
 
     std::atomic<bool> m_closing{false}; // from SIGTERM: every response closes its connection
     std::atomic<bool> m_stopped{false}; // intake stopped: no further request on any connection

@@ -8,7 +8,6 @@
 // Usage: keel_e2e_service <scenario> --service <path> --downstream <path>
 // Prints what it checks and exits non-zero if any check failed.
 #include "harness.hpp"
-#include "prometheus.hpp"
 #include "sanitizers.hpp"
 
 #include <fmt/format.h>
@@ -122,8 +121,10 @@ private:
     std::unique_ptr<child_process> m_service;
 };
 
-constexpr std::string_view breaker_open = "keel_demo_breaker_state{state=\"open\"}";
-constexpr std::string_view breaker_closed = "keel_demo_breaker_state{state=\"closed\"}";
+constexpr std::string_view breaker_open =
+    "keel_circuit_breaker_state{name=\"downstream\",state=\"open\"}";
+constexpr std::string_view breaker_closed =
+    "keel_circuit_breaker_state{name=\"downstream\",state=\"closed\"}";
 
 // Sends requests one by one until `done(reply)` or `limit` passes; returns whether done.
 bool until(servers const& s, mono::duration limit,
@@ -296,7 +297,7 @@ void flood_vs_polite(paths const& p) {
           "every 429 carries Retry-After >= 1 s, RateLimit and RateLimit-Policy");
     check(polite_ok == polite_sent,
           fmt::format("polite client: {} of {} served", polite_ok, polite_sent));
-    check(s.metric("keel_demo_rate_limit_decisions_total{decision=\"limited\"}") ==
+    check(s.metric("keel_rate_limiter_decisions_total{name=\"per_client\",decision=\"refused\"}") ==
               flood_limited.load(),
           "/metrics counts every limited decision");
     s.stop_cleanly();
@@ -723,25 +724,32 @@ void bulkhead_sheds(paths const& p) {
     s.stop_cleanly();
 }
 
-// The /metrics writer follows the text exposition format: HELP and TYPE lines,
-// escaped help text and label values, integers without exponents, special values.
-void prometheus_text(paths const&) {
-    keel_demo::prometheus_text page;
-    page.family("demo_total", "counter", "Counts \\ things\non two lines.");
-    page.sample("demo_total", {{"path", "/a\"b\\c\nd"}, {"code", "200"}}, 3);
-    page.family("demo_ratio", "gauge", "A ratio.");
-    page.sample("demo_ratio", 0.25);
-    page.sample("demo_ratio", {{"kind", "big"}}, 1e20);
-    page.sample("demo_ratio", {{"kind", "inf"}}, std::numeric_limits<double>::infinity());
-    std::string const expected = "# HELP demo_total Counts \\\\ things\\non two lines.\n"
-                                 "# TYPE demo_total counter\n"
-                                 "demo_total{path=\"/a\\\"b\\\\c\\nd\",code=\"200\"} 3\n"
-                                 "# HELP demo_ratio A ratio.\n"
-                                 "# TYPE demo_ratio gauge\n"
-                                 "demo_ratio 0.25\n"
-                                 "demo_ratio{kind=\"big\"} 1e+20\n"
-                                 "demo_ratio{kind=\"inf\"} +Inf\n";
-    check(page.text() == expected, "exposition text:\n" + page.text());
+// /metrics answers in the format the scrape's Accept header asks for: Prometheus
+// text by default, OpenMetrics for Prometheus' own Accept header, which ends with
+// exactly one `# EOF` after the service's families and the registry's.
+void metrics_formats(paths const& p) {
+    servers s{p, {}};
+    check(s.work().status == 200, "one request served");
+    auto const text = keel_demo::get(s.port, "/metrics");
+    check(text.header("Content-Type") == "text/plain; version=0.0.4; charset=utf-8",
+          "no Accept header: Prometheus text 0.0.4, got " + text.header("Content-Type"));
+    check(text.body.find("# EOF") == std::string::npos, "Prometheus text has no # EOF");
+    check(keel_demo::metric(text.body, "keel_demo_requests_total{outcome=\"ok\"}") == 1 &&
+              keel_demo::metric(text.body, "keel_pipeline_attempts_total{name=\"downstream\"}") ==
+                  1,
+          "the service's own families and the registry's on one page");
+    auto const om = keel_demo::get(
+        s.port, "/metrics",
+        {{"Accept", "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"}});
+    check(om.header("Content-Type") == "application/openmetrics-text; version=1.0.0; charset=utf-8",
+          "OpenMetrics asked for: OpenMetrics 1.0, got " + om.header("Content-Type"));
+    auto const eof = om.body.find("# EOF");
+    check(eof != std::string::npos && eof == om.body.rfind("# EOF") && om.body.ends_with("# EOF\n"),
+          "an OpenMetrics page ends with one # EOF");
+    check(om.body.find("keel_demo_requests_total{outcome=\"ok\"} 1\n") != std::string::npos &&
+              om.body.find("# TYPE keel_demo_requests counter") != std::string::npos,
+          "the service's counters in OpenMetrics: family without _total, samples with it");
+    s.stop_cleanly();
 }
 
 } // namespace
@@ -771,7 +779,7 @@ int main(int argc, char** argv) {
         {"spoofed_forwarded_for", spoofed_forwarded_for},
         {"flood_vs_polite", flood_vs_polite},
         {"drain_under_load", drain_under_load},
-        {"prometheus_text", prometheus_text},
+        {"metrics_formats", metrics_formats},
         {"slow_client", slow_client},
         {"slow_clients_40", slow_clients_40},
         {"duplicate_forwarded_for", duplicate_forwarded_for},

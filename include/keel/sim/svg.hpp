@@ -59,7 +59,8 @@ struct chart {
     std::vector<chart_band> bands{};            ///< Strips under the plot, top to bottom.
     std::vector<chart_marker> markers{};        ///< Vertical lines.
     /// The top of the y axis; 0 (the default) fits the tallest bar stack and line.
-    /// Lines above it are clipped at the top (a capacity far above the load).
+    /// Bars and lines above it are clipped at the top (a capacity far above the
+    /// load, one interval's spike).
     double y_max = 0;
     int width = 960;       ///< Pixels; at least 320.
     int plot_height = 300; ///< Pixels of the plot area; at least 100.
@@ -244,11 +245,12 @@ inline std::string render_svg(chart const& c) {
     for (std::size_t i = 0; i < intervals; ++i) {
         double base = 0;
         for (auto const& s : c.bars) {
-            if (i >= s.values.size() || !(s.values[i] > 0)) {
+            // A stack above y_top (a chart's y_max) is cut at the plot's top edge.
+            if (i >= s.values.size() || !(s.values[i] > 0) || base >= y_top) {
                 continue;
             }
             double const y0 = y_of(base);
-            double const y1 = y_of(base + s.values[i]);
+            double const y1 = y_of(std::min(base + s.values[i], y_top));
             out += "<rect x=\"" + svg_num(left + static_cast<double>(i) * bar_w) + "\" y=\"" +
                    svg_num(y1) + "\" width=\"" + svg_num(std::max(bar_w - 0.5, 0.5)) +
                    "\" height=\"" + svg_num(std::max(y0 - y1, 0.1)) + "\" fill=\"" +

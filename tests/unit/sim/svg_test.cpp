@@ -67,3 +67,32 @@ TEST_CASE("sim::render_svg: rsvg-convert renders the chart to a PNG", "[sim]") {
     std::remove(svg_path.c_str());
     std::remove(png_path.c_str());
 }
+
+TEST_CASE("sim::render_svg: bars above y_max are clipped at the top of the plot", "[sim]") {
+    keel::sim::chart c;
+    c.title = "clipped";
+    c.y_max = 10;
+    c.bars = {{"low", "#000001", {5, 8}}, {"high", "#000002", {30, 1}}};
+    std::string const svg = keel::sim::render_svg(c);
+    // The plot's frame: the first rect with a grey stroke and no fill.
+    auto const frame = svg.find("fill=\"none\" stroke=\"#888888\"");
+    REQUIRE(frame != std::string::npos);
+    auto const frame_rect = svg.rfind("<rect ", frame);
+    auto const attribute = [&](std::size_t at, std::string const& name) {
+        auto const from = svg.find(" " + name + "=\"", at) + name.size() + 3;
+        return std::stod(svg.substr(from, svg.find('"', from) - from));
+    };
+    double const plot_top = attribute(frame_rect, "y");
+    bool spike_at_top = false;
+    for (auto at = svg.find("<rect "); at != std::string::npos; at = svg.find("<rect ", at + 1)) {
+        auto const end = svg.find("/>", at);
+        auto const fill = svg.find("fill=\"#00000", at);
+        if (fill == std::string::npos || fill > end) {
+            continue;
+        }
+        CHECK(attribute(at, "y") >= plot_top); // bars and legend swatches alike
+        spike_at_top = spike_at_top || (svg.compare(fill, 14, "fill=\"#000002\"") == 0 &&
+                                        attribute(at, "y") == plot_top);
+    }
+    CHECK(spike_at_top); // the first interval's "high" bar, cut at the top edge
+}
