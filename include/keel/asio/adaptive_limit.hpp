@@ -22,32 +22,6 @@ KEEL_BEGIN_NAMESPACE
 
 namespace asio {
 
-namespace detail {
-// A limit waiter whose wake posts the cancellation of its timer to the waiting
-// coroutine's executor (a completion may run on any thread, under the limit's lock).
-template <class Clock>
-struct async_limit_waiter : keel::detail::limit_waiter {
-    struct shared {
-        shared(net::any_io_executor executor, Clock clock) : timer(std::move(executor), clock) {}
-        basic_timer<Clock> timer;
-    };
-
-    async_limit_waiter(net::any_io_executor const& on, Clock clock)
-        : state(std::make_shared<shared>(on, std::move(clock))), executor(on) {
-        wake = [](keel::detail::limit_waiter& w) noexcept {
-            auto& self = static_cast<async_limit_waiter&>(w);
-            try {
-                net::post(self.executor, [state = self.state] { state->timer.cancel(); });
-            } catch (...) { // NOLINT(bugprone-empty-catch): the wait then ends at max_wait,
-            }               // and cancel() still finds the grant
-        };
-    }
-
-    std::shared_ptr<shared> state;
-    net::any_io_executor executor;
-};
-} // namespace detail
-
 /// keel::guard(adaptive_limit), asynchronously: a permit when the limit allows; else, with
 /// a queue, the coroutine waits on a timer (on the limit sleeper's clock) until a
 /// completion or a rising limit grants it a slot, CoDel expires it or max_wait passes
@@ -68,8 +42,8 @@ struct async_policy<adaptive_limit_policy<Limit, Classifier>> {
                 co_return keel::failure::from(errc::cancelled);
             }
             auto const clock = detail::wait_clock(limit.sleeper());
-            detail::async_limit_waiter<std::remove_cvref_t<decltype(clock)>> waiter{
-                co_await net::this_coro::executor, clock};
+            detail::async_waiter<keel::detail::limit_waiter, std::remove_cvref_t<decltype(clock)>>
+                waiter{co_await net::this_coro::executor, clock};
             waiter.partition = policy.partition();
             switch (limit.try_enqueue(waiter)) {
             case Limit::enqueue_result::granted: permit = limit.claim(waiter); break;

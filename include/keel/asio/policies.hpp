@@ -184,23 +184,26 @@ struct async_policy<circuit_breaker_policy<Breaker, Classifier>> {
 };
 
 namespace detail {
-// A bulkhead waiter whose wake posts the cancellation of its timer to the
-// waiting coroutine's executor (release() may run on any thread).
-template <class Clock>
-struct async_bulkhead_waiter : bulkhead_waiter {
+/// A queue waiter (keel::bulkhead_waiter, the adaptive limit's waiter: `Base`, with
+/// a `wake` hook its owner calls when it hands over a slot) whose wake posts the
+/// cancellation of its timer to the waiting coroutine's executor: the owner may call
+/// it on any thread, under its lock. The timer lives in shared state, so a wake
+/// posted after the wait has ended finds it.
+template <class Base, class Clock>
+struct async_waiter : Base {
     struct shared {
         shared(net::any_io_executor executor, Clock clock) : timer(std::move(executor), clock) {}
         basic_timer<Clock> timer;
     };
 
-    async_bulkhead_waiter(net::any_io_executor const& on, Clock clock)
+    async_waiter(net::any_io_executor const& on, Clock clock)
         : state(std::make_shared<shared>(on, std::move(clock))), executor(on) {
-        wake = [](bulkhead_waiter& w) noexcept {
-            auto& self = static_cast<async_bulkhead_waiter&>(w);
+        this->wake = [](Base& w) noexcept {
+            auto& self = static_cast<async_waiter&>(w);
             try {
                 net::post(self.executor, [state = self.state] { state->timer.cancel(); });
             } catch (...) { // NOLINT(bugprone-empty-catch): the wait then ends at max_wait,
-            }               // and withdraw() still finds the slot handed over
+            }               // and the owner still finds the slot handed over
         };
     }
 
@@ -227,7 +230,7 @@ struct async_policy<bulkhead_policy<Sleeper>> {
                 co_return keel::failure::from(errc::cancelled);
             }
             auto const clock = detail::wait_clock(bulkhead.sleeper());
-            detail::async_bulkhead_waiter<std::remove_cvref_t<decltype(clock)>> waiter{
+            detail::async_waiter<bulkhead_waiter, std::remove_cvref_t<decltype(clock)>> waiter{
                 co_await net::this_coro::executor, clock};
             switch (bulkhead.enqueue(waiter)) {
             case basic_bulkhead<Sleeper>::queue_result::admitted: break;
