@@ -205,7 +205,9 @@ private:
 };
 
 /// Returns the policy that counts every call of a pipeline in `counters`.
-inline count_policy count(pipeline_counters& counters) noexcept { return count_policy{counters}; }
+inline count_policy count(pipeline_counters& counters) noexcept {
+    return count_policy{counters};
+}
 
 } // namespace observe
 KEEL_END_NAMESPACE

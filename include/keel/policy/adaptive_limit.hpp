@@ -93,9 +93,9 @@ struct limit_partition {
 /// Options of keel::adaptive_limit.
 struct adaptive_limit_options {
     /// Default Gradient2 (Gradient2Limit's defaults). concurrency-limits' AbstractLimiter
-    /// defaults to VegasLimit; keel does not, because on the M/M/c proof (docs/adaptive_concurrency.md)
-    /// Vegas keeps 57 % of capacity where Gradient2 keeps all of it. Each algorithm's options
-    /// cite their own defaults.
+    /// defaults to VegasLimit; keel does not, because on the M/M/c proof
+    /// (docs/adaptive_concurrency.md) Vegas keeps 57 % of capacity where Gradient2 keeps all of it.
+    /// Each algorithm's options cite their own defaults.
     limit_algorithm algorithm = gradient2_options{};
     /// The sampling window of Vegas, Gradient2 and AIMD.
     limit_window_options window{};

@@ -89,17 +89,19 @@ TEST_CASE("observe::count records each call's outcome, attempts, retries and wai
     keel::virtual_sleeper sleeper{clock};
     keel::observe::pipeline_counters counters;
     int calls = 0;
-    auto guarded = keel::resilient{[&]() -> int {
-                                       if (++calls % 3 != 0) {
-                                           throw std::runtime_error{"503"};
-                                       }
-                                       return calls;
-                                   },
-                                   keel::observe::count(counters),
-                                   keel::retry{{.max_attempts = 3,
-                                                .backoff = keel::constant{10ms},
-                                                .jitter = keel::jitter::none},
-                                               keel::on_failure{}, clock, sleeper}};
+    auto guarded = keel::resilient{
+        [&]() -> int {
+            if (++calls % 3 != 0) {
+                throw std::runtime_error{"503"};
+            }
+            return calls;
+        },
+        keel::observe::count(counters),
+        keel::retry{
+            {.max_attempts = 3, .backoff = keel::constant{10ms}, .jitter = keel::jitter::none},
+            keel::on_failure{},
+            clock,
+            sleeper}};
     CHECK(guarded.try_call().has_value()); // attempts 1, 2 fail; 3 succeeds
     auto const s = counters.snapshot();
     CHECK(s.calls_of(keel::observe::call_outcome::success) == 1);
@@ -108,8 +110,8 @@ TEST_CASE("observe::count records each call's outcome, attempts, retries and wai
     CHECK(s.retry_wait == 20ms);
 
     keel::token_bucket bucket{{.rate = 1, .burst = 1}};
-    auto limited = keel::resilient{[] { return 1; }, keel::observe::count(counters),
-                                   keel::guard(bucket)};
+    auto limited =
+        keel::resilient{[] { return 1; }, keel::observe::count(counters), keel::guard(bucket)};
     CHECK(limited.try_call().has_value());
     CHECK(limited.try_call().failure().is(keel::errc::rate_limited));
     CHECK(counters.snapshot().calls_of(keel::observe::call_outcome::rate_limited) == 1);

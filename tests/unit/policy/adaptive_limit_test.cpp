@@ -342,7 +342,8 @@ TEST_CASE("adaptive_limit: rejects invalid options naming the field and range",
                       "keel::gradient2_limit: rtt_tolerance must be >= 1, got 0.5");
 }
 
-TEST_CASE("adaptive_limit: defaults follow concurrency-limits (Gradient2, WindowedLimit) and folly", "[adaptive_limit]") {
+TEST_CASE("adaptive_limit: defaults follow concurrency-limits (Gradient2, WindowedLimit) and folly",
+          "[adaptive_limit]") {
     keel::adaptive_limit_options const o;
     CHECK(std::holds_alternative<keel::gradient2_options>(o.algorithm));
     CHECK(o.window.min_window == 1s);
@@ -683,7 +684,8 @@ keel::adaptive_limit_options proof_options(scenario const& s) {
 } // namespace
 
 namespace {
-// Writes the side-by-side chart of docs/adaptive_concurrency.md: goodput (% of C) and the limit per window.
+// Writes the side-by-side chart of docs/adaptive_concurrency.md: goodput (% of C) and the limit per
+// window.
 std::string svg_chart(scenario const& s,
                       std::vector<std::pair<std::string, run_result>> const& runs) {
     constexpr int width = 900;
