@@ -228,17 +228,11 @@ public:
 private:
     struct node {
         node(endpoint a, std::size_t i, pool_options const& o)
-            : address(std::move(a)), index(i), connections(with_address(o, address)) {}
+            : address(std::move(a)), index(i), connections(pool_options_at(o, address)) {}
         endpoint address;
         std::size_t index;
         pool connections;
     };
-
-    static pool_options with_address(pool_options o, endpoint const& a) {
-        o.connection.host = a.host;
-        o.connection.port = a.port;
-        return o;
-    }
 
     static cluster_options validated(cluster_options o) {
         constexpr std::string_view component = "keel::redis::cluster";
@@ -278,7 +272,7 @@ private:
                                          o.refresh_interval);
         }
         // The pool validates the rest of `node` (size, timeouts) the same way.
-        static_cast<void>(pool{with_address(o.node, o.seeds.front())});
+        static_cast<void>(pool{pool_options_at(o.node, o.seeds.front())});
         return o;
     }
 

@@ -80,6 +80,14 @@ struct pool_options {
     std::chrono::microseconds max_flush_delay{0};
 };
 
+/// Returns `options` with its connections aimed at `address` (a Cluster node, the
+/// master a Sentinel names): what keel::redis::cluster and sentinel give each pool.
+inline pool_options pool_options_at(pool_options options, endpoint const& address) {
+    options.connection.host = address.host;
+    options.connection.port = address.port;
+    return options;
+}
+
 /// Returns the pool size used when pool_options::size is 0: the number of
 /// hardware threads, clamped to [2, 64].
 inline std::size_t default_pool_size() noexcept {

@@ -142,16 +142,10 @@ public:
 private:
     struct current {
         current(endpoint a, pool_options const& o)
-            : address(std::move(a)), connections(with(o, address)) {}
+            : address(std::move(a)), connections(pool_options_at(o, address)) {}
         endpoint address;
         pool connections;
     };
-
-    static pool_options with(pool_options o, endpoint const& a) {
-        o.connection.host = a.host;
-        o.connection.port = a.port;
-        return o;
-    }
 
     static sentinel_options validated(sentinel_options o) {
         constexpr std::string_view component = "keel::redis::sentinel";
@@ -184,7 +178,7 @@ private:
                                          o.recheck_interval);
         }
         // The pool validates the rest of `master` (size, timeouts) the same way.
-        static_cast<void>(pool{with(o.master, o.sentinels.front())});
+        static_cast<void>(pool{pool_options_at(o.master, o.sentinels.front())});
         return o;
     }
 
