@@ -192,7 +192,12 @@ public:
             if (m_attempt >= options.max_attempts || stop_requested) {
                 return std::nullopt;
             }
-            auto delay = m_delays.next();
+            if (!m_delays) {
+                // Built at the first retry only: it copies the backoff, which the
+                // success path (no retry) should not pay for.
+                m_delays.emplace(options.backoff, options.jitter, m_retry->m_random);
+            }
+            auto delay = m_delays->next();
             if (options.honor_retry_after) {
                 if (auto const hint = result.retry_after(); hint && *hint > delay) {
                     delay = *hint;
@@ -239,12 +244,11 @@ public:
         friend class retry;
         using time_point = typename Clock::time_point;
         schedule(retry const& policy, time_point limit) noexcept
-            : m_retry(&policy), m_limit(limit),
-              m_delays(policy.m_options.backoff, policy.m_options.jitter, policy.m_random) {}
+            : m_retry(&policy), m_limit(limit) {}
 
         retry const* m_retry;
         time_point m_limit;
-        backoff_sequence<Random> m_delays;
+        std::optional<backoff_sequence<Random>> m_delays;
         std::chrono::nanoseconds m_waited{0};
         int m_attempt = 1;
     };
@@ -255,28 +259,13 @@ public:
         using result_type = decltype(next(ctx));
         static_assert(std::is_same_v<typename Context::time_point, typename Clock::time_point>,
                       "keel::retry: the pipeline's context must use the retry's clock");
-        schedule plan = start(ctx);
+        // The schedule itself is built only when a retry is due, off the success path.
+        auto const limit = begin_call(ctx);
         // Reuse the caller's context when it already says attempt 1 (no copy), and
         // return `result` from every path so the outcome is built in place.
         result_type result = ctx.attempt() == 1 ? next(ctx) : next(ctx.with_attempt(1));
-        if (plan.retryable(result)) [[unlikely]] {
-            try {
-                Sleeper sleeper = m_sleeper;
-                while (auto const delay = plan.next_delay(result, ctx.stop_requested())) {
-                    if (!sleeper.sleep_for(*delay, ctx.stop_token())) {
-                        plan.wait_interrupted();
-                        break;
-                    }
-                    result = next(ctx.with_attempt(plan.attempt()));
-                    if (!plan.retryable(result)) {
-                        break;
-                    }
-                }
-            } catch (...) {
-                // An on_retry listener or a sleeper threw: report it rather than escape.
-                result = keel::failure::from_current_exception();
-            }
-            plan.finish(result);
+        if (m_options.max_attempts > 1 && m_should_retry(std::as_const(result))) [[unlikely]] {
+            retry_after_first(next, ctx, result, limit);
         }
         return result;
     }
@@ -287,6 +276,20 @@ public:
     /// alike and differ only in how they wait.
     template <class Context>
     schedule start(Context const& ctx) const {
+        return schedule{*this, begin_call(ctx)};
+    }
+
+    /// Returns the options.
+    basic_retry_options<Clock> const& options() const noexcept { return m_options; }
+    /// Returns the clock the policy reads.
+    Clock const& clock() const noexcept { return m_clock; }
+
+private:
+    // What a logical call does before its first attempt: fixes the end of
+    // max_duration and the context's deadline (the schedule's limit) and deposits
+    // in the budget.
+    template <class Context>
+    typename Clock::time_point begin_call(Context const& ctx) const {
         using time_point = typename Clock::time_point;
         // The end of max_duration; time_point::max() is no limit (also what a limit
         // past the clock's end saturates to).
@@ -300,15 +303,34 @@ public:
         if (m_options.budget) {
             m_options.budget->deposit();
         }
-        return schedule{*this, limit};
+        return limit;
     }
 
-    /// Returns the options.
-    basic_retry_options<Clock> const& options() const noexcept { return m_options; }
-    /// Returns the clock the policy reads.
-    Clock const& clock() const noexcept { return m_clock; }
+    // Runs attempts 2.. (off the success path, so execute() stays small enough to
+    // inline), leaving the outcome to return in `result`.
+    template <class Next, class Context, class Result>
+    void retry_after_first(Next const& next, Context const& ctx, Result& result,
+                           typename Clock::time_point limit) const {
+        schedule plan{*this, limit};
+        try {
+            Sleeper sleeper = m_sleeper;
+            while (auto const delay = plan.next_delay(result, ctx.stop_requested())) {
+                if (!sleeper.sleep_for(*delay, ctx.stop_token())) {
+                    plan.wait_interrupted();
+                    break;
+                }
+                result = next(ctx.with_attempt(plan.attempt()));
+                if (!plan.retryable(result)) {
+                    break;
+                }
+            }
+        } catch (...) {
+            // An on_retry listener or a sleeper threw: report it rather than escape.
+            result = keel::failure::from_current_exception();
+        }
+        plan.finish(result);
+    }
 
-private:
     template <class Result>
     void notify(int attempt, std::chrono::nanoseconds delay, Result const& result) const {
         using value_type = typename Result::value_type;
