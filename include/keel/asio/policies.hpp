@@ -11,6 +11,7 @@
 #include <keel/asio/context.hpp>
 #include <keel/asio/detail/asio.hpp>
 #include <keel/asio/detail/scope.hpp>
+#include <keel/asio/limiter.hpp>
 #include <keel/asio/timer.hpp>
 #include <keel/core/clock.hpp>
 #include <keel/core/error.hpp>
@@ -259,7 +260,9 @@ struct async_policy<bulkhead_policy<Sleeper>> {
 
 /// keel::guard(limiter), asynchronously: the same admission (rate_limit::admit),
 /// waiting the limiter's retry_after on a timer (on the policy sleeper's clock)
-/// within max_wait and the deadline; a cancelled wait is errc::cancelled.
+/// within max_wait and the deadline; a cancelled wait is errc::cancelled. A limiter
+/// that decides without blocking (keel::asio::async_rate_limiter: keel's Redis
+/// limiters) is awaited through keel::asio::async_try_acquire.
 template <class Limiter, class Sleeper>
 struct async_policy<rate_limit<Limiter, Sleeper>> {
     template <class Next, class Context>
@@ -268,7 +271,18 @@ struct async_policy<rate_limit<Limiter, Sleeper>> {
         using admission = typename rate_limit<Limiter, Sleeper>::admission;
         std::chrono::nanoseconds waited{0};
         for (;;) {
-            admission step = policy.admit(ctx, waited);
+            admission step;
+            if constexpr (async_rate_limiter<Limiter>) {
+                // A Redis limiter: suspend while Redis decides, instead of blocking the thread.
+                outcome<decision> d =
+                    co_await async_try_acquire(policy.limiter(), policy.options().permits);
+                if (!d) {
+                    co_return d.failure();
+                }
+                step = policy.admit(*d, ctx, waited);
+            } else {
+                step = policy.admit(ctx, waited);
+            }
             if (step.verdict == admission::kind::run) {
                 auto result = co_await next(ctx);
                 if (waited != std::chrono::nanoseconds::zero()) {

@@ -105,7 +105,7 @@ public:
             reject, ///< Return `rejection` without running the call.
             wait,   ///< Wait `delay`, then ask again.
         };
-        kind verdict;                     ///< What to do.
+        kind verdict = kind::run;         ///< What to do.
         failure rejection{};              ///< The failure to return, for reject.
         std::chrono::nanoseconds delay{}; ///< How long to wait, for wait.
     };
@@ -117,7 +117,14 @@ public:
     /// in how they wait.
     template <class Context>
     admission admit(Context const& ctx, std::chrono::nanoseconds waited) const {
-        decision const d = m_limiter->try_acquire(m_options.permits);
+        return admit(m_limiter->try_acquire(m_options.permits), ctx, waited);
+    }
+
+    /// Decides as admit(ctx, waited) does from `d`, the limiter's answer to a request
+    /// for the permits obtained elsewhere (keel::asio awaits a Redis limiter's
+    /// async_try_acquire instead of blocking on try_acquire).
+    template <class Context>
+    admission admit(decision const& d, Context const& ctx, std::chrono::nanoseconds waited) const {
         if (d.allowed) {
             return {admission::kind::run};
         }

@@ -18,6 +18,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -61,6 +62,68 @@ public:
     outcome<reply> run(Conn& conn, std::span<std::string_view const> keys,
                        std::span<std::string_view const> args,
                        std::span<std::string_view const> before = {}) const {
+        return with_evalsha(keys, args, [&](std::span<std::string_view> argv) {
+            std::span<std::string_view const> const command{argv.data(), argv.size()};
+            outcome<reply> r = send(conn, command, before);
+            if (!r || !is_noscript(*r)) {
+                return r;
+            }
+            m_loads.fetch_add(1, std::memory_order_relaxed);
+            // EVAL runs the source and caches it under the same SHA-1, in one round
+            // trip, and cannot race with another SCRIPT FLUSH the way SCRIPT LOAD +
+            // EVALSHA could.
+            argv[0] = "EVAL";
+            argv[1] = m_source;
+            return send(conn, command, before);
+        });
+    }
+
+    /// Returns `EVALSHA sha numkeys keys... args...` in Redis' wire format, for a
+    /// connection that writes commands itself (keel::redis::async_connection).
+    std::string format(std::span<std::string_view const> keys,
+                       std::span<std::string_view const> args) const {
+        return with_evalsha(keys, args, [](std::span<std::string_view> argv) {
+            return connection::format(std::span<std::string_view const>{argv.data(), argv.size()});
+        });
+    }
+
+    /// Returns the EVAL form (the source instead of the SHA-1, which also caches it)
+    /// of `evalsha`, a command format() made, to send after the server answered it
+    /// NOSCRIPT; counts one load.
+    std::string reload(std::string_view evalsha) const {
+        m_loads.fetch_add(1, std::memory_order_relaxed);
+        // format() wrote "*<n>\r\n$7\r\nEVALSHA\r\n$40\r\n<sha>\r\n" and then the
+        // rest; the rest is the same after EVAL and the source.
+        std::size_t const count_end = evalsha.find("\r\n") + 2;
+        std::size_t const rest = count_end + sizeof("$7\r\nEVALSHA\r\n$40\r\n") - 1 + 40 + 2;
+        std::string out;
+        out.reserve(evalsha.size() + m_source.size() + 16);
+        out.append(evalsha.substr(0, count_end)).append("$4\r\nEVAL\r\n$");
+        out.append(std::to_string(m_source.size())).append("\r\n").append(m_source);
+        out.append("\r\n").append(evalsha.substr(rest));
+        return out;
+    }
+
+    /// Returns true if `r` is the server's NOSCRIPT error (the script is not cached there).
+    static bool is_noscript(reply const& r) noexcept {
+        return r.is_error() && r.text().starts_with("NOSCRIPT");
+    }
+
+    /// Runs the script with keys and arguments given as braced lists.
+    template <class Conn = connection>
+    outcome<reply> run(Conn& conn, std::initializer_list<std::string_view> keys,
+                       std::initializer_list<std::string_view> args) const {
+        return run(conn, std::span<std::string_view const>{keys.begin(), keys.size()},
+                   std::span<std::string_view const>{args.begin(), args.size()});
+    }
+
+private:
+    /// Calls `fn` with `EVALSHA sha numkeys keys... args...` as a span of arguments it
+    /// may change (run() turns it into EVAL); returns what `fn` returns.
+    template <class Fn>
+    std::invoke_result_t<Fn, std::span<std::string_view>>
+    with_evalsha(std::span<std::string_view const> keys, std::span<std::string_view const> args,
+                 Fn&& fn) const {
         std::string const numkeys = std::to_string(keys.size());
         // The limiters' calls fit in a fixed array; longer ones use the heap.
         std::array<std::string_view, 16> small{};
@@ -77,29 +140,9 @@ public:
         std::copy(keys.begin(), keys.end(), argv.begin() + 3);
         std::copy(args.begin(), args.end(),
                   argv.begin() + 3 + static_cast<std::ptrdiff_t>(keys.size()));
-        std::span<std::string_view const> const command{argv.data(), argv.size()};
-        outcome<reply> r = send(conn, command, before);
-        if (!r || !r->is_error() || !r->text().starts_with("NOSCRIPT")) {
-            return r;
-        }
-        m_loads.fetch_add(1, std::memory_order_relaxed);
-        // EVAL runs the source and caches it under the same SHA-1, in one round
-        // trip, and cannot race with another SCRIPT FLUSH the way SCRIPT LOAD +
-        // EVALSHA could.
-        argv[0] = "EVAL";
-        argv[1] = m_source;
-        return send(conn, command, before);
+        return std::forward<Fn>(fn)(argv);
     }
 
-    /// Runs the script with keys and arguments given as braced lists.
-    template <class Conn = connection>
-    outcome<reply> run(Conn& conn, std::initializer_list<std::string_view> keys,
-                       std::initializer_list<std::string_view> args) const {
-        return run(conn, std::span<std::string_view const>{keys.begin(), keys.size()},
-                   std::span<std::string_view const>{args.begin(), args.size()});
-    }
-
-private:
     template <class Conn>
     static outcome<reply> send(Conn& conn, std::span<std::string_view const> command,
                                std::span<std::string_view const> before) {

@@ -12,12 +12,16 @@
 #include <keel/version.hpp>
 
 #include <cstddef>
+#include <functional>
 #include <span>
 #include <string_view>
 
 KEEL_BEGIN_NAMESPACE
 
 namespace redis {
+
+/// Receives the answer of target::run_async: the reply, or the transport failure.
+using run_handler = std::function<void(outcome<reply>)>;
 
 /// Runs one single-key script on the Redis server that holds the key.
 ///
@@ -38,6 +42,16 @@ public:
     /// reply or the transport failure. Thread-safe.
     virtual outcome<reply> run(script const& lua, std::string_view key,
                                std::span<std::string_view const> args) = 0;
+
+    /// Runs `lua` as run() does and passes its answer to `done`, exactly once. This
+    /// default calls run() on the calling thread and `done` before returning, so it
+    /// blocks as run() does; an event-loop target (keel::redis::async_connection)
+    /// returns at once and calls `done` from its loop. `key` and `args` need to live
+    /// only during the call. Thread-safe.
+    virtual void run_async(script const& lua, std::string_view key,
+                           std::span<std::string_view const> args, run_handler done) {
+        done(run(lua, key, args));
+    }
 
     /// Returns how many routes (failure domains) keys map to: at least 1, fixed for
     /// the target's lifetime. A single server and a Sentinel master have one.

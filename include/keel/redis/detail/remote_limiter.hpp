@@ -18,6 +18,7 @@
 #include <array>
 #include <atomic>
 #include <chrono>
+#include <concepts>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -134,11 +135,56 @@ public:
         return k;
     }
 
+    /// A decision that waits for Redis' reply: what finish() needs once it is in.
+    struct remote_call {
+        std::string keyed_text{};   // the per-key Redis key; empty for the limiter-wide form
+        std::size_t key_length = 0; // the caller's key, at the end of keyed_text before '}'
+        bool has_key = false;
+        std::int64_t permits = 0;
+        time_point now{};
+        typename basic_circuit_breaker<Clock>::permit permit{};
+        std::string permits_text{};
+        std::string want_text{};
+    };
+
     /// Decides `permits` for `key` (nullopt: limiter-wide), with `params` the
     /// algorithm's leading script arguments. Fewer than 1 or more than the limit
     /// is unsatisfiable, answered without asking Redis.
     decision acquire(std::optional<std::string_view> key, std::int64_t permits, time_point now,
                      std::span<std::string const> params) {
+        remote_call call;
+        if (std::optional<decision> local = prepare(key, permits, now, call)) {
+            return *local;
+        }
+        std::array<std::string_view, 8> args{};
+        auto const argv = arguments(call, params, args);
+        return finish(call, m_target.run(m_script, redis_key(call), argv));
+    }
+
+    /// Decides as acquire() does and passes the decision to `done`, exactly once:
+    /// before returning when Redis need not be asked, else once the target's
+    /// run_async answers (from its event loop for keel::redis::async_connection).
+    /// This limiter must outlive the call's answer.
+    void acquire_async(std::optional<std::string_view> key, std::int64_t permits, time_point now,
+                       std::span<std::string const> params, std::function<void(decision)> done) {
+        auto call = std::make_shared<remote_call>();
+        if (std::optional<decision> local = prepare(key, permits, now, *call)) {
+            done(*local);
+            return;
+        }
+        std::array<std::string_view, 8> args{};
+        auto const argv = arguments(*call, params, args);
+        std::string_view const k = redis_key(*call);
+        m_target.run_async(
+            m_script, k, argv,
+            [this, call, done = std::move(done)](outcome<reply> r) { done(finish(*call, r)); });
+    }
+
+    /// Answers without Redis when it can: an unsatisfiable request, permits from a
+    /// lease, or the failure policy while the key's breaker is open. Otherwise fills
+    /// `call` (the breaker's permit taken) and returns nullopt: ask Redis, then finish().
+    std::optional<decision> prepare(std::optional<std::string_view> key, std::int64_t permits,
+                                    time_point now, remote_call& call) {
         if (permits < 1 || permits > m_limit) {
             decision d;
             d.unsatisfiable = true;
@@ -152,32 +198,48 @@ public:
                 return remote_decision(true, m_leased + m_lease_remaining, 0, m_lease_reset_us);
             }
         }
-        std::string const keyed_text = key ? redis_key(key) : std::string{};
-        std::string_view const redis_key_text = key ? std::string_view{keyed_text} : m_key;
-        auto permit = breaker(m_target.route(redis_key_text)).try_acquire();
-        if (!permit) {
+        if (key) {
+            call.keyed_text = redis_key(key);
+            call.key_length = key->size();
+            call.has_key = true;
+        }
+        call.permit = breaker(m_target.route(redis_key(call))).try_acquire();
+        if (!call.permit) {
             // Open (or half-open with its probe out): no network at all.
-            return fallback(key, permits, now, permit.retry_after());
+            return fallback(key, permits, now, call.permit.retry_after());
         }
-        std::int64_t const want = key ? permits : std::max(permits, m_lease);
-        std::optional<script_result> result = call(redis_key_text, permits, want, params);
+        call.permits = permits;
+        call.now = now;
+        call.permits_text = std::to_string(permits);
+        call.want_text = std::to_string(key ? permits : std::max(permits, m_lease));
+        return std::nullopt;
+    }
+
+    /// Turns Redis' answer `r` to `call` into the decision: records it with the
+    /// breaker, takes a lease's surplus, or lets the failure policy answer.
+    decision finish(remote_call& call, outcome<reply> const& r) {
+        std::optional<script_result> result;
+        if (r && !r->is_error()) {
+            result = parse_result(*r);
+        }
+        std::optional<std::string_view> const key = caller_key(call);
         if (!result) {
-            permit.failure();
-            return fallback(key, permits, now, std::nullopt);
+            call.permit.failure();
+            return fallback(key, call.permits, call.now, std::nullopt);
         }
-        permit.success();
+        call.permit.success();
         if (!result->allowed) {
             return remote_decision(false, result->remaining, result->retry_after_us,
                                    result->reset_us);
         }
-        std::int64_t const extra = result->granted - permits;
+        std::int64_t const extra = result->granted - call.permits;
         if (!key && extra > 0) {
             // Leased permits are usable until the end of the window they were
             // counted in, as seen from when the request was sent (never later than
             // the server's window end, so they never spill into the next window).
-            time_point const expiry = now + std::chrono::microseconds{result->reset_us};
+            time_point const expiry = call.now + std::chrono::microseconds{result->reset_us};
             std::lock_guard lock{m_lease_mutex};
-            if (now < m_lease_expiry) {
+            if (call.now < m_lease_expiry) {
                 // Another batch is still valid: keep both, until the earlier expiry
                 // (safe whether or not the two were counted in the same window).
                 m_leased += extra;
@@ -231,22 +293,31 @@ public:
     }
 
 private:
-    std::optional<script_result> call(std::string_view redis_key_text, std::int64_t permits,
-                                      std::int64_t want, std::span<std::string const> params) {
-        std::string const permits_text = std::to_string(permits);
-        std::string const want_text = std::to_string(want);
-        std::array<std::string_view, 8> args{};
-        std::size_t n = 0;
-        for (std::string const& p : params) {
-            args[n++] = p;
-        }
-        args[n++] = permits_text;
-        args[n++] = want_text;
-        outcome<reply> r = m_target.run(m_script, redis_key_text, std::span{args.data(), n});
-        if (!r || r->is_error()) {
+    std::string_view redis_key(remote_call const& call) const noexcept {
+        return call.has_key ? std::string_view{call.keyed_text} : std::string_view{m_key};
+    }
+
+    /// The caller's key of `call` ("keel:{name:" + key + "}"), or none.
+    static std::optional<std::string_view> caller_key(remote_call const& call) noexcept {
+        if (!call.has_key) {
             return std::nullopt;
         }
-        return parse_result(*r);
+        std::string_view const k = call.keyed_text;
+        return k.substr(k.size() - 1 - call.key_length, call.key_length);
+    }
+
+    /// Fills `out` with the script's arguments for `call`: `params`, then the
+    /// permits asked for and the permits wanted (the lease).
+    static std::span<std::string_view const> arguments(remote_call const& call,
+                                                       std::span<std::string const> params,
+                                                       std::array<std::string_view, 8>& out) {
+        std::size_t n = 0;
+        for (std::string const& p : params) {
+            out[n++] = p;
+        }
+        out[n++] = call.permits_text;
+        out[n++] = call.want_text;
+        return {out.data(), n};
     }
 
     decision remote_decision(bool allowed, std::int64_t remaining, std::int64_t retry_us,
@@ -332,6 +403,26 @@ public:
     /// Asks for `permits` of `key`'s own limit at `now` (see the limiter-wide overload).
     decision try_acquire(std::string_view key, std::int64_t permits, time_point now) {
         return m_core.acquire(key, permits, now, m_params);
+    }
+
+    /// Decides as try_acquire(permits) does without waiting for Redis on the calling
+    /// thread: `done(decision)` is called exactly once, before returning when Redis
+    /// need not be asked (a lease, an open breaker) or when the target answers
+    /// synchronously (a pool, a Cluster, a Sentinel master: they block as
+    /// try_acquire does), else from the event loop of the target
+    /// (keel::redis::async_connection). keel::asio's rate_limit awaits it. The
+    /// limiter must outlive the answer.
+    template <std::invocable<decision> Handler>
+    void async_try_acquire(std::int64_t permits, Handler&& done) {
+        m_core.acquire_async(std::nullopt, permits, m_core.clock().now(), m_params,
+                             std::forward<Handler>(done));
+    }
+    /// Decides as try_acquire(key, permits) does, answering as the limiter-wide
+    /// async_try_acquire does.
+    template <std::invocable<decision> Handler>
+    void async_try_acquire(std::string_view key, std::int64_t permits, Handler&& done) {
+        m_core.acquire_async(key, permits, m_core.clock().now(), m_params,
+                             std::forward<Handler>(done));
     }
 
     /// The in-process decision failure_mode::local uses while Redis cannot decide:
