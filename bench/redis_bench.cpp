@@ -2,7 +2,9 @@
 // Decisions per second of keel's Redis limiters against a local redis-server the
 // program starts itself on a free loopback port, beside the ceiling: a raw
 // hiredis EVALSHA loop running the same script. 1 and 4 client threads, one
-// connection per thread; p50/p99 latency (µs) reported as counters; and the
+// connection per thread; one connection shared by 1, 16 and 64 callers per call,
+// auto-pipelined, and (with an Asio) as coroutines over keel::redis::async_connection;
+// p50/p99 latency (µs) reported as counters; and the
 // server's CPU per decision (INFO commandstats) of each script against the
 // scripts before they were trimmed. Skips with a message when no redis-server can
 // be started.
@@ -11,6 +13,14 @@
 #include <keel/redis/fixed_window.hpp>
 #include <keel/redis/gcra.hpp>
 #include <keel/redis/sliding_counter.hpp>
+#if KEEL_BENCH_ASIO
+#include <keel/asio/limiter.hpp>
+#include <keel/redis/async_connection.hpp>
+
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
+#include <asio/io_context.hpp>
+#endif
 
 #include <string>
 // The tests' cluster fixture script, found beside this file.
@@ -308,6 +318,62 @@ void pipelined_one_connection(benchmark::State& state) {
 BENCHMARK(per_call_one_connection)->Arg(1)->Arg(16)->Arg(64)->Iterations(1)->UseRealTime();
 BENCHMARK(pipelined_one_connection)->Arg(1)->Arg(16)->Arg(64)->Iterations(1)->UseRealTime();
 
+#if KEEL_BENCH_ASIO
+// The same connection shared by 1, 16 and 64 callers that are coroutines on one
+// io thread, over keel::redis::async_connection: each awaits its decision, so the
+// one thread keeps `callers` decisions in flight and whatever they submit while a
+// write or a round trip is under way goes out in the next write.
+asio::io_context* async_io = nullptr;
+keel::redis::fixed_window* async_one = nullptr;
+
+callers_result run_coroutines(int callers, std::chrono::milliseconds span) {
+    std::vector<double> samples;
+    std::int64_t not_remote = 0;
+    std::int64_t done = 0;
+    auto const end = std::chrono::steady_clock::now() + span;
+    for (int c = 0; c < callers; ++c) {
+        asio::co_spawn(
+            *async_io,
+            [&]() -> keel::asio::awaitable<void> {
+                for (;;) {
+                    auto const t0 = std::chrono::steady_clock::now();
+                    if (t0 >= end) {
+                        co_return;
+                    }
+                    auto d = co_await keel::asio::async_try_acquire(*async_one);
+                    if (!d || d->source != keel::decision_source::remote) {
+                        not_remote += 1;
+                    }
+                    auto const t1 = std::chrono::steady_clock::now();
+                    if (t1 <= end) {
+                        samples.push_back(
+                            std::chrono::duration<double, std::micro>(t1 - t0).count());
+                        done += 1;
+                    }
+                }
+            },
+            asio::detached);
+    }
+    async_io->restart();
+    async_io->run();
+    callers_result r;
+    r.per_second = static_cast<double>(done) / std::chrono::duration<double>(span).count();
+    std::sort(samples.begin(), samples.end());
+    r.latencies_us = std::move(samples);
+    r.not_remote = not_remote;
+    return r;
+}
+
+void async_one_connection(benchmark::State& state) {
+    std::vector<callers_result> runs;
+    for (auto _ : state) {
+        runs.push_back(run_coroutines(static_cast<int>(state.range(0)), 300ms));
+    }
+    report(state, runs);
+}
+BENCHMARK(async_one_connection)->Arg(1)->Arg(16)->Arg(64)->Iterations(1)->UseRealTime();
+#endif
+
 // Per-key decisions from 8 threads for 300 ms (pipelined, 2 connections per node) on a
 // 3-master Redis Cluster against the same on one server. The cluster is started
 // on first use by the tests' fixture script (about 2 s); the benchmark skips when
@@ -561,6 +627,15 @@ int main(int argc, char** argv) {
                                             {.name = "bench-one-plain", .limit = huge_limit}};
     keel::redis::fixed_window piped_limiter{piped,
                                             {.name = "bench-one-piped", .limit = huge_limit}};
+#if KEEL_BENCH_ASIO
+    asio::io_context io;
+    keel::redis::async_connection async{io.get_executor(),
+                                        {.port = redis.port(), .command_timeout = 2000ms}};
+    keel::redis::fixed_window async_limiter{async,
+                                            {.name = "bench-one-async", .limit = huge_limit}};
+    async_io = &io;
+    async_one = &async_limiter;
+#endif
     server = &redis;
     shared_pool = &pool;
     plain_one = &plain_limiter;
