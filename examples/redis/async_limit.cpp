@@ -16,31 +16,13 @@
 #include <asio/io_context.hpp>
 #include <fmt/format.h>
 
+#include "redis_port.hpp"
+
 #include <chrono>
-#include <cstdlib>
-#include <fstream>
 #include <string>
 #include <unistd.h>
 
 using namespace std::chrono_literals;
-
-namespace {
-
-int redis_port() {
-    if (char const* file = std::getenv("KEEL_REDIS_PORT_FILE")) {
-        std::ifstream in{file};
-        int port = 0;
-        if (in >> port) {
-            return port;
-        }
-    }
-    if (char const* port = std::getenv("KEEL_REDIS_PORT")) {
-        return std::atoi(port);
-    }
-    return 6379;
-}
-
-} // namespace
 
 int main() {
     asio::io_context io;
@@ -48,7 +30,7 @@ int main() {
     // in one turn goes out in one write.
     keel::redis::async_connection redis{
         io.get_executor(),
-        {.port = redis_port(), .connect_timeout = 100ms, .command_timeout = 50ms}};
+        {.port = keel_example::redis_port(), .connect_timeout = 100ms, .command_timeout = 50ms}};
     std::string const run = std::to_string(::getpid());
     keel::redis::fixed_window per_client{
         redis, {.name = "example-async-client-" + run, .limit = 3, .window = 10s}};

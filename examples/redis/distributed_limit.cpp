@@ -5,11 +5,11 @@
 // $KEEL_REDIS_PORT_FILE; without a server the first part shows the fail-open policy.
 #include <keel/redis/redis.hpp>
 
+#include "redis_port.hpp"
+
 #include <fmt/format.h>
 
 #include <chrono>
-#include <cstdlib>
-#include <fstream>
 #include <string>
 #include <string_view>
 #include <unistd.h>
@@ -29,20 +29,6 @@ std::string_view source_name(keel::decision_source s) {
     return "?";
 }
 
-int redis_port() {
-    if (char const* file = std::getenv("KEEL_REDIS_PORT_FILE")) {
-        std::ifstream in{file};
-        int port = 0;
-        if (in >> port) {
-            return port;
-        }
-    }
-    if (char const* port = std::getenv("KEEL_REDIS_PORT")) {
-        return std::atoi(port);
-    }
-    return 6379;
-}
-
 void show(std::string_view what, keel::decision const& d) {
     fmt::print("{:<22} {:<8} by {:<24} remaining {:>2}  retry after {:>6} ms\n", what,
                d.allowed ? "allowed" : "refused", source_name(d.source), d.remaining,
@@ -53,8 +39,9 @@ void show(std::string_view what, keel::decision const& d) {
 
 int main() {
     // One pool per Redis server, shared by every limiter of the process.
-    keel::redis::pool redis{
-        {.connection = {.port = redis_port(), .connect_timeout = 100ms, .command_timeout = 50ms}}};
+    keel::redis::pool redis{{.connection = {.port = keel_example::redis_port(),
+                                            .connect_timeout = 100ms,
+                                            .command_timeout = 50ms}}};
 
     // 5 requests per 10 s per client, counted in Redis: every instance of the
     // service that uses the same name shares the count.

@@ -104,9 +104,14 @@ public:
         ++m_timer_epoch;
         keel::asio::error_code ignored;
         m_socket.close(ignored);
-        m_resolver.cancel();
-        m_deadline_timer.cancel();
-        m_connect_timer.cancel();
+        try {
+            // So that no pending wait keeps the io_context's run() going; cancel()
+            // throws only if the reactor fails, and then the waits just run out.
+            m_resolver.cancel();
+            m_deadline_timer.cancel();
+            m_connect_timer.cancel();
+        } catch (...) { // NOLINT(bugprone-empty-catch): nothing left to release
+        }
         m_sent.clear();
         m_queued.clear();
     }
