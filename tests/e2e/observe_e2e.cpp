@@ -10,29 +10,24 @@
 // Usage: keel_e2e_observe <keel_example_observe> <prometheus> <work dir>
 // A plain program: prints what it checks, exits non-zero on the first failure.
 #include "child_process.hpp"
+#include "prometheus_server.hpp"
+#include "test_program.hpp"
 
 #include <httplib.h>
-#include <nlohmann/json.hpp>
 
 #include <chrono>
+#include <csignal>
 #include <cstdio>
-#include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <map>
-#include <optional>
 #include <sstream>
 #include <string>
-#include <thread>
 
 using namespace std::chrono_literals;
 
 namespace {
 
-[[noreturn]] void fail(std::string const& what) {
-    std::fprintf(stderr, "FAILED: %s\n", what.c_str());
-    std::exit(1);
-}
+using keel_test::fail;
 
 // Parses "key=value key=value ..." (the example's counts line).
 std::map<std::string, std::string> fields(std::string const& line) {
@@ -48,40 +43,15 @@ std::map<std::string, std::string> fields(std::string const& line) {
     return out;
 }
 
-// Runs an instant query; returns the value of its single sample, or nullopt when
-// the result is empty.
-std::optional<double> query(httplib::Client& prometheus, std::string const& promql) {
-    auto const r =
-        prometheus.Get("/api/v1/query", httplib::Params{{"query", promql}}, httplib::Headers{});
-    if (!r || r->status != 200) {
-        fail("query " + promql + ": HTTP " + (r ? std::to_string(r->status) : "error"));
-    }
-    auto const body = nlohmann::json::parse(r->body);
-    if (body.at("status") != "success") {
-        fail("query " + promql + ": " + r->body);
-    }
-    auto const& result = body.at("data").at("result");
-    if (result.empty()) {
-        return std::nullopt;
-    }
-    if (result.size() != 1) {
-        fail("query " + promql + " has " + std::to_string(result.size()) + " series: " + r->body);
-    }
-    return std::stod(result[0].at("value")[1].get<std::string>());
-}
-
-void expect(httplib::Client& prometheus, std::string const& promql, double expected) {
-    auto const value = query(prometheus, promql);
-    if (!value || *value != expected) {
-        fail(promql + " is " + (value ? std::to_string(*value) : "absent") + ", expected " +
-             std::to_string(expected));
-    }
-    std::printf("ok: %s = %g\n", promql.c_str(), expected);
+// Checks that Prometheus stored `expected` for `series`.
+void expect(keel_test::prometheus_server& prometheus, std::string const& series, double expected) {
+    prometheus.expect(series, expected);
+    std::printf("ok: %s = %g\n", series.c_str(), expected);
 }
 
 } // namespace
 
-int main(int argc, char** argv) {
+int run(int argc, char** argv) {
     if (argc != 4) {
         std::fprintf(stderr, "usage: %s <keel_example_observe> <prometheus> <work dir>\n", argv[0]);
         return 2;
@@ -101,65 +71,22 @@ int main(int argc, char** argv) {
     std::printf("example: %s\n", ready->c_str());
     int const example_port = std::stoi(own.at("port"));
 
-    int const prometheus_port = keel_test::free_loopback_port();
-    {
-        std::ofstream config{work / "prometheus.yml"};
-        config << "global:\n"
-                  "  scrape_interval: 1s\n"
-                  "  scrape_timeout: 1s\n"
-                  "scrape_configs:\n"
-                  "  - job_name: keel\n"
-                  "    static_configs:\n"
-                  "      - targets: ['127.0.0.1:"
-               << example_port << "']\n";
-    }
-    keel_test::child_process prometheus{
-        {argv[2], "--config.file=" + (work / "prometheus.yml").string(),
-         "--storage.tsdb.path=" + (work / "data").string(),
-         "--web.listen-address=127.0.0.1:" + std::to_string(prometheus_port), "--log.level=warn"},
-        (work / "prometheus.log").string()};
-
-    httplib::Client api{"127.0.0.1", prometheus_port};
-    api.set_connection_timeout(1s);
-    api.set_read_timeout(5s);
-    bool up = false;
-    for (int i = 0; i < 200 && !up; ++i) {
-        auto const r = api.Get("/-/ready");
-        up = r && r->status == 200;
-        if (!up) {
-            std::this_thread::sleep_for(50ms);
-        }
-    }
-    if (!up) {
-        fail("prometheus did not get ready (see " + (work / "prometheus.log").string() + ")");
-    }
-
+    keel_test::prometheus_server prometheus{argv[2], work, "keel", example_port};
     // Two scrapes of the target, both successful: up is 1 only when a scrape parsed.
-    bool scraped = false;
-    for (int i = 0; i < 150 && !scraped; ++i) {
-        auto const n = query(api, "count_over_time(up{job=\"keel\"}[1m])");
-        auto const ok = query(api, "min_over_time(up{job=\"keel\"}[1m])");
-        scraped = n && *n >= 2 && ok && *ok == 1;
-        if (!scraped) {
-            std::this_thread::sleep_for(100ms);
-        }
-    }
-    if (!scraped) {
-        fail("prometheus did not scrape the example twice successfully (see " +
-             (work / "prometheus.log").string() + ")");
-    }
+    prometheus.wait_for_two_scrapes();
     std::printf("ok: two successful scrapes\n");
 
     // The values Prometheus stored, against what the example counted itself.
     if (own.at("breaker") != "open") {
         fail("the example's breaker is " + own.at("breaker") + ", expected open");
     }
-    expect(api, R"(keel_circuit_breaker_state{name="inventory",state="open"})", 1);
-    expect(api, R"(keel_circuit_breaker_state{name="inventory",state="closed"})", 0);
-    expect(api, R"(keel_pipeline_retries_total{name="inventory"})", std::stod(own.at("retries")));
-    expect(api, R"(keel_rate_limiter_decisions_total{name="per_client",decision="refused"})",
+    expect(prometheus, R"(keel_circuit_breaker_state{name="inventory",state="open"})", 1);
+    expect(prometheus, R"(keel_circuit_breaker_state{name="inventory",state="closed"})", 0);
+    expect(prometheus, R"(keel_pipeline_retries_total{name="inventory"})",
+           std::stod(own.at("retries")));
+    expect(prometheus, R"(keel_rate_limiter_decisions_total{name="per_client",decision="refused"})",
            std::stod(own.at("refused")));
-    expect(api, R"(keel_pipeline_calls_total{name="inventory",outcome="circuit_open"})",
+    expect(prometheus, R"(keel_pipeline_calls_total{name="inventory",outcome="circuit_open"})",
            std::stod(own.at("circuit_open")));
 
     // The example's counts now: unchanged by the scrapes, and the scrapes were OpenMetrics.
@@ -192,4 +119,8 @@ int main(int argc, char** argv) {
     std::printf("ok: drained; %.1f s in all\n",
                 std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
     return 0;
+}
+
+int main(int argc, char** argv) {
+    return keel_test::run_test_program(run, argc, argv);
 }

@@ -11,66 +11,29 @@
 // A plain program: prints what it checks, exits non-zero on the first failure.
 #include "child_process.hpp"
 #include "harness.hpp"
+#include "prometheus_server.hpp"
+#include "test_program.hpp"
 
 #include <fmt/format.h>
-#include <httplib.h>
-#include <nlohmann/json.hpp>
 
 #include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
-#include <optional>
-#include <stdexcept>
 #include <string>
-#include <thread>
 
 using namespace std::chrono_literals;
 
 namespace {
 
-// Ends the test: main reports it, after the child processes' destructors killed them.
-struct failure : std::runtime_error {
-    using std::runtime_error::runtime_error;
-};
-
-[[noreturn]] void fail(std::string const& what) {
-    throw failure{what};
-}
-
-// Runs an instant query; returns the value of its single sample, or nullopt when
-// the result is empty.
-std::optional<double> query(httplib::Client& prometheus, std::string const& promql) {
-    auto const r =
-        prometheus.Get("/api/v1/query", httplib::Params{{"query", promql}}, httplib::Headers{});
-    if (!r || r->status != 200) {
-        fail("query " + promql + ": HTTP " + (r ? std::to_string(r->status) : "error"));
-    }
-    auto const body = nlohmann::json::parse(r->body);
-    if (body.at("status") != "success") {
-        fail("query " + promql + ": " + r->body);
-    }
-    auto const& result = body.at("data").at("result");
-    if (result.empty()) {
-        return std::nullopt;
-    }
-    if (result.size() != 1) {
-        fail("query " + promql + " has " + std::to_string(result.size()) + " series: " + r->body);
-    }
-    return std::stod(result[0].at("value")[1].get<std::string>());
-}
+using keel_test::fail;
 
 // Checks that Prometheus stored `expected` for `series` and that the service's
 // own page says the same.
-void expect(httplib::Client& prometheus, std::string const& page, std::string const& series,
-            double expected) {
-    auto const stored = query(prometheus, series);
-    if (!stored || *stored != expected) {
-        fail(series + " in Prometheus is " + (stored ? std::to_string(*stored) : "absent") +
-             ", expected " + std::to_string(expected));
-    }
+void expect(keel_test::prometheus_server& prometheus, std::string const& page,
+            std::string const& series, double expected) {
+    prometheus.expect(series, expected);
     auto const own = keel_demo::metric(page, series);
     if (own != expected) {
         fail(series + " on the service's /metrics is " + std::to_string(own) + ", expected " +
@@ -170,64 +133,24 @@ int run(int argc, char** argv) {
     std::printf("driven: %lld retries, %lld refusals, %lld rejected by the open breaker\n", retries,
                 refused, circuit_open);
 
-    int const prometheus_port = keel_test::free_loopback_port();
-    {
-        std::ofstream config{work / "prometheus.yml"};
-        config << "global:\n"
-                  "  scrape_interval: 1s\n"
-                  "  scrape_timeout: 1s\n"
-                  "scrape_configs:\n"
-                  "  - job_name: keel_demo\n"
-                  "    static_configs:\n"
-                  "      - targets: ['127.0.0.1:"
-               << port << "']\n";
-    }
-    keel_test::child_process prometheus{
-        {argv[3], "--config.file=" + (work / "prometheus.yml").string(),
-         "--storage.tsdb.path=" + (work / "data").string(),
-         "--web.listen-address=127.0.0.1:" + std::to_string(prometheus_port), "--log.level=warn"},
-        (work / "prometheus.log").string()};
-    httplib::Client api{"127.0.0.1", prometheus_port};
-    api.set_connection_timeout(1s);
-    api.set_read_timeout(5s);
-    bool up = false;
-    for (int i = 0; i < 200 && !up; ++i) {
-        auto const r = api.Get("/-/ready");
-        up = r && r->status == 200;
-        if (!up) {
-            std::this_thread::sleep_for(50ms);
-        }
-    }
-    if (!up) {
-        fail("prometheus did not get ready (see " + (work / "prometheus.log").string() + ")");
-    }
+    keel_test::prometheus_server prometheus{argv[3], work, "keel_demo", port};
     // Two scrapes, both parsed (Prometheus asks for OpenMetrics first: `up` is 1 only
     // when its parser took the page, `# EOF` included).
-    bool scraped = false;
-    for (int i = 0; i < 150 && !scraped; ++i) {
-        auto const n = query(api, "count_over_time(up{job=\"keel_demo\"}[1m])");
-        auto const ok = query(api, "min_over_time(up{job=\"keel_demo\"}[1m])");
-        scraped = n && *n >= 2 && ok && *ok == 1;
-        if (!scraped) {
-            std::this_thread::sleep_for(100ms);
-        }
-    }
-    if (!scraped) {
-        fail("prometheus did not scrape the service twice successfully (see " +
-             (work / "prometheus.log").string() + ")");
-    }
+    prometheus.wait_for_two_scrapes();
     std::printf("ok: two successful scrapes\n");
 
     auto const page = keel_demo::get(port, "/metrics").body;
-    expect(api, page, R"(keel_circuit_breaker_state{name="downstream",state="open"})", 1);
-    expect(api, page, R"(keel_circuit_breaker_state{name="downstream",state="closed"})", 0);
-    expect(api, page, R"(keel_pipeline_retries_total{name="downstream"})",
+    expect(prometheus, page, R"(keel_circuit_breaker_state{name="downstream",state="open"})", 1);
+    expect(prometheus, page, R"(keel_circuit_breaker_state{name="downstream",state="closed"})", 0);
+    expect(prometheus, page, R"(keel_pipeline_retries_total{name="downstream"})",
            static_cast<double>(retries));
-    expect(api, page, R"(keel_rate_limiter_decisions_total{name="per_client",decision="refused"})",
+    expect(prometheus, page,
+           R"(keel_rate_limiter_decisions_total{name="per_client",decision="refused"})",
            static_cast<double>(refused));
-    expect(api, page, R"(keel_pipeline_calls_total{name="downstream",outcome="circuit_open"})",
+    expect(prometheus, page,
+           R"(keel_pipeline_calls_total{name="downstream",outcome="circuit_open"})",
            static_cast<double>(circuit_open));
-    expect(api, page, R"(keel_demo_requests_total{outcome="rate_limited"})",
+    expect(prometheus, page, R"(keel_demo_requests_total{outcome="rate_limited"})",
            static_cast<double>(refused));
 
     prometheus.signal(SIGTERM);
@@ -245,10 +168,5 @@ int run(int argc, char** argv) {
 }
 
 int main(int argc, char** argv) {
-    try {
-        return run(argc, argv);
-    } catch (std::exception const& e) {
-        std::fprintf(stderr, "FAILED: %s\n", e.what());
-        return 1;
-    }
+    return keel_test::run_test_program(run, argc, argv);
 }

@@ -11,21 +11,14 @@ action=${1:?start or stop}
 dir=${2:?state directory}
 server=${3:-redis-server}
 
+# shellcheck source=tests/support/redis_fixture_lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/redis_fixture_lib.sh"
+
 stop() {
   [ -f "$dir/redis.pid" ] || return 0
-  local pid
-  pid=$(cat "$dir/redis.pid")
-  rm -f "$dir/redis.pid" "$dir/port"
-  kill -TERM "$pid" 2>/dev/null || return 0
-  for _ in $(seq 1 100); do
-    kill -0 "$pid" 2>/dev/null || return 0
-    sleep 0.05
-  done
-  kill -KILL "$pid" 2>/dev/null || true
+  rm -f "$dir/port"
+  stop_servers "$dir/redis.pid"
 }
-
-# Answers whether something accepts connections on 127.0.0.1:$1.
-listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 # Answers whether the server on port $1 is ours: its pid file names a live process
 # whose INFO reports the same process id.

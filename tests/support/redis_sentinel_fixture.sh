@@ -16,25 +16,13 @@ dir=${2:?state directory}
 server=${3:-redis-server}
 cli=${4:-redis-cli}
 
-stop() {
-  local pids=() pid
-  for f in "$dir"/*.pid; do
-    [ -f "$f" ] || continue
-    pids+=("$(cat "$f")")
-    rm -f "$f"
-  done
-  rm -f "$dir/ports"
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do
-    for _ in $(seq 1 100); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.05
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-  done
-}
+# shellcheck source=tests/support/redis_fixture_lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/redis_fixture_lib.sh"
 
-listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+stop() {
+  rm -f "$dir/ports"
+  stop_servers "$dir"/*.pid
+}
 
 answers() { "$cli" -p "$1" ping 2>/dev/null | grep -q PONG; }
 

@@ -109,12 +109,39 @@ struct sentinel_setup {
     }
 };
 
+/// Returns the master of the fixture's servers once they are ready (wait_ready);
+/// fails the test when they do not run or do not get ready.
+int require_ready(sentinel_setup const& s) {
+    REQUIRE(s.running());
+    int const master = s.wait_ready();
+    REQUIRE(master != 0);
+    return master;
+}
+
 keel::redis::sentinel_options options_for(sentinel_setup const& s) {
     return {
         .master_name = "keel-master",
         .sentinels = s.endpoints(),
         .master = {.connection = {.connect_timeout = 100ms, .command_timeout = 100ms}, .size = 2}};
 }
+
+/// The failover tests' start: the fixture's servers ready, a sentinel client and a
+/// fixed window far from its limit whose breaker opens after 3 failures for
+/// 100 ms, warmed by one decision Redis made on `old_master`.
+struct failover_fixture {
+    failover_fixture() { REQUIRE(limiter.try_acquire("warm").source == decision_source::remote); }
+
+    sentinel_setup const s = sentinel_setup::shared();
+    int const old_master = require_ready(s);
+    int const promoted = s.other(old_master);
+    keel::redis::sentinel redis{options_for(s)};
+    keel::redis::fixed_window limiter{
+        redis,
+        {.name = keel_test::unique_name("failover"),
+         .limit = 1000,
+         .window = 1h,
+         .on_failure = {.breaker_failures = 3, .breaker_open_for = 100ms}}};
+};
 
 /// What a run of decisions through a failover saw.
 struct failover_run {
@@ -186,9 +213,7 @@ TEST_CASE("redis::sentinel: options out of range are rejected naming the field",
 TEST_CASE("redis::sentinel: finds the master by name, checks its ROLE, and decides there",
           "[redis][sentinel]") {
     auto const s = sentinel_setup::shared();
-    REQUIRE(s.running());
-    int const master = s.wait_ready();
-    REQUIRE(master != 0);
+    int const master = require_ready(s);
     // The first sentinel is down: the next one answers.
     auto options = options_for(s);
     options.sentinels.insert(options.sentinels.begin(), {"127.0.0.1", 1});
@@ -210,9 +235,7 @@ TEST_CASE("redis::sentinel: finds the master by name, checks its ROLE, and decid
 TEST_CASE("redis::sentinel: a sentinel naming a replica is refused by the ROLE check",
           "[redis][sentinel]") {
     auto const s = sentinel_setup::shared();
-    REQUIRE(s.running());
-    int const master = s.wait_ready();
-    REQUIRE(master != 0);
+    int const master = require_ready(s);
     int const replica = s.other(master);
     // One sentinel monitors the replica under another name, as a stale one would.
     REQUIRE(keel_test::node_command(s.sentinels[0], {"SENTINEL", "MONITOR", "keel-stale",
@@ -227,22 +250,10 @@ TEST_CASE("redis::sentinel: a sentinel naming a replica is refused by the ROLE c
     CHECK_FALSE(redis.master());
 }
 
-TEST_CASE("redis::sentinel: after SENTINEL FAILOVER decisions move to the promoted replica "
-          "within recheck_interval, before Sentinel demotes the old master",
-          "[redis][sentinel]") {
-    auto const s = sentinel_setup::shared();
-    REQUIRE(s.running());
-    int const old_master = s.wait_ready();
-    REQUIRE(old_master != 0);
-    int const promoted = s.other(old_master);
-    keel::redis::sentinel redis{options_for(s)};
-    keel::redis::fixed_window limiter{
-        redis,
-        {.name = keel_test::unique_name("failover"),
-         .limit = 1000,
-         .window = 1h,
-         .on_failure = {.breaker_failures = 3, .breaker_open_for = 100ms}}};
-    REQUIRE(limiter.try_acquire("warm").source == decision_source::remote);
+TEST_CASE_METHOD(failover_fixture,
+                 "redis::sentinel: after SENTINEL FAILOVER decisions move to the promoted "
+                 "replica within recheck_interval, before Sentinel demotes the old master",
+                 "[redis][sentinel]") {
     REQUIRE(redis.master()->port == old_master);
 
     failover_run const run = through_failover(limiter, redis, promoted, [&] {
@@ -271,23 +282,10 @@ TEST_CASE("redis::sentinel: after SENTINEL FAILOVER decisions move to the promot
     CHECK(s.wait_ready() == promoted);
 }
 
-TEST_CASE("redis::sentinel: the master killed, decisions fall back to the policy and return to "
-          "Redis after the promotion",
-          "[redis][sentinel]") {
-    auto const s = sentinel_setup::shared();
-    REQUIRE(s.running());
-    int const old_master = s.wait_ready();
-    REQUIRE(old_master != 0);
-    int const promoted = s.other(old_master);
-    keel::redis::sentinel redis{options_for(s)};
-    keel::redis::fixed_window limiter{
-        redis,
-        {.name = keel_test::unique_name("killed"),
-         .limit = 1000,
-         .window = 1h,
-         .on_failure = {.breaker_failures = 3, .breaker_open_for = 100ms}}};
-    REQUIRE(limiter.try_acquire("warm").source == decision_source::remote);
-
+TEST_CASE_METHOD(failover_fixture,
+                 "redis::sentinel: the master killed, decisions fall back to the policy and "
+                 "return to Redis after the promotion",
+                 "[redis][sentinel]") {
     failover_run const run =
         through_failover(limiter, redis, promoted, [&] { s.kill(old_master); });
     WARN("master killed: Redis decided again on the promoted replica "
