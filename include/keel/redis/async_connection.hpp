@@ -54,11 +54,12 @@ namespace redis {
 /// waits its bound and fails with errc::timeout: on an io thread use
 /// keel::asio::async_try_acquire or keel::asio's rate_limit.
 ///
-/// Thread-safe. The limiters using it, and the io_context, must outlive it; destroy
-/// it with no decision in flight and no handler of its strand running (after the
-/// io_context's run() returned, or on an io thread of a single-threaded context):
-/// what is still outstanding then is abandoned. Its socket reads only while a
-/// reply is due, so an idle connection keeps no work on the io_context.
+/// Thread-safe. The io_context must outlive it. Destroying it closes the connection
+/// on its strand: what is still outstanding then fails with errc::unavailable
+/// there, so the limiters using it must outlive that (or destroy it with no
+/// decision in flight). Its socket reads only while a reply is due and its timer is
+/// disarmed when nothing is outstanding, so an idle connection keeps no work on the
+/// io_context.
 ///
 ///     asio::io_context io;
 ///     keel::redis::async_connection redis{io.get_executor(), {.port = 6379}};
@@ -78,7 +79,9 @@ public:
 
     async_connection(async_connection const&) = delete;
     async_connection& operator=(async_connection const&) = delete;
-    ~async_connection() override { m_session->abandon(); }
+    /// Ends what is outstanding with errc::unavailable, on the strand soon after (see
+    /// the class comment).
+    ~async_connection() override { m_session->retire(); }
 
     /// Returns the options.
     connection_options const& options() const noexcept { return m_session->options(); }
@@ -88,8 +91,20 @@ public:
     void run_async(script const& lua, std::string_view key, std::span<std::string_view const> args,
                    run_handler done) override {
         std::string_view const keys[] = {key};
+        run_async(lua, keys, args, {}, std::move(done));
+    }
+
+    /// Queues `lua` with `keys` and `args` as run_async does, with `before` (a command
+    /// such as ASKING after a Cluster ASK) sent right ahead of it, and of its EVAL
+    /// after NOSCRIPT, on the same connection; an error reply to `before` is the answer.
+    void run_async(script const& lua, std::span<std::string_view const> keys,
+                   std::span<std::string_view const> args, std::span<std::string_view const> before,
+                   run_handler done) {
         auto r = std::make_unique<detail::async_session::request>();
         r->bytes = lua.format(keys, args);
+        if (!before.empty()) {
+            r->before = connection::format(before);
+        }
         r->lua = &lua;
         r->done = std::move(done);
         m_session->submit(std::move(r));

@@ -56,10 +56,13 @@ public:
     /// One command to send: its bytes in wire format and who waits for its reply.
     struct request {
         std::string bytes;
-        script const* lua = nullptr; // set for a script's EVALSHA: sent as EVAL on NOSCRIPT
-        bool reloaded = false;       // already sent again as EVAL
-        bool resent = false;         // already sent again after its connection died idle
-        bool internal = false;       // AUTH or SELECT of the connection's handshake
+        std::string before{};                // a command sent right ahead (ASKING), or empty
+        script const* lua = nullptr;         // set for a script's EVALSHA: sent as EVAL on NOSCRIPT
+        bool reloaded = false;               // already sent again as EVAL
+        bool resent = false;                 // already sent again after its connection died idle
+        bool internal = false;               // AUTH or SELECT of the connection's handshake
+        bool before_answered = false;        // the reply to `before` was read
+        std::optional<reply> before_error{}; // ... and was an error: the request's answer
         clock::time_point deadline{};
         run_handler done{};
     };
@@ -96,24 +99,16 @@ public:
         keel::asio::net::dispatch(m_strand, [self = shared_from_this()] { self->shut(); });
     }
 
-    /// Closes the socket and cancels the timers at once, abandoning what is outstanding
-    /// (its handlers are destroyed uncalled). Only where no handler of the strand runs
-    /// concurrently: the owner's destructor.
-    void abandon() noexcept {
-        ++m_generation;
-        ++m_timer_epoch;
-        keel::asio::error_code ignored;
-        m_socket.close(ignored);
+    /// Closes for good (the owner's destructor): as close(), and requests submitted
+    /// later fail at once with errc::unavailable. Never throws.
+    void retire() noexcept {
         try {
-            // So that no pending wait keeps the io_context's run() going; cancel()
-            // throws only if the reactor fails, and then the waits just run out.
-            m_resolver.cancel();
-            m_deadline_timer.cancel();
-            m_connect_timer.cancel();
-        } catch (...) { // NOLINT(bugprone-empty-catch): nothing left to release
+            keel::asio::net::dispatch(m_strand, [self = shared_from_this()] {
+                self->m_retired = true;
+                self->shut();
+            });
+        } catch (...) { // NOLINT(bugprone-empty-catch): posting failed; the handlers run out
         }
-        m_sent.clear();
-        m_queued.clear();
     }
 
     statistics stats() const noexcept {
@@ -129,6 +124,10 @@ private:
     enum class phase : std::uint8_t { closed, connecting, open };
 
     void enqueue(std::unique_ptr<request> r) {
+        if (m_retired) {
+            complete(*r, failure::from(errc::unavailable));
+            return;
+        }
         m_queued.push_back(std::move(r));
         arm_deadline();
         if (m_phase == phase::closed) {
@@ -235,7 +234,7 @@ private:
         }
         auto batch = std::make_shared<std::string>();
         for (std::size_t n = 0; n < max_batch && !m_queued.empty(); ++n) {
-            batch->append(m_queued.front()->bytes);
+            batch->append(m_queued.front()->before).append(m_queued.front()->bytes);
             m_sent.push_back(std::move(m_queued.front()));
             m_queued.pop_front();
         }
@@ -308,10 +307,24 @@ private:
     }
 
     void deliver(reply r) {
-        std::unique_ptr<request> req = std::move(m_sent.front());
-        m_sent.pop_front();
         m_idle_probe = false;
         ++m_replies;
+        if (!m_sent.front()->before.empty() && !m_sent.front()->before_answered) {
+            // The reply to the command sent ahead (ASKING): its error is the answer.
+            m_sent.front()->before_answered = true;
+            if (r.is_error()) {
+                m_sent.front()->before_error.emplace(std::move(r));
+            }
+            return;
+        }
+        std::unique_ptr<request> req = std::move(m_sent.front());
+        m_sent.pop_front();
+        req->before_answered = false;
+        if (req->before_error) {
+            m_commands.fetch_add(1, std::memory_order_relaxed);
+            complete(*req, std::move(*req->before_error));
+            return;
+        }
         if (req->internal) {
             if (r.is_error()) {
                 drop(errc::unavailable, false); // AUTH or SELECT refused
@@ -413,6 +426,8 @@ private:
             }
             if (resend && !(*it)->resent) {
                 (*it)->resent = true;
+                (*it)->before_answered = false;
+                (*it)->before_error.reset();
                 m_queued.push_front(std::move(*it));
             } else {
                 failed.push_back(std::move(*it));
@@ -474,6 +489,7 @@ private:
     bool m_reading = false;
     bool m_idle_probe = false;
     bool m_connect_timed_out = false;
+    bool m_retired = false;
     bool m_armed = false;
     clock::time_point m_armed_at{};
     std::uint64_t m_timer_epoch = 0;
