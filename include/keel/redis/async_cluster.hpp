@@ -68,6 +68,13 @@ public:
         m_cluster.run_on(m_loop, lua, key, args, std::move(done));
     }
 
+    /// Runs `lua` with `keys` (which must share one slot) through the loop, as the
+    /// one-key run_async does.
+    void run_async(script const& lua, std::span<std::string_view const> keys,
+                   std::span<std::string_view const> args, run_handler done) {
+        m_cluster.run_on(m_loop, lua, keys, args, std::move(done));
+    }
+
     /// Returns the cluster's routes: one per node (see keel::redis::cluster).
     std::size_t routes() const noexcept override { return m_cluster.routes(); }
     /// Returns the route (node index) `key` maps to now.

@@ -184,15 +184,23 @@ public:
     /// loop. The cluster and `loop` must outlive the answer.
     void run_on(event_loop& loop, script const& lua, std::string_view key,
                 std::span<std::string_view const> args, run_handler done) {
-        auto call = std::make_shared<loop_call>(loop, lua, key, args, std::move(done));
-        call->state.at = owner(hash_slot(key));
+        std::string_view const keys[] = {key};
+        run_on(loop, lua, keys, args, std::move(done));
+    }
+
+    /// Runs `lua` with `keys` (one slot, as run() asks) through `loop`, as the
+    /// one-key run_on does.
+    void run_on(event_loop& loop, script const& lua, std::span<std::string_view const> keys,
+                std::span<std::string_view const> args, run_handler done) {
+        auto call = std::make_shared<loop_call>(loop, lua, keys, args, std::move(done));
+        call->state.at = owner(call->slot);
         if (call->state.at != nullptr) {
             send_on(std::move(call));
             return;
         }
         loop.offload([this] { refresh_now(refresh_mode::wait); },
                      [this, call]() mutable {
-                         call->state.at = owner(hash_slot(call->key));
+                         call->state.at = owner(call->slot);
                          if (call->state.at == nullptr) {
                              call->done(failure::from(errc::unavailable));
                              return;
@@ -383,24 +391,27 @@ private:
 
     /// One decision run through an event loop: what its resends need, owned.
     struct loop_call {
-        loop_call(event_loop& l, script const& s, std::string_view k,
+        loop_call(event_loop& l, script const& s, std::span<std::string_view const> k,
                   std::span<std::string_view const> a, run_handler d)
-            : loop(l), lua(s), key(k), args(a.begin(), a.end()), done(std::move(d)) {
-            views.assign(args.begin(), args.end());
+            : loop(l), lua(s), slot(k.empty() ? 0 : hash_slot(k.front())), keys(k.begin(), k.end()),
+              args(a.begin(), a.end()), done(std::move(d)) {
+            key_views.assign(keys.begin(), keys.end());
+            arg_views.assign(args.begin(), args.end());
         }
         event_loop& loop;
         script const& lua;
-        std::string key;
+        std::uint16_t slot;
+        std::vector<std::string> keys;
         std::vector<std::string> args;
-        std::vector<std::string_view> views;
+        std::vector<std::string_view> key_views;
+        std::vector<std::string_view> arg_views;
         run_handler done;
         redirects state{};
     };
 
     void send_on(std::shared_ptr<loop_call> call) {
-        std::string_view const keys[] = {call->key};
         node const& n = *call->state.at;
-        call->loop.send(n.address, call->lua, keys, call->views, call->state.ask,
+        call->loop.send(n.address, call->lua, call->key_views, call->arg_views, call->state.ask,
                         [this, call](outcome<reply> r) mutable { answered(std::move(call), r); });
     }
 

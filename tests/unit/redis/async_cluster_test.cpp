@@ -26,6 +26,7 @@
 #include <atomic>
 #include <chrono>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -198,6 +199,64 @@ TEST_CASE("redis::async_cluster: a live migration of a busy key goes through ASK
     }
     CHECK(not_remote.load() == 0);
     CHECK(admitted.load() == limit);
+}
+
+TEST_CASE("redis::async_cluster: TRYAGAIN (two keys of a migrating slot, one moved) is retried "
+          "once after tryagain_delay, on a timer",
+          "[redis][cluster][async]") {
+    auto const c = keel_test::redis_cluster::shared();
+    REQUIRE(c.running());
+    net::io_context io;
+    auto options = options_for(c);
+    options.tryagain_delay = 30ms;
+    keel::redis::async_cluster redis{io.get_executor(), options};
+    std::string const tag = keel_test::unique_name("async-tryagain");
+    std::string const a = "{" + tag + "}a";
+    std::string const b = "{" + tag + "}b";
+    keel::redis::script const both{"return redis.call('MGET', KEYS[1], KEYS[2])"};
+    std::string_view const keys[] = {a, b};
+    REQUIRE(redis.slots().refresh());
+    int const from = port_of(redis, a);
+    int const to = from == c.ports()[0] ? c.ports()[2] : c.ports()[0];
+    REQUIRE(keel_test::node_command(from, {"MSET", a, "1", b, "2"}));
+    std::string const slot = std::to_string(hash_slot(a));
+    REQUIRE(keel_test::node_command(
+        to, {"CLUSTER", "SETSLOT", slot, "IMPORTING", keel_test::node_id(from)}));
+    REQUIRE(keel_test::node_command(
+        from, {"CLUSTER", "SETSLOT", slot, "MIGRATING", keel_test::node_id(to)}));
+    REQUIRE(keel_test::node_command(
+        from, {"MIGRATE", "127.0.0.1", std::to_string(to), a, "0", "5000", "REPLACE"}));
+    std::optional<keel::outcome<keel::redis::reply>> got;
+    clock_type::duration took{};
+    int ticks = 0; // the loop runs other work during the wait
+    net::co_spawn(
+        io,
+        [&]() -> awaitable<void> {
+            net::steady_timer t{co_await net::this_coro::executor};
+            while (!got) {
+                t.expires_after(1ms);
+                co_await t.async_wait(net::use_awaitable);
+                ++ticks;
+            }
+        },
+        net::detached);
+    auto const start = clock_type::now();
+    redis.run_async(both, keys, {}, [&](keel::outcome<keel::redis::reply> r) {
+        took = clock_type::now() - start;
+        got = std::move(r);
+    });
+    io.run_for(10s);
+    REQUIRE(got);
+    REQUIRE(*got);
+    CHECK((*got)->is_error());
+    CHECK((*got)->text().starts_with("TRYAGAIN"));
+    CHECK(redis.slots().stats().tryagains == 1);
+    CHECK(took >= 30ms);
+    CHECK(ticks >= 5);
+    // Finish the migration (as cluster_test does), so the other tests see a whole slot.
+    REQUIRE(keel_test::node_command(
+        from, {"MIGRATE", "127.0.0.1", std::to_string(to), b, "0", "5000", "REPLACE"}));
+    assign(hash_slot(a), to, from, c);
 }
 
 TEST_CASE("redis::async_cluster: a killed master sends its keys to the failure policy while the "
