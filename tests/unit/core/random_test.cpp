@@ -38,7 +38,7 @@ TEST_CASE("xoshiro256ss seeded with zero is not stuck", "[random]") {
     CHECK(seen.size() == 64);
 }
 
-TEST_CASE("uniform_unit stays in [0, 1) and has mean 1/2", "[random]") {
+TEST_CASE("uniform_unit stays in 0 <= u < 1 and has mean 1/2", "[random]") {
     keel::xoshiro256ss generator{1};
     double sum = 0;
     constexpr int draws = 200000;

@@ -115,7 +115,7 @@ TEST_CASE("backoff_sequence: additive jitter is capped after adding", "[backoff]
     CHECK(seq.next() == 3s);
 }
 
-TEST_CASE("backoff_sequence: full jitter stays in [0, c) with mean c/2", "[backoff]") {
+TEST_CASE("backoff_sequence: full jitter stays in 0 <= d < c with mean c/2", "[backoff]") {
     nanoseconds lo{};
     nanoseconds hi{};
     double const mean =
@@ -125,7 +125,7 @@ TEST_CASE("backoff_sequence: full jitter stays in [0, c) with mean c/2", "[backo
     CHECK(mean == Approx(200e6).epsilon(0.02));
 }
 
-TEST_CASE("backoff_sequence: equal jitter stays in [c/2, c) with mean 3c/4", "[backoff]") {
+TEST_CASE("backoff_sequence: equal jitter stays in c/2 <= d < c with mean 3c/4", "[backoff]") {
     nanoseconds lo{};
     nanoseconds hi{};
     double const mean = mean_delay(keel::constant{1s}, keel::jitter::equal, 1, 20000, &lo, &hi);
@@ -144,7 +144,7 @@ TEST_CASE("backoff_sequence: proportional jitter stays within +/- x with mean c"
     CHECK(mean == Approx(2e9).epsilon(0.01));
 }
 
-TEST_CASE("backoff_sequence: decorrelated jitter stays in [base, min(cap, 3 * previous))",
+TEST_CASE("backoff_sequence: decorrelated jitter stays in base <= d < min(cap, 3 * previous)",
           "[backoff]") {
     keel::xoshiro256ss random{7};
     keel::backoff const b = keel::exponential{10ms, 2.0, 1s};
@@ -234,7 +234,7 @@ TEST_CASE("backoff_sequence: proportional jitter spreads a constant on both side
     CHECK(seq.next() == 900ms);
 }
 
-TEST_CASE("backoff_sequence: proportional jitter at the cap stays in [c(1 - x), cap]",
+TEST_CASE("backoff_sequence: proportional jitter at the cap stays between c(1 - x) and cap",
           "[backoff]") {
     nanoseconds lo{};
     nanoseconds hi{};

@@ -32,7 +32,7 @@ TEST_CASE("scripted_random copies share the position", "[scripted_random]") {
     CHECK(random() == 20);
 }
 
-TEST_CASE("scripted_random rejects empty sequences and fractions outside [0, 1)",
+TEST_CASE("scripted_random rejects empty sequences and fractions f unless 0 <= f < 1",
           "[scripted_random]") {
     CHECK_THROWS_AS(keel::scripted_random(std::vector<std::uint64_t>{}), std::invalid_argument);
     CHECK_THROWS_AS(keel::scripted_random::from_units({1.0}), std::invalid_argument);

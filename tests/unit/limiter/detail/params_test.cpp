@@ -22,7 +22,7 @@ TEST_CASE("detail::make_rate_params derives the emission interval and rejects ba
                     std::invalid_argument);
 }
 
-TEST_CASE("detail::check_window accepts [1 ns, 2^61 ns] and names the field otherwise",
+TEST_CASE("detail::check_window accepts 1 ns to 2^61 ns and names the field otherwise",
           "[limiter]") {
     CHECK_NOTHROW(keel::detail::check_window("keel::x", "window", 1ns));
     CHECK_NOTHROW(keel::detail::check_window(

@@ -342,7 +342,7 @@ TEST_CASE("gradient_controller: GradientControllerTest.TimerAccuracyTestNoJitter
     CHECK(c.measuring_min_rtt());
 }
 
-TEST_CASE("gradient_controller: the gradient is clamped to [0.5, 2] with sqrt headroom",
+TEST_CASE("gradient_controller: the gradient is clamped to 0.5..2 with sqrt headroom",
           "[gradient_controller]") {
     keel::gradient_controller c{{.max_limit = 1000, .request_count = 1, .jitter = 0, .buffer = 0},
                                 0,
