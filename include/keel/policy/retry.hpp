@@ -216,9 +216,9 @@ public:
         // returns is >= 0): what next_delay() decides, returned in a register.
         // execute() calls it directly, because g++ passes a returned
         // std::optional<nanoseconds> through the stack with a byte store and a
-        // wider load that cannot be forwarded, which cost a retried call about a
-        // quarter of its time (failure_retry_exhausted_outcome in
-        // bench/resilient_bench.cpp).
+        // wider load that cannot be forwarded: through next_delay(), a retried call
+        // (failure_retry_exhausted_outcome in bench/resilient_bench.cpp) took about
+        // 1.5 times as long.
         template <class Result>
         std::chrono::nanoseconds delay_or_stop(Result& result, bool stop_requested) {
             constexpr auto stop = std::chrono::nanoseconds{-1};
