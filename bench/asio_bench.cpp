@@ -4,8 +4,10 @@
 // pipeline alone, with retry, timeout, guard(breaker), all three, and keel::hedge
 // with the primary winning; the synchronous guard(breaker) and a direct call, for
 // the breaker's async/sync ratio; the parts of the timeout's cost (a co_spawn, a
-// timer armed and cancelled, a trip through the io_context's queue with and
-// without a reactor). Also heap allocations per call, and the heap each call
+// deadline registered in and withdrawn from the io_context's deadline queue, with
+// and without another deadline pending, the timer armed and cancelled per call
+// that the queue replaced, a trip through the io_context's queue with and without
+// a reactor). Also heap allocations per call, and the heap each call
 // holds while suspended in flight. docs/async-bench.md has the figures.
 //
 // Design. Every asynchronous benchmark runs on one io_context, run by the
@@ -31,8 +33,10 @@
 // "sys_ns" is the CPU time per call spent in the kernel (a timer Asio arms makes
 // system calls). The in_flight_* benchmarks suspend N calls on one timer and
 // report the heap in use per call (glibc's mallinfo2) and the bytes requested.
+#include <keel/asio/detail/deadline_queue.hpp>
 #include <keel/asio/hedge.hpp>
 #include <keel/asio/resilient.hpp>
+#include <keel/core/clock.hpp>
 #include <keel/policy/circuit_breaker.hpp>
 #include <keel/policy/retry.hpp>
 #include <keel/policy/timeout.hpp>
@@ -258,6 +262,30 @@ void async_resilient_timeout(benchmark::State& state) {
 }
 BENCHMARK(async_resilient_timeout);
 
+// The same call, each followed by a trip through the io_context's queue with no
+// other call pending (calls spaced out so that the context goes idle between them):
+// the timeout's timer is then cancelled after each call and armed again by the next.
+void async_resilient_timeout_idle(benchmark::State& state) {
+    auto const pipeline = keel::asio::resilient{op, keel::timeout{5s}};
+    run_on_io(state, [&](benchmark::State& s) -> keel::asio::awaitable<void> {
+        auto const executor = co_await net::this_coro::executor;
+        int x = 0;
+        cost_snapshot const before;
+        for (auto _ : s) {
+            auto const result = co_await pipeline.async_call(x);
+            if (!result) [[unlikely]] {
+                s.SkipWithError("the guarded call failed");
+                break;
+            }
+            x = *result;
+            benchmark::DoNotOptimize(x);
+            co_await net::post(executor, net::use_awaitable);
+        }
+        report_costs(s, before);
+    });
+}
+BENCHMARK(async_resilient_timeout_idle);
+
 // A breaker that stays closed: every call succeeds.
 keel::circuit_breaker& closed_breaker() {
     static keel::circuit_breaker breaker;
@@ -362,7 +390,8 @@ void part_post_with_reactor(benchmark::State& state) {
 BENCHMARK(part_post_with_reactor);
 
 // A steady_timer armed with a handler and cancelled, then the queue trip that
-// runs the cancelled handler (the timeout policy's alarm without the co_spawn).
+// runs the cancelled handler (what the timeout policy did per call before the
+// deadline queue, without the co_spawn).
 void part_timer_arm_cancel_post(benchmark::State& state) {
     run_on_io(state, [](benchmark::State& s) -> keel::asio::awaitable<void> {
         auto const executor = co_await net::this_coro::executor;
@@ -378,6 +407,58 @@ void part_timer_arm_cancel_post(benchmark::State& state) {
     });
 }
 BENCHMARK(part_timer_arm_cancel_post);
+
+// A timeout's deadline registered in the io_context's deadline queue and withdrawn,
+// with its scope made as the policy makes it, then the queue trip a call's
+// co_spawn makes, while another deadline an hour ahead stays pending (a steady
+// stream of calls: the queue's timer stays armed, no system call).
+void part_deadline_queue_busy(benchmark::State& state) {
+    run_on_io(state, [](benchmark::State& s) -> keel::asio::awaitable<void> {
+        using queue_type = keel::asio::detail::deadline_queue<keel::steady_clock>;
+        auto const executor = co_await net::this_coro::executor;
+        keel::steady_clock const clock;
+        queue_type::entry const pending{keel::asio::detail::deadline_queue_for(executor, clock),
+                                        clock.now() + 1h, keel::asio::detail::make_cancel_scope(),
+                                        executor};
+        cost_snapshot const before;
+        for (auto _ : s) {
+            {
+                auto scope = keel::asio::detail::make_cancel_scope();
+                queue_type::entry const alarm{
+                    keel::asio::detail::deadline_queue_for(executor, clock), clock.now() + 5s,
+                    std::move(scope), executor};
+                benchmark::DoNotOptimize(&alarm);
+            }
+            co_await net::post(executor, net::use_awaitable);
+        }
+        report_costs(s, before);
+    });
+}
+BENCHMARK(part_deadline_queue_busy);
+
+// The same with no other deadline pending: each withdrawal empties the queue, the
+// queue trip runs its idle check, which cancels the timer (so that an idle
+// io_context's run() returns), and the next registration arms it again.
+void part_deadline_queue_idle(benchmark::State& state) {
+    run_on_io(state, [](benchmark::State& s) -> keel::asio::awaitable<void> {
+        using queue_type = keel::asio::detail::deadline_queue<keel::steady_clock>;
+        auto const executor = co_await net::this_coro::executor;
+        keel::steady_clock const clock;
+        cost_snapshot const before;
+        for (auto _ : s) {
+            {
+                auto scope = keel::asio::detail::make_cancel_scope();
+                queue_type::entry const alarm{
+                    keel::asio::detail::deadline_queue_for(executor, clock), clock.now() + 5s,
+                    std::move(scope), executor};
+                benchmark::DoNotOptimize(&alarm);
+            }
+            co_await net::post(executor, net::use_awaitable);
+        }
+        report_costs(s, before);
+    });
+}
+BENCHMARK(part_deadline_queue_idle);
 
 // ---------------------------------------------------------------------------
 // Memory per call in flight: N calls suspended at once on one timer (the

@@ -10,6 +10,7 @@
 
 #include <keel/asio/context.hpp>
 #include <keel/asio/detail/asio.hpp>
+#include <keel/asio/detail/deadline_queue.hpp>
 #include <keel/asio/detail/scope.hpp>
 #include <keel/asio/limiter.hpp>
 #include <keel/asio/timer.hpp>
@@ -120,11 +121,14 @@ struct async_policy<keel::retry<Predicate, Clock, Sleeper, Random>> {
 };
 
 /// keel::timeout, asynchronously: the inner pipeline runs in a coroutine of its
-/// own, whose cancellation slot a timer on the timeout's clock fires (terminal)
-/// at the deadline; the deadline nests as in the synchronous pipeline. An attempt
-/// the timer ended, or that returned at or after its deadline, is errc::timeout; an
-/// outcome that arrives first (a fast failure too) is kept. Not built on
+/// own, whose cancellation slot is fired (terminal) at the deadline, on the
+/// coroutine's executor; the deadline nests as in the synchronous pipeline. An
+/// attempt the deadline ended, or that returned at or after it, is errc::timeout;
+/// an outcome that arrives first (a fast failure too) is kept. Not built on
 /// `op() || timer`, which in Asio drops a fast failure and reports the timeout.
+/// The deadline waits in the execution context's queue for the timeout's clock
+/// (detail::deadline_queue): one timer per context and clock, armed at the
+/// earliest deadline, so a call neither arms nor cancels a timer of its own.
 template <class Clock>
 struct async_policy<basic_timeout<Clock>> {
     template <class Next, class Context>
@@ -142,16 +146,12 @@ struct async_policy<basic_timeout<Clock>> {
             co_return keel::failure::from(errc::cancelled);
         }
         auto scope = detail::make_cancel_scope();
-        basic_timer<Clock> alarm{co_await net::this_coro::executor, policy.clock()};
-        alarm.async_wait_until(deadline, [scope](error_code ec) {
-            if (!ec && !scope->done) {
-                scope->timed_out = true;
-                scope->emit(net::cancellation_type::terminal);
-            }
-        });
+        auto executor = co_await net::this_coro::executor;
+        auto queue = detail::deadline_queue_for(executor, policy.clock());
+        typename detail::deadline_queue<Clock>::entry const alarm{std::move(queue), deadline, scope,
+                                                                  std::move(executor)};
         outcome<R> result =
             co_await detail::run_in_scope<R>(scope, ctx.with_deadline(deadline), std::move(next));
-        alarm.cancel();
         // An attempt the timer ended is settled as ended at its deadline.
         co_return basic_timeout<Clock>::settle(
             std::move(result), scope->timed_out ? deadline : policy.clock().now(), deadline);

@@ -178,7 +178,7 @@ public:
         /// Returns true if `result` is one the predicate retries and attempts remain.
         template <class Result>
         bool retryable(Result const& result) const {
-            return m_attempt < m_retry->m_options.max_attempts && m_retry->m_should_retry(result);
+            return m_retry->retries(m_attempt, result);
         }
 
         /// Decides what follows the retryable outcome `result` of the current attempt:
@@ -188,41 +188,10 @@ public:
         /// Throws what on_retry throws.
         template <class Result>
         std::optional<std::chrono::nanoseconds> next_delay(Result& result, bool stop_requested) {
-            auto const& options = m_retry->m_options;
-            if (m_attempt >= options.max_attempts || stop_requested) {
+            auto const delay = delay_or_stop(result, stop_requested);
+            if (delay < std::chrono::nanoseconds::zero()) {
                 return std::nullopt;
             }
-            if (!m_delays) {
-                // Built at the first retry only: it copies the backoff, which the
-                // success path (no retry) should not pay for.
-                m_delays.emplace(options.backoff, options.jitter, m_retry->m_random);
-            }
-            auto delay = m_delays->next();
-            if (options.honor_retry_after) {
-                if (auto const hint = result.retry_after(); hint && *hint > delay) {
-                    delay = *hint;
-                }
-            }
-            // A wait that would end at the end of time (a hint of centuries) passes
-            // any limit but none.
-            if (m_limit != time_point::max() &&
-                detail::saturating_add(m_retry->m_clock.now(), delay) >= m_limit) {
-                return std::nullopt;
-            }
-            if (options.budget && !options.budget->try_withdraw()) {
-                if (!result.has_value()) {
-                    result =
-                        keel::failure{make_error_code(errc::retry_budget_exhausted),
-                                      result.failure().exception, result.failure().retry_after};
-                }
-                return std::nullopt;
-            }
-            if (options.on_retry) {
-                m_retry->notify(m_attempt, delay, result);
-            }
-            m_waited = detail::saturating_add(m_waited, result.waited());
-            m_waited = detail::saturating_add(m_waited, delay);
-            ++m_attempt;
             return delay;
         }
 
@@ -242,9 +211,64 @@ public:
 
     private:
         friend class retry;
+
+        // next_delay() with "end the call" as a negative delay (every delay it
+        // returns is >= 0): what next_delay() decides, returned in a register.
+        // execute() calls it directly, because g++ passes a returned
+        // std::optional<nanoseconds> through the stack with a byte store and a
+        // wider load that cannot be forwarded: through next_delay(), a retried call
+        // (failure_retry_exhausted_outcome in bench/resilient_bench.cpp) took about
+        // 1.5 times as long.
+        template <class Result>
+        std::chrono::nanoseconds delay_or_stop(Result& result, bool stop_requested) {
+            constexpr auto stop = std::chrono::nanoseconds{-1};
+            auto const& options = m_retry->m_options;
+            if (m_attempt >= options.max_attempts || stop_requested) {
+                return stop;
+            }
+            if (!m_delays) {
+                // Built at the first retry only: it copies the backoff, which the
+                // success path (no retry) should not pay for.
+                m_delays.emplace(options.backoff, options.jitter, m_retry->m_random);
+            }
+            auto delay = m_delays->next();
+            if (options.honor_retry_after) {
+                if (auto const hint = result.retry_after(); hint && *hint > delay) {
+                    delay = *hint;
+                }
+            }
+            // A wait that would end at the end of time (a hint of centuries) passes
+            // any limit but none.
+            if (m_limit != time_point::max() &&
+                detail::saturating_add(m_retry->m_clock.now(), delay) >= m_limit) {
+                return stop;
+            }
+            if (options.budget && !options.budget->try_withdraw()) {
+                if (!result.has_value()) {
+                    result =
+                        keel::failure{make_error_code(errc::retry_budget_exhausted),
+                                      result.failure().exception, result.failure().retry_after};
+                }
+                return stop;
+            }
+            if (options.on_retry) {
+                m_retry->notify(m_attempt, delay, result);
+            }
+            m_waited = detail::saturating_add(m_waited, result.waited());
+            m_waited = detail::saturating_add(m_waited, delay);
+            ++m_attempt;
+            return delay;
+        }
+
         using time_point = typename Clock::time_point;
-        schedule(retry const& policy, time_point limit) noexcept
-            : m_retry(&policy), m_limit(limit) {}
+        // The limit is the earlier of the end of max_duration and the context's deadline.
+        template <class Context>
+        schedule(retry const& policy, time_point duration_end, Context const& ctx) noexcept
+            : m_retry(&policy), m_limit(duration_end) {
+            if (auto const deadline = ctx.deadline(); deadline && *deadline < m_limit) {
+                m_limit = *deadline;
+            }
+        }
 
         retry const* m_retry;
         time_point m_limit;
@@ -259,13 +283,15 @@ public:
         using result_type = decltype(next(ctx));
         static_assert(std::is_same_v<typename Context::time_point, typename Clock::time_point>,
                       "keel::retry: the pipeline's context must use the retry's clock");
-        // The schedule itself is built only when a retry is due, off the success path.
-        auto const limit = begin_call(ctx);
+        // The schedule itself is built only when a retry is due, off the success path;
+        // it reads the context's deadline then (the context is the same for the whole
+        // call, so reading it later decides the same).
+        auto const duration_end = begin_call();
         // Reuse the caller's context when it already says attempt 1 (no copy), and
         // return `result` from every path so the outcome is built in place.
         result_type result = ctx.attempt() == 1 ? next(ctx) : next(ctx.with_attempt(1));
-        if (m_options.max_attempts > 1 && m_should_retry(std::as_const(result))) [[unlikely]] {
-            retry_after_first(next, ctx, result, limit);
+        if (retries(1, std::as_const(result))) [[unlikely]] {
+            retry_after_first(next, ctx, result, duration_end);
         }
         return result;
     }
@@ -276,7 +302,8 @@ public:
     /// alike and differ only in how they wait.
     template <class Context>
     schedule start(Context const& ctx) const {
-        return schedule{*this, begin_call(ctx)};
+        auto const duration_end = begin_call();
+        return schedule{*this, duration_end, ctx};
     }
 
     /// Returns the options.
@@ -285,20 +312,24 @@ public:
     Clock const& clock() const noexcept { return m_clock; }
 
 private:
-    // What a logical call does before its first attempt: fixes the end of
-    // max_duration and the context's deadline (the schedule's limit) and deposits
-    // in the budget.
-    template <class Context>
-    typename Clock::time_point begin_call(Context const& ctx) const {
+    // Returns true if `result` of attempt `attempt` is one the predicate retries and
+    // attempts remain: the schedule's retryable(), and execute()'s test of the first
+    // attempt before any schedule exists.
+    template <class Result>
+    bool retries(int attempt, Result const& result) const {
+        return attempt < m_options.max_attempts && m_should_retry(result);
+    }
+
+    // What a logical call does before its first attempt: deposits in the budget and
+    // returns the end of max_duration (time_point::max() if none), which the
+    // schedule's limit starts from.
+    typename Clock::time_point begin_call() const {
         using time_point = typename Clock::time_point;
         // The end of max_duration; time_point::max() is no limit (also what a limit
         // past the clock's end saturates to).
         time_point limit = time_point::max();
         if (m_options.max_duration > std::chrono::nanoseconds::zero()) {
             limit = detail::saturating_add(m_clock.now(), m_options.max_duration);
-        }
-        if (auto const deadline = ctx.deadline(); deadline && *deadline < limit) {
-            limit = *deadline;
         }
         if (m_options.budget) {
             m_options.budget->deposit();
@@ -310,12 +341,17 @@ private:
     // inline), leaving the outcome to return in `result`.
     template <class Next, class Context, class Result>
     void retry_after_first(Next const& next, Context const& ctx, Result& result,
-                           typename Clock::time_point limit) const {
-        schedule plan{*this, limit};
+                           typename Clock::time_point duration_end) const {
+        schedule plan{*this, duration_end, ctx};
         try {
             Sleeper sleeper = m_sleeper;
-            while (auto const delay = plan.next_delay(result, ctx.stop_requested())) {
-                if (!sleeper.sleep_for(*delay, ctx.stop_token())) {
+            // plan.next_delay() without the std::optional (see delay_or_stop).
+            for (;;) {
+                auto const delay = plan.delay_or_stop(result, ctx.stop_requested());
+                if (delay < std::chrono::nanoseconds::zero()) {
+                    break;
+                }
+                if (!sleeper.sleep_for(delay, ctx.stop_token())) {
                     plan.wait_interrupted();
                     break;
                 }

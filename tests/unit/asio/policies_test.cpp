@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 // keel's synchronous policy objects in the asynchronous pipeline, in virtual
 // time: the same decisions as their execute(), with waits on Asio timers.
+#include <keel/asio/detail/deadline_queue.hpp>
 #include <keel/asio/resilient.hpp>
 #include <keel/core/clock.hpp>
 #include <keel/limiter/token_bucket.hpp>
@@ -17,10 +18,18 @@
 
 #include <catch2/catch.hpp>
 
+#if defined(KEEL_ASIO_BOOST) && KEEL_ASIO_BOOST
+#include <boost/asio/strand.hpp>
+#else
+#include <asio/strand.hpp>
+#endif
+
 #include <atomic>
 #include <chrono>
+#include <memory>
 #include <optional>
 #include <stdexcept>
+#include <stop_token>
 #include <string>
 #include <thread>
 #include <vector>
@@ -247,6 +256,226 @@ TEST_CASE("async timeout fires the attempt's stop token, and an attempt that ign
     CHECK(record->value->failure().is(keel::errc::timeout));
     CHECK(record->at == at(300ms));
     CHECK(stopped_in_time);
+}
+
+TEST_CASE("async timeouts of many calls in flight on one io_context share one timer armed at the "
+          "earliest deadline, and fire in deadline order, each at its own deadline",
+          "[asio][timeout]") {
+    keel::manual_clock clock;
+    net::io_context io;
+    std::vector<int> fired;
+    auto make = [&](std::chrono::milliseconds duration, int id) {
+        return keel::asio::resilient{[&clock, &fired, id]() -> keel::asio::awaitable<int> {
+                                         if (!co_await keel::testing_asio::take(clock, 10s)) {
+                                             fired.push_back(id);
+                                         }
+                                         co_return id;
+                                     },
+                                     keel::basic_timeout<keel::manual_clock>{duration, clock}};
+    };
+    std::vector<std::chrono::milliseconds> const durations{70ms, 10ms, 50ms, 30ms,
+                                                           80ms, 20ms, 60ms, 40ms};
+    std::vector<decltype(make(1ms, 0))> pipelines;
+    for (std::size_t i = 0; i < durations.size(); ++i) {
+        pipelines.push_back(make(durations[i], static_cast<int>(i)));
+    }
+    std::vector<std::shared_ptr<keel::testing_asio::completion<keel::outcome<int>>>> records;
+    for (auto const& pipeline : pipelines) {
+        records.push_back(keel::testing_asio::spawn(io, clock, pipeline.async_call()));
+    }
+    io.poll();
+    auto const queue = keel::asio::detail::deadline_queue_for(io.get_executor(), clock);
+    CHECK(queue->pending() == durations.size());
+    CHECK(queue->armed_at() == at(10ms));
+    CHECK(clock.pending_timers() == durations.size() + 1); // the operations' waits and one timer
+
+    keel::asio::run_in_virtual_time(io, clock);
+    CHECK(fired == std::vector<int>{1, 5, 3, 7, 2, 6, 0, 4});
+    for (std::size_t i = 0; i < durations.size(); ++i) {
+        REQUIRE(records[i]->value);
+        CHECK(records[i]->value->failure().is(keel::errc::timeout));
+        CHECK(records[i]->at == at(durations[i]));
+    }
+    CHECK(queue->pending() == 0);
+    CHECK_FALSE(queue->armed_at());
+    CHECK(clock.pending_timers() == 0);
+}
+
+TEST_CASE("async timeout: a later deadline of the same duration does not re-arm the timer, and "
+          "still fires at its own time",
+          "[asio][timeout]") {
+    keel::manual_clock clock;
+    net::io_context io;
+    auto pipeline = keel::asio::resilient{[&]() -> keel::asio::awaitable<int> {
+                                              co_await keel::testing_asio::take(clock, 1s);
+                                              co_return 1;
+                                          },
+                                          keel::basic_timeout<keel::manual_clock>{100ms, clock}};
+    auto const queue = keel::asio::detail::deadline_queue_for(io.get_executor(), clock);
+    auto first = keel::testing_asio::spawn(io, clock, pipeline.async_call());
+    keel::asio::run_in_virtual_time(io, clock, at(30ms));
+    clock.set(at(30ms));
+    auto second = keel::testing_asio::spawn(io, clock, pipeline.async_call());
+    io.restart();
+    io.poll();
+    CHECK(queue->pending() == 2);
+    CHECK(queue->armed_at() == at(100ms));
+    keel::asio::run_in_virtual_time(io, clock);
+    REQUIRE(first->value);
+    REQUIRE(second->value);
+    CHECK(first->value->failure().is(keel::errc::timeout));
+    CHECK(second->value->failure().is(keel::errc::timeout));
+    CHECK(first->at == at(100ms));
+    CHECK(second->at == at(130ms));
+}
+
+TEST_CASE("async timeout: a call that completes early leaves no timer armed behind it and "
+          "delays no other call's deadline",
+          "[asio][timeout]") {
+    keel::manual_clock clock;
+    net::io_context io;
+    auto op = [&](std::chrono::milliseconds takes) {
+        return [&clock, takes]() -> keel::asio::awaitable<int> {
+            co_await keel::testing_asio::take(clock, takes);
+            co_return 1;
+        };
+    };
+    auto early =
+        keel::asio::resilient{op(5ms), keel::basic_timeout<keel::manual_clock>{100ms, clock}};
+    auto late =
+        keel::asio::resilient{op(1s), keel::basic_timeout<keel::manual_clock>{300ms, clock}};
+    auto const queue = keel::asio::detail::deadline_queue_for(io.get_executor(), clock);
+
+    auto quick = keel::testing_asio::spawn(io, clock, early.async_call());
+    auto slow = keel::testing_asio::spawn(io, clock, late.async_call());
+    keel::asio::run_in_virtual_time(io, clock);
+    REQUIRE(quick->value);
+    CHECK(quick->value->value() == 1);
+    CHECK(quick->at == at(5ms));
+    REQUIRE(slow->value);
+    CHECK(slow->value->failure().is(keel::errc::timeout));
+    CHECK(slow->at == at(300ms)); // the early call's armed deadline (100 ms) changed nothing
+
+    // Alone, an early completion takes the timer with it: virtual time stops there.
+    auto alone = keel::testing_asio::spawn(io, clock, early.async_call());
+    keel::asio::run_in_virtual_time(io, clock);
+    REQUIRE(alone->value);
+    CHECK(alone->value->value() == 1);
+    CHECK(clock.now() == at(305ms));
+    CHECK(queue->pending() == 0);
+    CHECK_FALSE(queue->armed_at());
+    CHECK(clock.pending_timers() == 0);
+}
+
+TEST_CASE("async timeout on keel::steady_clock: io_context::run() returns once the calls are "
+          "done, not when their deadlines pass",
+          "[asio][timeout]") {
+    net::io_context io;
+    auto pipeline = keel::asio::resilient{[]() -> keel::asio::awaitable<int> { co_return 1; },
+                                          keel::timeout{1h}};
+    int ok = 0;
+    for (int i = 0; i < 3; ++i) {
+        net::co_spawn(
+            io,
+            [&]() -> keel::asio::awaitable<void> {
+                for (int j = 0; j < 10; ++j) {
+                    ok += (co_await pipeline.async_call()).value();
+                }
+            },
+            net::detached);
+    }
+    io.run_for(10s);
+    CHECK(io.stopped()); // no work left: nothing waits for the deadlines an hour ahead
+    CHECK(ok == 30);
+    auto const queue =
+        keel::asio::detail::deadline_queue_for(io.get_executor(), keel::steady_clock{});
+    CHECK(queue->pending() == 0);
+    CHECK_FALSE(queue->armed_at());
+}
+
+TEST_CASE("async timeouts on two strands of a 2-thread io_context share the context's timer; "
+          "each expired call is cancelled on its own strand",
+          "[asio][timeout][concurrency]") {
+    net::io_context io{2};
+    using strand_type = net::strand<net::io_context::executor_type>;
+    std::vector<strand_type> strands{net::make_strand(io), net::make_strand(io)};
+    std::atomic<int> succeeded{0};
+    std::atomic<int> timed_out{0};
+    std::atomic<int> off_strand{0};
+    std::atomic<int> other{0};
+    for (auto const& strand : strands) {
+        for (int c = 0; c < 4; ++c) {
+            net::co_spawn(
+                strand,
+                [&, strand, c]() -> keel::asio::awaitable<void> {
+                    auto const slow = keel::asio::resilient{
+                        [&, strand](keel::asio::context const& ctx) -> keel::asio::awaitable<int> {
+                            std::stop_callback const on_stop{
+                                ctx.stop_token(), [&, strand] {
+                                    if (!strand.running_in_this_thread()) {
+                                        off_strand.fetch_add(1);
+                                    }
+                                }};
+                            keel::asio::timer wait{co_await net::this_coro::executor};
+                            co_await wait.async_wait_for(
+                                1s, net::experimental::as_tuple(net::use_awaitable));
+                            co_return 1;
+                        },
+                        keel::timeout{std::chrono::microseconds{500 + 250 * c}}};
+                    auto const fast = keel::asio::resilient{
+                        []() -> keel::asio::awaitable<int> { co_return 1; }, keel::timeout{1s}};
+                    for (int i = 0; i < 4; ++i) {
+                        auto const quick = co_await fast.async_call();
+                        (quick.has_value() ? succeeded : other).fetch_add(1);
+                        auto const late = co_await slow.async_call();
+                        (!late.has_value() && late.failure().is(keel::errc::timeout) ? timed_out
+                                                                                     : other)
+                            .fetch_add(1);
+                    }
+                },
+                net::detached);
+        }
+    }
+    auto const start = std::chrono::steady_clock::now();
+    std::thread second{[&] { io.run(); }};
+    io.run();
+    second.join();
+    CHECK(succeeded == 32);
+    CHECK(timed_out == 32);
+    CHECK(other == 0);
+    CHECK(off_strand == 0);
+    CHECK(std::chrono::steady_clock::now() - start < 900ms); // not one of the 1 s waits ran out
+}
+
+TEST_CASE("an io_context destroyed while async timeouts are pending frees their calls and "
+          "leaves the queue empty and disarmed",
+          "[asio][timeout]") {
+    auto gated = [](keel::asio::context const&) -> keel::asio::awaitable<int> {
+        keel::asio::timer gate{co_await net::this_coro::executor};
+        co_await gate.async_wait_for(1h, net::use_awaitable);
+        co_return 1;
+    };
+    auto const hour = keel::asio::resilient{gated, keel::timeout{1h}};
+    auto const nested = keel::asio::resilient{gated, keel::timeout{2h}, keel::timeout{30min}};
+    std::shared_ptr<keel::asio::detail::deadline_queue<keel::steady_clock>> queue;
+    {
+        net::io_context io;
+        auto start = [&](auto const& pipeline) {
+            net::co_spawn(
+                io, [&]() -> keel::asio::awaitable<void> { co_await pipeline.async_call(); },
+                net::detached);
+        };
+        for (int i = 0; i < 3; ++i) {
+            start(hour);
+        }
+        start(nested);
+        io.poll();
+        queue = keel::asio::detail::deadline_queue_for(io.get_executor(), keel::steady_clock{});
+        CHECK(queue->pending() == 5);
+        CHECK(queue->armed_at());
+    }
+    CHECK(queue->pending() == 0);
+    CHECK_FALSE(queue->armed_at());
 }
 
 // ---------------------------------------------------------------- breaker

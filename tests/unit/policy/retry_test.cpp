@@ -12,6 +12,7 @@
 #include <chrono>
 #include <stdexcept>
 #include <stop_token>
+#include <utility>
 #include <vector>
 
 using namespace std::chrono_literals;
@@ -177,6 +178,47 @@ TEST_CASE("retry: max_duration bounds attempts and waits together", "[retry]") {
     CHECK_THROWS_AS(guarded(), upstream_error);
     CHECK(calls == 3); // at 0, 1 s, 2 s; a wait to 3 s would pass 2.5 s
     CHECK(sleeper.sleeps() == std::vector<nanoseconds>{1s, 1s});
+}
+
+TEST_CASE("retry: the earlier of the context's deadline and max_duration ends the waits, "
+          "in execute() as in start()'s schedule",
+          "[retry]") {
+    keel::manual_clock clock;
+    keel::virtual_sleeper sleeper{clock};
+    auto const [max_duration, deadline_in] =
+        GENERATE(std::pair{nanoseconds{10s}, nanoseconds{2500ms}},
+                 std::pair{nanoseconds{2500ms}, nanoseconds{10s}});
+    auto const policy = make_retry(clock, sleeper,
+                                   {.max_attempts = 10,
+                                    .max_duration = max_duration,
+                                    .backoff = keel::constant{1s},
+                                    .jitter = keel::jitter::none});
+    SECTION("execute()") {
+        int calls = 0;
+        auto guarded = keel::resilient{[&]() -> keel::outcome<int> {
+                                           ++calls;
+                                           return keel::failure::from(keel::errc::unavailable);
+                                       },
+                                       policy};
+        context const ctx{1, clock.now() + deadline_in, {}};
+        auto const r = guarded.try_call_with(ctx);
+        CHECK(r.error() == keel::errc::unavailable);
+        CHECK(calls == 3); // at 0, 1 s, 2 s; a wait to 3 s would pass 2.5 s
+        CHECK(r.attempts() == 3);
+        CHECK(sleeper.sleeps() == std::vector<nanoseconds>{1s, 1s});
+    }
+    SECTION("start()") {
+        context const ctx{1, clock.now() + deadline_in, {}};
+        auto plan = policy.start(ctx);
+        keel::outcome<int> result = keel::failure::from(keel::errc::unavailable);
+        std::vector<nanoseconds> delays;
+        while (auto const delay = plan.next_delay(result, false)) {
+            delays.push_back(*delay);
+            clock.advance(*delay);
+        }
+        CHECK(delays == std::vector<nanoseconds>{1s, 1s});
+        CHECK(plan.attempt() == 3);
+    }
 }
 
 TEST_CASE("retry: a retry-after hint lengthens the wait", "[retry]") {

@@ -4,8 +4,9 @@
 // KEEL_ASIO_BOOST is defined to 1 (the keel::asio_boost CMake target does so).
 // Everything else in keel/asio names Asio only as keel::asio::net and uses only
 // what both have: awaitable, co_spawn, this_coro, cancellation signals, slots
-// and states, bind_cancellation_slot, experimental::as_tuple, post, recycling
-// allocators and basic_waitable_timer.
+// and states, bind_cancellation_slot, experimental::as_tuple, post, dispatch,
+// recycling allocators, basic_waitable_timer, and execution_context services
+// (use_service, found through query(executor, execution::context)).
 #pragma once
 
 #include <keel/version.hpp>
@@ -40,11 +41,15 @@
 #include <boost/asio/cancellation_state.hpp>
 #include <boost/asio/cancellation_type.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/dispatch.hpp>
 #include <boost/asio/error.hpp>
+#include <boost/asio/execution/context.hpp>
 #include <boost/asio/execution/outstanding_work.hpp>
+#include <boost/asio/execution_context.hpp>
 #include <boost/asio/experimental/as_tuple.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/prefer.hpp>
+#include <boost/asio/query.hpp>
 #include <boost/asio/recycling_allocator.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -62,12 +67,16 @@
 #include <asio/cancellation_state.hpp>
 #include <asio/cancellation_type.hpp>
 #include <asio/co_spawn.hpp>
+#include <asio/dispatch.hpp>
 #include <asio/error.hpp>
 #include <asio/error_code.hpp>
+#include <asio/execution/context.hpp>
 #include <asio/execution/outstanding_work.hpp>
+#include <asio/execution_context.hpp>
 #include <asio/experimental/as_tuple.hpp>
 #include <asio/post.hpp>
 #include <asio/prefer.hpp>
+#include <asio/query.hpp>
 #include <asio/recycling_allocator.hpp>
 #include <asio/this_coro.hpp>
 #include <asio/use_awaitable.hpp>
