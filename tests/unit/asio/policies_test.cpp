@@ -393,7 +393,7 @@ TEST_CASE("async timeout on keel::steady_clock: io_context::run() returns once t
     CHECK_FALSE(queue->armed_at());
 }
 
-TEST_CASE("async timeouts on two strands of a 2-thread io_context share the context's timer; "
+TEST_CASE("async timeouts on two strands of a 2-thread io_context share the context's timer, "
           "each expired call is cancelled on its own strand",
           "[asio][timeout][concurrency]") {
     net::io_context io{2};
