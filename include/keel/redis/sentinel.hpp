@@ -48,7 +48,9 @@ struct sentinel_options {
     std::vector<endpoint> sentinels{};
     /// Options of the master's pool; `master.connection.host` and `port` are
     /// replaced by the discovered master's. Defaults as keel::redis::pool's. The
-    /// sentinels are asked with the same connect and command timeouts.
+    /// sentinels are asked with the same connect and command timeouts; a
+    /// keel::redis::async_sentinel's connection to the master uses `master.connection`
+    /// too (the pool serves its blocking run()).
     pool_options master{};
     /// Password for the sentinels (AUTH), separate from the data nodes' as in
     /// envoyproxy/ratelimit's REDIS_SENTINEL_AUTH. Default empty: none.
