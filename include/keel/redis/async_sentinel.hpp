@@ -140,42 +140,39 @@ private:
 
         void run_async(script const& lua, std::string_view key,
                        std::span<std::string_view const> args, run_handler done) {
-            std::shared_ptr<async_connection> master;
-            bool first = false;
-            {
-                std::lock_guard lock{mutex};
-                if (!current) {
-                    waiting w{&lua,
-                              std::string{key},
-                              {args.begin(), args.end()},
-                              std::move(done),
-                              ++waiting_ids};
-                    std::uint64_t const id = w.id;
-                    queue.push_back(std::move(w));
-                    first = !looking;
-                    looking = true;
-                    nodes.after(lookup.options().master.connection.command_timeout,
-                                [self = weak_from_this(), id] {
-                                    if (auto const c = self.lock()) {
-                                        c->expire(id);
-                                    }
-                                });
-                } else {
-                    master = current;
+            std::unique_lock lock{mutex};
+            if (!current) {
+                bool const first = !looking;
+                looking = true;
+                wait_locked(lua, key, args, std::move(done));
+                lock.unlock();
+                if (first) {
+                    look_up(true, {});
                 }
-            }
-            if (first) {
-                look_up(true, {});
                 return;
             }
-            if (!master) {
-                return;
-            }
+            std::shared_ptr<async_connection> const master = current;
+            lock.unlock();
             std::chrono::milliseconds const recheck = lookup.options().recheck_interval;
             if (recheck.count() > 0) {
                 look_up_if_due(recheck);
             }
             send(*master, lua, key, args, std::move(done));
+        }
+
+        /// Queues a decision until the look-up running ends, failing it with
+        /// errc::timeout after its command_timeout. Needs `mutex` held.
+        void wait_locked(script const& lua, std::string_view key,
+                         std::span<std::string_view const> args, run_handler done) {
+            std::uint64_t const id = ++waiting_ids;
+            queue.push_back(
+                {&lua, std::string{key}, {args.begin(), args.end()}, std::move(done), id});
+            nodes.after(lookup.options().master.connection.command_timeout,
+                        [self = weak_from_this(), id] {
+                            if (auto const c = self.lock()) {
+                                c->expire(id);
+                            }
+                        });
         }
 
         void send(async_connection& master, script const& lua, std::string_view key,
