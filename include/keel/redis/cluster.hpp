@@ -22,6 +22,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <limits>
 #include <memory>
 #include <mutex>
@@ -131,61 +132,73 @@ public:
     outcome<reply> run(script const& lua, std::span<std::string_view const> keys,
                        std::span<std::string_view const> args) {
         std::uint16_t const slot = keys.empty() ? 0 : hash_slot(keys.front());
-        node* n = owner(slot);
-        if (n == nullptr) {
+        redirects a{owner(slot)};
+        if (a.at == nullptr) {
             refresh_now(refresh_mode::wait);
-            n = owner(slot);
-            if (n == nullptr) {
+            a.at = owner(slot);
+            if (a.at == nullptr) {
                 return failure::from(errc::unavailable); // no node serves the slot
             }
         }
         std::string_view const asking[] = {"ASKING"};
-        bool ask = false;
-        bool retried = false;
-        int redirects = 0;
         for (;;) {
-            outcome<reply> r = run_on(*n, lua, keys, args,
-                                      ask ? std::span<std::string_view const>{asking}
-                                          : std::span<std::string_view const>{});
-            if (!r) {
-                // The master may have failed over: read the map again, at a bounded pace.
-                refresh_now(refresh_mode::paced);
-                return r;
-            }
-            if (!r->is_error()) {
-                return r;
-            }
-            std::string_view const text = r->text();
-            if (auto const to = detail::parse_redirect(text, n->address.host)) {
-                if (redirects++ >= m_options.max_redirects) {
-                    return r;
-                }
-                node* const next = node_at(to->to);
-                if (next == nullptr) {
-                    return r; // beyond max_nodes
-                }
-                ask = to->ask;
-                if (ask) {
-                    m_asks.fetch_add(1, std::memory_order_relaxed);
-                } else {
-                    m_moved.fetch_add(1, std::memory_order_relaxed);
-                    // Many slots probably moved: read the whole map (one thread at a
-                    // time, the others go on), and trust this answer for its slot
-                    // whatever the map said.
-                    refresh_now(refresh_mode::try_now);
-                    m_slots[to->slot].store(index_plus_one(*next), std::memory_order_release);
-                }
-                n = next;
-                continue;
-            }
-            if (text.starts_with("TRYAGAIN") && !retried) {
-                retried = true;
-                m_tryagains.fetch_add(1, std::memory_order_relaxed);
+            outcome<reply> r = run_at(*a.at, lua, keys, args,
+                                      a.ask ? std::span<std::string_view const>{asking}
+                                            : std::span<std::string_view const>{});
+            switch (follow(r, a, [this](refresh_mode mode) { refresh_now(mode); })) {
+            case next_step::answer: return r;
+            case next_step::resend_later:
                 std::this_thread::sleep_for(m_options.tryagain_delay);
-                continue;
+                break;
+            case next_step::resend: break;
             }
-            return r; // CLUSTERDOWN, CROSSSLOT, a script error: Redis cannot decide
         }
+    }
+
+    /// What the cluster's decisions need from an event loop to run without
+    /// blocking it (keel::redis::async_cluster gives it: a connection per node on
+    /// the loop, a worker thread, the loop's timers).
+    class event_loop {
+    public:
+        event_loop() = default;
+        event_loop(event_loop const&) = delete;
+        event_loop& operator=(event_loop const&) = delete;
+        virtual ~event_loop() = default;
+        /// Sends `lua` with `keys` and `args` to the master at `node`, with ASKING
+        /// right ahead when `asking`, and passes its answer to `done` on the loop.
+        virtual void send(endpoint const& node, script const& lua,
+                          std::span<std::string_view const> keys,
+                          std::span<std::string_view const> args, bool asking,
+                          run_handler done) = 0;
+        /// Runs `job` (it may block: it reads the slot map) off the loop, then
+        /// `then` on the loop.
+        virtual void offload(std::function<void()> job, std::function<void()> then) = 0;
+        /// Calls `then` on the loop after `delay`.
+        virtual void after(std::chrono::milliseconds delay, std::function<void()> then) = 0;
+    };
+
+    /// Runs `lua` with the one key `key` as run() does, following the same
+    /// redirects through `loop` without blocking the calling thread: the slot map
+    /// is read off the loop (a decision whose slot's master is unknown waits for
+    /// that read), and TRYAGAIN's wait is a timer. `done` gets the answer on the
+    /// loop. The cluster and `loop` must outlive the answer.
+    void run_on(event_loop& loop, script const& lua, std::string_view key,
+                std::span<std::string_view const> args, run_handler done) {
+        auto call = std::make_shared<loop_call>(loop, lua, key, args, std::move(done));
+        call->state.at = owner(hash_slot(key));
+        if (call->state.at != nullptr) {
+            send_on(std::move(call));
+            return;
+        }
+        loop.offload([this] { refresh_now(refresh_mode::wait); },
+                     [this, call]() mutable {
+                         call->state.at = owner(hash_slot(call->key));
+                         if (call->state.at == nullptr) {
+                             call->done(failure::from(errc::unavailable));
+                             return;
+                         }
+                         send_on(std::move(call));
+                     });
     }
 
     /// Returns max_nodes: each node's route is its index in discovery order.
@@ -302,10 +315,117 @@ private:
         return n;
     }
 
-    static outcome<reply> run_on(node& n, script const& lua, std::span<std::string_view const> keys,
+    static outcome<reply> run_at(node& n, script const& lua, std::span<std::string_view const> keys,
                                  std::span<std::string_view const> args,
                                  std::span<std::string_view const> before) {
         return n.connections.run(lua, keys, args, before);
+    }
+
+    /// Where one decision stands while it follows redirects.
+    struct redirects {
+        node* at = nullptr;   ///< The node the script goes to next.
+        bool ask = false;     ///< Send ASKING right ahead (after an ASK).
+        bool retried = false; ///< TRYAGAIN was retried already.
+        int followed = 0;     ///< MOVED and ASK redirects followed.
+    };
+
+    /// What follows an answer: return it, send again (to `redirects::at`), or send
+    /// again after tryagain_delay.
+    enum class next_step : std::uint8_t { answer, resend, resend_later };
+
+    /// Decides what follows `r`, the answer of `a.at`, for both ways of running a
+    /// decision: MOVED (the map is refreshed and trusted for that slot at once) and
+    /// ASK redirect `a`, TRYAGAIN is retried once, a transport failure refreshes the
+    /// map at a bounded pace and is the answer, as is every other error (CLUSTERDOWN,
+    /// CROSSSLOT, a script error, too many redirects: Redis cannot decide).
+    /// `refresh(mode)` reads the slot map (at once in run(), off the loop in an
+    /// event loop's).
+    template <class Refresh>
+    next_step follow(outcome<reply> const& r, redirects& a, Refresh&& refresh) {
+        if (!r) {
+            // The master may have failed over: read the map again, at a bounded pace.
+            refresh(refresh_mode::paced);
+            return next_step::answer;
+        }
+        if (!r->is_error()) {
+            return next_step::answer;
+        }
+        std::string_view const text = r->text();
+        if (auto const to = detail::parse_redirect(text, a.at->address.host)) {
+            if (a.followed++ >= m_options.max_redirects) {
+                return next_step::answer;
+            }
+            node* const next = node_at(to->to);
+            if (next == nullptr) {
+                return next_step::answer; // beyond max_nodes
+            }
+            a.ask = to->ask;
+            if (a.ask) {
+                m_asks.fetch_add(1, std::memory_order_relaxed);
+            } else {
+                m_moved.fetch_add(1, std::memory_order_relaxed);
+                // Many slots probably moved: read the whole map (one thread at a
+                // time, the others go on), and trust this answer for its slot
+                // whatever the map said.
+                refresh(refresh_mode::try_now);
+                m_slots[to->slot].store(index_plus_one(*next), std::memory_order_release);
+            }
+            a.at = next;
+            return next_step::resend;
+        }
+        if (text.starts_with("TRYAGAIN") && !a.retried) {
+            a.retried = true;
+            m_tryagains.fetch_add(1, std::memory_order_relaxed);
+            return next_step::resend_later;
+        }
+        return next_step::answer;
+    }
+
+    /// One decision run through an event loop: what its resends need, owned.
+    struct loop_call {
+        loop_call(event_loop& l, script const& s, std::string_view k,
+                  std::span<std::string_view const> a, run_handler d)
+            : loop(l), lua(s), key(k), args(a.begin(), a.end()), done(std::move(d)) {
+            views.assign(args.begin(), args.end());
+        }
+        event_loop& loop;
+        script const& lua;
+        std::string key;
+        std::vector<std::string> args;
+        std::vector<std::string_view> views;
+        run_handler done;
+        redirects state{};
+    };
+
+    void send_on(std::shared_ptr<loop_call> call) {
+        std::string_view const keys[] = {call->key};
+        node const& n = *call->state.at;
+        call->loop.send(n.address, call->lua, keys, call->views, call->state.ask,
+                        [this, call](outcome<reply> r) mutable { answered(std::move(call), r); });
+    }
+
+    void answered(std::shared_ptr<loop_call> call, outcome<reply>& r) {
+        auto const offload_refresh = [this, &call](refresh_mode mode) {
+            // At most one read queued at a time: a migration's burst of MOVED needs one.
+            if (!m_loop_refresh_queued.exchange(true, std::memory_order_acq_rel)) {
+                call->loop.offload(
+                    [this, mode] {
+                        m_loop_refresh_queued.store(false, std::memory_order_release);
+                        refresh_now(mode);
+                    },
+                    [] {});
+            }
+        };
+        switch (follow(r, call->state, offload_refresh)) {
+        case next_step::answer: call->done(std::move(r)); return;
+        case next_step::resend: send_on(std::move(call)); return;
+        case next_step::resend_later: {
+            event_loop& loop = call->loop;
+            loop.after(m_options.tryagain_delay,
+                       [this, call]() mutable { send_on(std::move(call)); });
+            return;
+        }
+        }
     }
 
     enum class refresh_mode : std::uint8_t {
@@ -392,6 +512,7 @@ private:
     std::atomic<std::uint64_t> m_asks{0};
     std::atomic<std::uint64_t> m_tryagains{0};
     std::atomic<std::uint64_t> m_refreshes{0};
+    std::atomic<bool> m_loop_refresh_queued{false};
 };
 
 } // namespace redis

@@ -61,7 +61,7 @@ auto scripted_op(keel::manual_clock clock, std::vector<script> const& scripts, t
 
 } // namespace
 
-TEST_CASE("keel::hedge starts a hedge after the delay; the first success wins and the loser "
+TEST_CASE("keel::hedge starts a hedge after the delay, the first success wins and the loser "
           "is cancelled and awaited before the call returns",
           "[asio][hedge]") {
     keel::manual_clock clock;
@@ -114,7 +114,7 @@ TEST_CASE("keel::hedge starts the next hedge at once when an attempt fails, and 
     CHECK(clock.now().time_since_epoch() == 20ms);
 }
 
-TEST_CASE("keel::hedge with delay 0 starts every attempt at once; with delay_generator each "
+TEST_CASE("keel::hedge with delay 0 starts every attempt at once, with delay_generator each "
           "hedge waits its own delay",
           "[asio][hedge]") {
     keel::manual_clock clock;

@@ -140,7 +140,7 @@ TEST_CASE("async guard(limiter) awaits a limiter's async_try_acquire instead of 
 }
 
 TEST_CASE("asio::async_try_acquire: cancelling the awaiting operation ends the wait with "
-          "errc::cancelled at once; the later answer is dropped",
+          "errc::cancelled at once, the later answer is dropped",
           "[asio][limiter]") {
     keel::manual_clock clock;
     net::io_context io;

@@ -251,7 +251,7 @@ TEST_CASE("gcra: an unsatisfiable request's RateLimit value is the state's", "[l
     CHECK(keel::ratelimit_value("default", u) == "\"default\";r=3;t=2");
 }
 
-TEMPLATE_TEST_CASE("reset is exact: the quota is whole then, or with nothing left a permit frees; "
+TEMPLATE_TEST_CASE("reset is exact: the quota is whole then, or with nothing left a permit frees, "
                    "a refusal's reset is its retry_after",
                    "[limiter]", KEEL_ALL_LIMITERS) {
     manual_clock clock;

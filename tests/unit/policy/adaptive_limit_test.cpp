@@ -99,7 +99,7 @@ TEST_CASE("adaptive_limit: a window of more than 10 samples past its end feeds t
     CHECK(f.limit.limit() == 22);
 }
 
-TEST_CASE("adaptive_limit: dropped calls lower an AIMD limit; fast samples are ignored",
+TEST_CASE("adaptive_limit: dropped calls lower an AIMD limit, fast samples are ignored",
           "[adaptive_limit]") {
     fixture f{{.algorithm = keel::aimd_options{.initial_limit = 30, .min_limit = 1},
                .window = {.min_window = 100ms, .max_window = 100ms}}};
@@ -759,7 +759,7 @@ std::string svg_chart(scenario const& s,
 } // namespace
 
 TEST_CASE("adaptive_limit: on an M/M/c downstream offered 2 C, the limit settles, keeps goodput "
-          "and latency, and rises back; fixed bulkheads 4x off and no limit do not",
+          "and latency, and rises back, fixed bulkheads 4x off and no limit do not",
           "[adaptive_limit][proof]") {
     scenario const s;
     double const c_rps = s.capacity_rps(); // 2000 calls/s: 20 servers, 10 ms each

@@ -158,7 +158,7 @@ TEST_CASE("redis::async_connection: keel::asio::resilient with keel::guard(redis
     }
 }
 
-TEST_CASE("redis::async_connection: a frozen server never stalls the event loop; every decision "
+TEST_CASE("redis::async_connection: a frozen server never stalls the event loop, every decision "
           "ends within its timeout and decisions return to Redis after SIGCONT",
           "[redis][async]") {
     keel_test::redis_server server;
@@ -281,7 +281,7 @@ TEST_CASE("redis::async_connection: cancelling the awaiting operation ends an in
     CHECK(took < 200ms); // not the 500 ms command timeout
 }
 
-TEST_CASE("redis::async_connection: a refused connection lets the failure policy answer; "
+TEST_CASE("redis::async_connection: a refused connection lets the failure policy answer, "
           "decisions return to Redis once the server runs",
           "[redis][async]") {
     keel_test::redis_server server;
@@ -362,7 +362,7 @@ TEST_CASE("redis::async_connection: a server restart between decisions goes unno
     CHECK(keel::redis::gcra::lua().loads() == loads + 1);
 }
 
-TEST_CASE("redis::async_connection: AUTH and SELECT are sent on connect; a wrong password "
+TEST_CASE("redis::async_connection: AUTH and SELECT are sent on connect, a wrong password "
           "fails over to the policy",
           "[redis][async]") {
     keel_test::redis_server server;
@@ -435,7 +435,7 @@ TEST_CASE("redis::async_connection: NOSCRIPT after SCRIPT FLUSH is answered with
 }
 
 TEST_CASE("redis::async_connection: blocking try_acquire from four threads shares the loop's "
-          "connection and admits exactly the limit; on the strand it refuses to wait",
+          "connection and admits exactly the limit, on the strand it refuses to wait",
           "[redis][async][concurrency]") {
     net::io_context io;
     auto work = net::make_work_guard(io);

@@ -372,7 +372,7 @@ TEST_CASE("redis::cluster: TRYAGAIN (two keys of a migrating slot, one moved) is
     CHECK(redis.stats().moved == 1);
 }
 
-TEST_CASE("redis::cluster: CROSSSLOT needs two keys on two slots; keel's limiters send one "
+TEST_CASE("redis::cluster: CROSSSLOT needs two keys on two slots, keel's limiters send one "
           "key, so names and keys with braces still decide",
           "[redis][cluster]") {
     auto const c = keel_test::redis_cluster::shared();
@@ -419,7 +419,7 @@ TEST_CASE("redis::cluster: 4 processes share per-key limits spread over the thre
 }
 
 TEST_CASE("redis::cluster: a killed master sends its keys to the failure policy and opens only "
-          "its breaker; the other masters keep deciding",
+          "its breaker, the other masters keep deciding",
           "[redis][cluster]") {
     auto const c = keel_test::redis_cluster::start_private();
     REQUIRE(c.running());

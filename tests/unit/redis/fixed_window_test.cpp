@@ -201,7 +201,7 @@ TEST_CASE("redis::fixed_window: options out of range are rejected", "[redis][fix
                     std::invalid_argument);
 }
 
-TEST_CASE("redis::fixed_window: the state is one string; a key of another type (an older "
+TEST_CASE("redis::fixed_window: the state is one string, a key of another type (an older "
           "keel's hash) is left to the failure policy",
           "[redis][fixed_window]") {
     keel::redis::pool redis{keel_test::shared_pool()};

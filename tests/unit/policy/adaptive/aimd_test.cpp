@@ -30,7 +30,7 @@ TEST_CASE("aimd_limit: a drop multiplies by the backoff ratio (AIMDLimitTest.dec
     CHECK(limit.update({.rtt = 0ns, .in_flight = 0, .dropped = true}) == 27);
 }
 
-TEST_CASE("aimd_limit: an RTT above the timeout counts as a drop; the limit stays in [min, max]",
+TEST_CASE("aimd_limit: an RTT above the timeout counts as a drop, the limit stays in [min, max]",
           "[aimd]") {
     keel::aimd_limit limit{{.initial_limit = 30, .min_limit = 25, .max_limit = 31, .timeout = 1s}};
     CHECK(limit.update({.rtt = 1s + 1ns, .in_flight = 30}) == 27);
