@@ -111,7 +111,12 @@ public:
     /// Looks the master up now on the calling thread (blocking; waits for a look-up
     /// already running); returns true if a sentinel named a server whose ROLE is
     /// master. Later decisions go there.
-    bool resolve() { return m_core->lookup.resolve(); }
+    bool resolve() {
+        bool const found = m_core->lookup.resolve();
+        std::lock_guard lock{m_core->mutex};
+        m_core->adopt_locked();
+        return found;
+    }
 
     /// Returns the counters.
     statistics stats() const noexcept { return m_core->lookup.stats(); }
@@ -142,6 +147,9 @@ private:
                        std::span<std::string_view const> args, run_handler done) {
             std::unique_lock lock{mutex};
             if (!current) {
+                adopt_locked(); // resolve() or the blocking run() may have found one
+            }
+            if (!current) {
                 bool const first = !looking;
                 looking = true;
                 wait_locked(lua, key, args, std::move(done));
@@ -158,6 +166,14 @@ private:
                 look_up_if_due(recheck);
             }
             send(*master, lua, key, args, std::move(done));
+        }
+
+        /// Points later decisions at the master the last look-up found, if any.
+        /// Needs `mutex` held.
+        void adopt_locked() {
+            if (std::optional<endpoint> const known = lookup.master()) {
+                current = nodes.at(*known);
+            }
         }
 
         /// Queues a decision until the look-up running ends, failing it with
@@ -207,29 +223,22 @@ private:
         /// points later decisions at the master found and sends (or fails) those
         /// that waited. The caller has set `looking`.
         void look_up(bool wait, std::chrono::milliseconds pace) {
-            auto found = std::make_shared<std::optional<endpoint>>();
-            nodes.offload(
-                [this, found, wait, pace] {
-                    lookup.resolve_now(wait, pace);
-                    *found = lookup.master();
-                },
-                [self = weak_from_this(), found] {
-                    if (auto const c = self.lock()) {
-                        c->looked_up(*found);
-                    }
-                });
+            nodes.offload([this, wait, pace] { lookup.resolve_now(wait, pace); },
+                          [self = weak_from_this()] {
+                              if (auto const c = self.lock()) {
+                                  c->looked_up();
+                              }
+                          });
         }
 
-        void looked_up(std::optional<endpoint> const& found) {
-            std::shared_ptr<async_connection> const master =
-                found ? nodes.at(*found) : std::shared_ptr<async_connection>{};
+        void looked_up() {
+            std::shared_ptr<async_connection> master;
             std::deque<waiting> ready;
             {
                 std::lock_guard lock{mutex};
                 looking = false;
-                if (master) {
-                    current = master;
-                }
+                adopt_locked();
+                master = current;
                 ready.swap(queue);
             }
             for (waiting& w : ready) {
