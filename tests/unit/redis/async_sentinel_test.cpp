@@ -200,6 +200,36 @@ TEST_CASE("redis::async_sentinel: a look-up slower than command_timeout fails th
     CHECK(took < 300ms);
 }
 
+TEST_CASE("redis::async_sentinel: when no sentinel names a master the waiting decisions fail "
+          "with errc::unavailable and the next decision looks again",
+          "[redis][sentinel][async]") {
+    net::io_context io;
+    keel::redis::async_sentinel redis{io.get_executor(),
+                                      {.master_name = "keel-master",
+                                       .sentinels = {{"127.0.0.1", 1}}, // refused
+                                       .master = {.connection = {.connect_timeout = 100ms}}}};
+    keel::redis::script const ping{"return 1"};
+    std::vector<keel::outcome<keel::redis::reply>> answers;
+    for (int i = 0; i < 2; ++i) {
+        redis.run_async(ping, "k", {}, [&](keel::outcome<keel::redis::reply> r) {
+            answers.push_back(std::move(r));
+            if (answers.size() == 2) {
+                redis.run_async(ping, "k", {}, [&](keel::outcome<keel::redis::reply> again) {
+                    answers.push_back(std::move(again));
+                });
+            }
+        });
+    }
+    run_all(io);
+    REQUIRE(answers.size() == 3);
+    for (auto const& r : answers) {
+        REQUIRE_FALSE(r);
+        CHECK(r.failure().is(keel::errc::unavailable));
+    }
+    CHECK_FALSE(redis.master());
+    CHECK(redis.stats().lookups == 0);
+}
+
 TEST_CASE_METHOD(failover_fixture,
                  "redis::async_sentinel: the master killed, decisions fall back to the policy "
                  "and return to Redis after the promotion while a 1 ms heartbeat on the loop "
