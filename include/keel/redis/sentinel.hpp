@@ -9,6 +9,7 @@
 
 #include <keel/core/error.hpp>
 #include <keel/core/outcome.hpp>
+#include <keel/detail/time.hpp>
 #include <keel/detail/validate.hpp>
 #include <keel/redis/connection.hpp>
 #include <keel/redis/pool.hpp>
@@ -35,7 +36,9 @@ KEEL_BEGIN_NAMESPACE
 
 namespace redis {
 
-/// Configures a keel::redis::sentinel.
+class async_sentinel;
+
+/// Configures a keel::redis::sentinel (and a keel::redis::async_sentinel).
 struct sentinel_options {
     /// The name the sentinels monitor the master under (`sentinel monitor <name>
     /// ...`). Required: must not be empty.
@@ -45,7 +48,9 @@ struct sentinel_options {
     std::vector<endpoint> sentinels{};
     /// Options of the master's pool; `master.connection.host` and `port` are
     /// replaced by the discovered master's. Defaults as keel::redis::pool's. The
-    /// sentinels are asked with the same connect and command timeouts.
+    /// sentinels are asked with the same connect and command timeouts; a
+    /// keel::redis::async_sentinel's connection to the master uses `master.connection`
+    /// too (the pool serves its blocking run()).
     pool_options master{};
     /// Password for the sentinels (AUTH), separate from the data nodes' as in
     /// envoyproxy/ratelimit's REDIS_SENTINEL_AUTH. Default empty: none.
@@ -93,7 +98,8 @@ public:
     };
 
     /// Stores `options` (validated; throws std::invalid_argument naming the field).
-    explicit sentinel(sentinel_options options) : m_options(validated(std::move(options))) {}
+    explicit sentinel(sentinel_options options)
+        : sentinel(std::move(options), "keel::redis::sentinel") {}
 
     /// Returns the options.
     sentinel_options const& options() const noexcept { return m_options; }
@@ -113,7 +119,7 @@ public:
             }
         }
         outcome<reply> r = master->connections.run(lua, key, args);
-        if (!r || (r->is_error() && r->text().starts_with("READONLY"))) {
+        if (calls_for_lookup(r)) {
             resolve_now(false, m_options.resolve_interval);
         }
         return r;
@@ -140,6 +146,13 @@ public:
     }
 
 private:
+    // keel::redis::async_sentinel runs the same look-ups (on a worker thread), and
+    // this class's blocking run() for its own.
+    friend class async_sentinel;
+
+    sentinel(sentinel_options options, std::string_view component)
+        : m_options(validated(std::move(options), component)) {}
+
     struct current {
         current(endpoint a, pool_options const& o)
             : address(std::move(a)), connections(pool_options_at(o, address)) {}
@@ -147,8 +160,7 @@ private:
         pool connections;
     };
 
-    static sentinel_options validated(sentinel_options o) {
-        constexpr std::string_view component = "keel::redis::sentinel";
+    static sentinel_options validated(sentinel_options o, std::string_view component) {
         if (o.master_name.empty()) {
             keel::detail::invalid_configuration(component, "master_name must not be empty");
         }
@@ -196,14 +208,31 @@ private:
         return c;
     }
 
-    /// Asks the sentinels; `wait` false skips within `pace` of the last look-up
-    /// or while another runs. Returns true if a master was found.
+    /// Returns true if an answer means the master may have moved: a transport
+    /// failure, or READONLY (the server was demoted to a replica).
+    static bool calls_for_lookup(outcome<reply> const& r) {
+        return !r || (r->is_error() && r->text().starts_with("READONLY"));
+    }
+
+    static std::int64_t now_ns() noexcept {
+        return keel::detail::to_ns(std::chrono::steady_clock::now());
+    }
+
+    /// Returns true if the last look-up began at least `pace` ago (resolve_now
+    /// with `wait` false would ask the sentinels). Cheap: one atomic load.
+    bool due(std::chrono::milliseconds pace) const noexcept { return due(pace, now_ns()); }
+
+    bool due(std::chrono::milliseconds pace, std::int64_t now) const noexcept {
+        return now - m_last_lookup.load(std::memory_order_relaxed) >=
+               std::chrono::nanoseconds{pace}.count();
+    }
+
+    /// Asks the sentinels (blocking: sentinel round trips and a ROLE); `wait` false
+    /// skips unless due(pace), or while another look-up runs. Returns true if a
+    /// master was found.
     bool resolve_now(bool wait, std::chrono::milliseconds pace) {
-        std::int64_t const now = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                     std::chrono::steady_clock::now().time_since_epoch())
-                                     .count();
-        if (!wait && now - m_last_lookup.load(std::memory_order_relaxed) <
-                         std::chrono::nanoseconds{pace}.count()) {
+        std::int64_t const now = now_ns();
+        if (!wait && !due(pace, now)) {
             return false;
         }
         std::unique_lock lock{m_resolve_mutex, std::defer_lock};
