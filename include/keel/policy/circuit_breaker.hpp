@@ -213,8 +213,8 @@ struct circuit_metrics {
 /// One breaker guards one dependency and is shared by reference by every caller;
 /// it is neither copyable nor movable. All member functions are thread-safe.
 /// Admission and recording while CLOSED or DISABLED are lock-free (a load, a
-/// compare-and-swap or two); transitions and HALF_OPEN outcomes take a mutex, and
-/// listeners run after it is released. State changes are evaluated lazily, as
+/// compare-and-swap or two, and a relaxed add for the totals); transitions and HALF_OPEN outcomes
+/// take a mutex, and listeners run after it is released. State changes are evaluated lazily, as
 /// functions of the clock: OPEN becomes HALF_OPEN at the first try_acquire() after
 /// the reset timeout; no thread or timer runs in the background.
 ///
