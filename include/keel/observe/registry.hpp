@@ -531,6 +531,9 @@ inline registry::registry(registry_options options) : m_options(std::move(option
 
 template <observable_breaker B>
 void registry::add(std::string name, B& breaker, std::vector<label> labels) {
+    if constexpr (requires { breaker.count_totals(); }) {
+        breaker.count_totals(); // a breaker counts its completions only once observed
+    }
     detail::registry_entry e;
     e.kind = component_kind::circuit_breaker;
     e.name = std::move(name);

@@ -195,9 +195,11 @@ struct circuit_metrics {
     /// Time until an OPEN breaker admits a probe; empty in every other state.
     std::optional<std::chrono::nanoseconds> time_until_half_open{};
     std::uint32_t consecutive_openings = 0; ///< Openings since the last close (the backoff's k).
-    /// Admitted calls completed as successes since construction, in every state (half-open
-    /// probes, and late outcomes the window drops, included). Monotonic, as the other
-    /// `total_` counts and `rejected_calls`: a rate() of them is the breaker's traffic.
+    /// Admitted calls completed as successes since count_totals() was first called (all
+    /// the `total_` counts are zero before; keel::observe::registry calls it when the
+    /// breaker is registered), in every state (half-open probes, and late outcomes the
+    /// window drops, included). Monotonic, as `rejected_calls`: a rate() of them is the
+    /// breaker's traffic.
     std::uint64_t total_successful_calls = 0;
     std::uint64_t total_failed_calls = 0; ///< Admitted calls completed as failures, likewise.
     /// Admitted calls completed as ignored, likewise, permits destroyed without an outcome
@@ -213,10 +215,10 @@ struct circuit_metrics {
 /// One breaker guards one dependency and is shared by reference by every caller;
 /// it is neither copyable nor movable. All member functions are thread-safe.
 /// Admission and recording while CLOSED or DISABLED are lock-free (a load, a
-/// compare-and-swap or two, and a relaxed add for the totals); transitions and HALF_OPEN outcomes
-/// take a mutex, and listeners run after it is released. State changes are evaluated lazily, as
-/// functions of the clock: OPEN becomes HALF_OPEN at the first try_acquire() after
-/// the reset timeout; no thread or timer runs in the background.
+/// compare-and-swap or two; once count_totals() was called, a relaxed add for the totals);
+/// transitions and HALF_OPEN outcomes take a mutex, and listeners run after it is released. State
+/// changes are evaluated lazily, as functions of the clock: OPEN becomes HALF_OPEN at the first
+/// try_acquire() after the reset timeout; no thread or timer runs in the background.
 ///
 /// CLOSED opens when a failure or a slow call is recorded and, with at least
 /// `minimum_calls` calls in the window, the failure rate or the slow-call rate
@@ -302,8 +304,15 @@ public:
         return state_of(m_word.load(std::memory_order_acquire));
     }
 
-    /// Returns a snapshot of the state, the window's counts and rates, the counts since
-    /// construction (rejected, and completed by result) and the time until half-open. The window
+    /// Starts counting completed calls by result for metrics()' `total_` counts; until
+    /// then nothing is counted, so the lock-free completion pays no atomic add
+    /// (keel::observe::registry calls this when the breaker is registered, as it calls
+    /// a limiter's count_decisions()). Idempotent; thread-safe.
+    void count_totals() noexcept { m_totals.counting.store(true, std::memory_order_relaxed); }
+
+    /// Returns a snapshot of the state, the window's counts and rates, the rejected count
+    /// since construction, the completed calls by result since count_totals() and the
+    /// time until half-open. The window
     /// read is the one the last CLOSED or DISABLED period filled (time-based windows are read at
     /// now).
     circuit_metrics metrics() const {
@@ -585,11 +594,15 @@ private:
     KEEL_ALWAYS_INLINE void complete(std::uint64_t generation, circuit_state admitted_in,
                                      circuit_result result, std::chrono::nanoseconds elapsed,
                                      std::int64_t end_ns) noexcept {
-        // Every completed permit counts here, before any outcome can be dropped.
-        m_totals.completed[static_cast<std::size_t>(result)].fetch_add(1,
-                                                                       std::memory_order_relaxed);
-        if (result != circuit_result::ignored && elapsed > m_options.slow_call_duration) {
-            m_totals.slow.fetch_add(1, std::memory_order_relaxed);
+        // Every completed permit counts here, before any outcome can be dropped; only
+        // once count_totals() was called: the add costs about as much as the rest of
+        // the lock-free completion (bench/circuit_breaker_bench.cpp).
+        if (m_totals.counting.load(std::memory_order_relaxed)) [[unlikely]] {
+            m_totals.completed[static_cast<std::size_t>(result)].fetch_add(
+                1, std::memory_order_relaxed);
+            if (result != circuit_result::ignored && elapsed > m_options.slow_call_duration) {
+                m_totals.slow.fetch_add(1, std::memory_order_relaxed);
+            }
         }
         if (admitted_in == circuit_state::half_open) {
             complete_probe(generation, result, elapsed);
@@ -808,10 +821,12 @@ private:
     std::atomic<std::uint32_t> m_probes_recorded{0};
     std::atomic<std::uint32_t> m_consecutive_openings{0};
 
-    // The counts since construction, relaxed: each is only ever read alone. Their own
+    // The counts (rejections since construction, completions since count_totals()),
+    // relaxed: each is only ever read alone. Their own
     // line, written once per completion (and rejection): the window's aggregate word
     // has no spare bits, and m_word's line must stay read-mostly for admissions.
     struct totals_since_construction {
+        std::atomic<bool> counting{false}; // count_totals() was called
         std::atomic<std::uint64_t> rejected{0};
         std::array<std::atomic<std::uint64_t>, 3> completed{}; // indexed by circuit_result
         std::atomic<std::uint64_t> slow{0};

@@ -547,10 +547,14 @@ TEST_CASE("circuit_breaker drops outcomes of calls admitted before the state cha
     CHECK(f.breaker.generation() == 5);
 }
 
-TEST_CASE("circuit_breaker metrics count completed calls by result and rejections since "
-          "construction",
+TEST_CASE("circuit_breaker metrics count rejections since construction, and completed calls by "
+          "result once count_totals() was called",
           "[circuit_breaker]") {
     fixture f;
+    REQUIRE(f.call(circuit_result::failure)); // before count_totals(): not in the totals
+    f.breaker.count_totals();
+    f.breaker.count_totals(); // idempotent
+    f.breaker.reset();        // an empty window again; the totals are unaffected
     f.calls(4, circuit_result::success);
     REQUIRE(f.call(circuit_result::success, 2s)); // slow
     REQUIRE(f.call(circuit_result::ignored));
@@ -591,10 +595,25 @@ TEST_CASE("circuit_breaker metrics count completed calls by result and rejection
     CHECK(after.total_successful_calls == 7);
 }
 
+TEST_CASE("circuit_breaker keeps its completion totals at zero until count_totals(), so an "
+          "unobserved breaker pays no add",
+          "[circuit_breaker]") {
+    fixture f;
+    f.calls(3, circuit_result::success);
+    REQUIRE(f.call(circuit_result::failure));
+    auto const m = f.breaker.metrics();
+    CHECK(m.calls == 4); // the window counts as always
+    CHECK(m.total_successful_calls == 0);
+    CHECK(m.total_failed_calls == 0);
+    CHECK(m.total_ignored_calls == 0);
+    CHECK(m.total_slow_calls == 0);
+}
+
 TEST_CASE("circuit_breaker counts a caller-timed call without a duration as not slow in its "
           "totals",
           "[circuit_breaker]") {
     fixture f;
+    f.breaker.count_totals();
     auto p = f.breaker.try_acquire(keel::call_timing::by_caller);
     f.clock.advance(5s);
     p.success();
@@ -1390,6 +1409,7 @@ TEST_CASE("circuit_breaker totals add up exactly across threads while the state 
     o.max_wait_in_half_open = 0s;
     keel::manual_clock clock;
     keel::basic_circuit_breaker<keel::manual_clock> b{o, clock};
+    b.count_totals();
     constexpr int per_thread = 4000;
     // Per thread: successes, failures, ignored, rejected; slow successes and failures.
     std::vector<std::array<std::uint64_t, 5>> seen(hammer_threads);
