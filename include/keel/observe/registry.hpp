@@ -329,6 +329,21 @@ inline constexpr family_spec breaker_families[] = {
     {"keel_circuit_breaker_not_permitted_calls", metric_type::counter,
      "Calls the circuit breaker rejected without running them.", "",
      KEEL_OBSERVE_PLAIN(breaker_view, v.metrics.rejected_calls), nullptr},
+    {"keel_circuit_breaker_calls", metric_type::counter,
+     "Calls the circuit breaker admitted that completed, by outcome, since it was built.", "",
+     [](exposition_writer& w, registry_entry const& e, component_view const& cv,
+        std::string& scratch) {
+         auto const& m = as<breaker_view>(cv).metrics;
+         labelled(w, e, scratch, "kind", "successful",
+                  static_cast<double>(m.total_successful_calls));
+         labelled(w, e, scratch, "kind", "failed", static_cast<double>(m.total_failed_calls));
+         labelled(w, e, scratch, "kind", "ignored", static_cast<double>(m.total_ignored_calls));
+     },
+     nullptr},
+    {"keel_circuit_breaker_slow_calls", metric_type::counter,
+     "Completed calls (failed or not) slower than the slow-call duration, since the circuit "
+     "breaker was built.",
+     "", KEEL_OBSERVE_PLAIN(breaker_view, v.metrics.total_slow_calls), nullptr},
     {"keel_circuit_breaker_transitions", metric_type::counter,
      "State changes of the circuit breaker since it was registered, by the state entered.", "",
      [](exposition_writer& w, registry_entry const& e, component_view const& cv,
@@ -411,6 +426,17 @@ inline constexpr family_spec bulkhead_families[] = {
      KEEL_OBSERVE_PLAIN(bulkhead_snapshot, v.max_concurrent_calls), nullptr},
     {"keel_bulkhead_max_queued_calls", metric_type::gauge, "The bound of the bulkhead's queue.", "",
      KEEL_OBSERVE_PLAIN(bulkhead_snapshot, v.max_queued_calls), nullptr},
+    {"keel_bulkhead_rejected_calls", metric_type::counter,
+     "Calls the bulkhead turned away since it was built: full on arrival, or after waiting "
+     "in its queue without getting a slot.",
+     "",
+     [](exposition_writer& w, registry_entry const& e, component_view const& cv,
+        std::string& scratch) {
+         auto const& v = as<bulkhead_snapshot>(cv);
+         labelled(w, e, scratch, "kind", "full", static_cast<double>(v.rejected_full));
+         labelled(w, e, scratch, "kind", "after_wait", static_cast<double>(v.rejected_waits));
+     },
+     nullptr},
 };
 
 inline constexpr family_spec retry_budget_families[] = {
@@ -505,6 +531,9 @@ inline registry::registry(registry_options options) : m_options(std::move(option
 
 template <observable_breaker B>
 void registry::add(std::string name, B& breaker, std::vector<label> labels) {
+    if constexpr (requires { breaker.count_totals(); }) {
+        breaker.count_totals(); // a breaker counts its completions only once observed
+    }
     detail::registry_entry e;
     e.kind = component_kind::circuit_breaker;
     e.name = std::move(name);

@@ -48,6 +48,13 @@ struct bulkhead_snapshot {
     int queued = 0;               ///< Calls waiting for one.
     int max_concurrent_calls = 0; ///< The limit.
     int max_queued_calls = 0;     ///< The queue's bound.
+    /// Calls turned away on arrival since construction: no free slot and no room to wait
+    /// (errc::bulkhead_full at once). Monotonic, as `rejected_waits`.
+    std::uint64_t rejected_full = 0;
+    /// Calls that waited in the queue and left it without a slot since construction:
+    /// max_wait ran out (errc::bulkhead_full), or the call was cancelled while waiting
+    /// (errc::cancelled; withdraw() cannot tell the two apart). Always 0 without a queue.
+    std::uint64_t rejected_waits = 0;
 };
 
 /// One call waiting in a bulkhead's queue, as basic_bulkhead::enqueue() and
@@ -106,17 +113,16 @@ public:
     basic_bulkhead(basic_bulkhead const&) = delete;
     basic_bulkhead& operator=(basic_bulkhead const&) = delete;
 
-    /// Takes a slot if one is free and nobody is queued; never waits. Lock-free.
+    /// Takes a slot if one is free and nobody is queued; never waits. Lock-free. Without
+    /// a queue a false return is the call's answer (errc::bulkhead_full in every
+    /// pipeline) and counts in snapshot().rejected_full; with one, the caller goes on to
+    /// enqueue(), which counts.
     bool try_acquire() noexcept {
-        if (m_queued.load(std::memory_order_acquire) != 0) {
-            return false;
+        if (take_free_slot()) [[likely]] {
+            return true;
         }
-        int seen = m_in_flight.load(std::memory_order_relaxed);
-        while (seen < m_options.max_concurrent_calls) {
-            if (m_in_flight.compare_exchange_weak(seen, seen + 1, std::memory_order_acquire,
-                                                  std::memory_order_relaxed)) {
-                return true;
-            }
+        if (m_options.max_queued_calls == 0) {
+            m_rejected_full.fetch_add(1, std::memory_order_relaxed);
         }
         return false;
     }
@@ -161,7 +167,8 @@ public:
     };
 
     /// Takes a slot if one is free and nobody is queued, else puts `w` at the end of
-    /// the queue if it has room. A queued `w` must stay alive until withdraw(w).
+    /// the queue if it has room (full counts in snapshot().rejected_full). A queued `w`
+    /// must stay alive until withdraw(w).
     queue_result enqueue(bulkhead_waiter& w) {
         std::lock_guard lock{m_mutex};
         // Under the lock no release can slip between this check and queueing.
@@ -173,6 +180,7 @@ public:
             }
         }
         if (static_cast<int>(m_waiters.size()) >= m_options.max_queued_calls) {
+            m_rejected_full.fetch_add(1, std::memory_order_relaxed);
             return queue_result::full;
         }
         m_waiters.push_back(&w);
@@ -182,7 +190,8 @@ public:
 
     /// Ends the wait of a queued `w` (its max_wait ran out, its caller gave up, or
     /// it was woken): returns true if release() handed it a slot (pair with
-    /// release()), else takes it out of the queue and returns false.
+    /// release()), else takes it out of the queue, counts it in
+    /// snapshot().rejected_waits and returns false.
     bool withdraw(bulkhead_waiter& w) noexcept {
         std::lock_guard lock{m_mutex};
         if (w.granted) {
@@ -190,23 +199,43 @@ public:
         }
         m_waiters.erase(std::find(m_waiters.begin(), m_waiters.end(), &w));
         m_queued.store(static_cast<int>(m_waiters.size()), std::memory_order_release);
+        m_rejected_waits.fetch_add(1, std::memory_order_relaxed);
         return false;
     }
 
     /// Returns the sleeper queued calls of acquire() wait through.
     Sleeper const& sleeper() const noexcept { return m_sleeper; }
 
-    /// Returns the calls in flight and queued now.
+    /// Returns the calls in flight and queued now, the limits, and the rejections since
+    /// construction.
     bulkhead_snapshot snapshot() const noexcept {
         return {m_in_flight.load(std::memory_order_acquire),
-                m_queued.load(std::memory_order_acquire), m_options.max_concurrent_calls,
-                m_options.max_queued_calls};
+                m_queued.load(std::memory_order_acquire),
+                m_options.max_concurrent_calls,
+                m_options.max_queued_calls,
+                m_rejected_full.load(std::memory_order_relaxed),
+                m_rejected_waits.load(std::memory_order_relaxed)};
     }
 
     /// Returns the options the bulkhead was built with.
     bulkhead_options const& options() const noexcept { return m_options; }
 
 private:
+    // Takes a slot if one is free and nobody is queued; counts nothing.
+    bool take_free_slot() noexcept {
+        if (m_queued.load(std::memory_order_acquire) != 0) {
+            return false;
+        }
+        int seen = m_in_flight.load(std::memory_order_relaxed);
+        while (seen < m_options.max_concurrent_calls) {
+            if (m_in_flight.compare_exchange_weak(seen, seen + 1, std::memory_order_acquire,
+                                                  std::memory_order_relaxed)) {
+                return true;
+            }
+        }
+        return false;
+    }
+
     struct stop_waiter : bulkhead_waiter {
         std::stop_source stop;
     };
@@ -242,6 +271,10 @@ private:
     std::atomic<int> m_queued{0};
     std::mutex m_mutex;
     std::deque<bulkhead_waiter*> m_waiters;
+    // Rejections, relaxed and written only on the rejection paths: off the line of
+    // m_in_flight that every admission writes.
+    alignas(64) std::atomic<std::uint64_t> m_rejected_full{0};
+    std::atomic<std::uint64_t> m_rejected_waits{0};
 };
 
 /// A bulkhead that waits with keel::real_sleeper.
@@ -261,6 +294,10 @@ public:
     template <class Next, class Context>
     auto execute(Next const& next, Context const& ctx) const -> decltype(next(ctx)) {
         if (!m_bulkhead->try_acquire()) {
+            if (m_bulkhead->options().max_queued_calls == 0) {
+                // try_acquire() decided (and counted it); acquire() would decide again.
+                return keel::failure{make_error_code(errc::bulkhead_full), nullptr, std::nullopt};
+            }
             std::error_code code;
             try {
                 code = m_bulkhead->acquire(ctx.stop_token());

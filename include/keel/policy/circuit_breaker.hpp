@@ -23,8 +23,10 @@
 #include <keel/version.hpp>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -193,6 +195,18 @@ struct circuit_metrics {
     /// Time until an OPEN breaker admits a probe; empty in every other state.
     std::optional<std::chrono::nanoseconds> time_until_half_open{};
     std::uint32_t consecutive_openings = 0; ///< Openings since the last close (the backoff's k).
+    /// Admitted calls completed as successes since count_totals() was first called (all
+    /// the `total_` counts are zero before; keel::observe::registry calls it when the
+    /// breaker is registered), in every state (half-open probes, and late outcomes the
+    /// window drops, included). Monotonic, as `rejected_calls`: a rate() of them is the
+    /// breaker's traffic.
+    std::uint64_t total_successful_calls = 0;
+    std::uint64_t total_failed_calls = 0; ///< Admitted calls completed as failures, likewise.
+    /// Admitted calls completed as ignored, likewise, permits destroyed without an outcome
+    /// included.
+    std::uint64_t total_ignored_calls = 0;
+    /// Successes and failures that were slow (longer than slow_call_duration), likewise.
+    std::uint64_t total_slow_calls = 0;
 };
 
 /// Stops calls to a failing or slow dependency: rejects them while OPEN, then lets
@@ -201,10 +215,10 @@ struct circuit_metrics {
 /// One breaker guards one dependency and is shared by reference by every caller;
 /// it is neither copyable nor movable. All member functions are thread-safe.
 /// Admission and recording while CLOSED or DISABLED are lock-free (a load, a
-/// compare-and-swap or two); transitions and HALF_OPEN outcomes take a mutex, and
-/// listeners run after it is released. State changes are evaluated lazily, as
-/// functions of the clock: OPEN becomes HALF_OPEN at the first try_acquire() after
-/// the reset timeout; no thread or timer runs in the background.
+/// compare-and-swap or two; once count_totals() was called, a relaxed add for the totals);
+/// transitions and HALF_OPEN outcomes take a mutex, and listeners run after it is released. State
+/// changes are evaluated lazily, as functions of the clock: OPEN becomes HALF_OPEN at the first
+/// try_acquire() after the reset timeout; no thread or timer runs in the background.
 ///
 /// CLOSED opens when a failure or a slow call is recorded and, with at least
 /// `minimum_calls` calls in the window, the failure rate or the slow-call rate
@@ -290,9 +304,17 @@ public:
         return state_of(m_word.load(std::memory_order_acquire));
     }
 
-    /// Returns a snapshot of the state, the window's counts and rates, the rejected
-    /// count and the time until half-open. The window read is the one the last
-    /// CLOSED or DISABLED period filled (time-based windows are read at now).
+    /// Starts counting completed calls by result for metrics()' `total_` counts; until
+    /// then nothing is counted, so the lock-free completion pays no atomic add
+    /// (keel::observe::registry calls this when the breaker is registered, as it calls
+    /// a limiter's count_decisions()). Idempotent; thread-safe.
+    void count_totals() noexcept { m_totals.counting.store(true, std::memory_order_relaxed); }
+
+    /// Returns a snapshot of the state, the window's counts and rates, the rejected count
+    /// since construction, the completed calls by result since count_totals() and the
+    /// time until half-open. The window
+    /// read is the one the last CLOSED or DISABLED period filled (time-based windows are read at
+    /// now).
     circuit_metrics metrics() const {
         circuit_metrics m;
         std::int64_t const now_ns = detail::to_ns(m_clock.now());
@@ -308,13 +330,17 @@ public:
             m.slow_call_rate =
                 static_cast<double>(totals.slow) * 100.0 / static_cast<double>(totals.calls);
         }
-        m.rejected_calls = m_rejected.load(std::memory_order_relaxed);
+        m.rejected_calls = m_totals.rejected.load(std::memory_order_relaxed);
         if (m.state == circuit_state::open) {
             std::int64_t const until = m_open_until.load(std::memory_order_acquire);
             m.time_until_half_open =
                 std::chrono::nanoseconds{std::max<std::int64_t>(0, until - now_ns)};
         }
         m.consecutive_openings = m_consecutive_openings.load(std::memory_order_relaxed);
+        m.total_successful_calls = m_totals.completed[0].load(std::memory_order_relaxed);
+        m.total_failed_calls = m_totals.completed[1].load(std::memory_order_relaxed);
+        m.total_ignored_calls = m_totals.completed[2].load(std::memory_order_relaxed);
+        m.total_slow_calls = m_totals.slow.load(std::memory_order_relaxed);
         return m;
     }
 
@@ -536,7 +562,7 @@ private:
     }
 
     permit reject(std::int64_t retry_after) noexcept {
-        m_rejected.fetch_add(1, std::memory_order_relaxed);
+        m_totals.rejected.fetch_add(1, std::memory_order_relaxed);
         return permit{retry_after};
     }
 
@@ -568,6 +594,16 @@ private:
     KEEL_ALWAYS_INLINE void complete(std::uint64_t generation, circuit_state admitted_in,
                                      circuit_result result, std::chrono::nanoseconds elapsed,
                                      std::int64_t end_ns) noexcept {
+        // Every completed permit counts here, before any outcome can be dropped; only
+        // once count_totals() was called: the add costs about as much as the rest of
+        // the lock-free completion (bench/circuit_breaker_bench.cpp).
+        if (m_totals.counting.load(std::memory_order_relaxed)) [[unlikely]] {
+            m_totals.completed[static_cast<std::size_t>(result)].fetch_add(
+                1, std::memory_order_relaxed);
+            if (result != circuit_result::ignored && elapsed > m_options.slow_call_duration) {
+                m_totals.slow.fetch_add(1, std::memory_order_relaxed);
+            }
+        }
         if (admitted_in == circuit_state::half_open) {
             complete_probe(generation, result, elapsed);
             return;
@@ -785,7 +821,17 @@ private:
     std::atomic<std::uint32_t> m_probes_recorded{0};
     std::atomic<std::uint32_t> m_consecutive_openings{0};
 
-    alignas(64) std::atomic<std::uint64_t> m_rejected{0};
+    // The counts (rejections since construction, completions since count_totals()),
+    // relaxed: each is only ever read alone. Their own
+    // line, written once per completion (and rejection): the window's aggregate word
+    // has no spare bits, and m_word's line must stay read-mostly for admissions.
+    struct totals_since_construction {
+        std::atomic<bool> counting{false}; // count_totals() was called
+        std::atomic<std::uint64_t> rejected{0};
+        std::array<std::atomic<std::uint64_t>, 3> completed{}; // indexed by circuit_result
+        std::atomic<std::uint64_t> slow{0};
+    };
+    alignas(64) totals_since_construction m_totals;
 
     detail::breaker_window m_window;
 

@@ -617,6 +617,40 @@ TEST_CASE("async guard(bulkhead) gives up after max_wait, and a caller's cancell
     CHECK(bulkhead.snapshot().queued == 0);
 }
 
+TEST_CASE("async guard(bulkhead) counts its rejections in the bulkhead, as the synchronous "
+          "guard does",
+          "[asio][bulkhead]") {
+    keel::manual_clock clock;
+    net::io_context io;
+    keel::basic_bulkhead<keel::virtual_sleeper> queued{
+        {.max_concurrent_calls = 1, .max_queued_calls = 1, .max_wait = 50ms},
+        keel::virtual_sleeper{clock}};
+    keel::basic_bulkhead<keel::virtual_sleeper> unqueued{{.max_concurrent_calls = 1},
+                                                         keel::virtual_sleeper{clock}};
+    auto const work = [&]() -> keel::asio::awaitable<int> {
+        co_await keel::testing_asio::take(clock, 100ms);
+        co_return 0;
+    };
+    auto through_queue = keel::asio::resilient{work, keel::guard(queued)};
+    auto direct = keel::asio::resilient{work, keel::guard(unqueued)};
+    auto holder = keel::testing_asio::spawn(io, clock, through_queue.async_call());
+    auto timed_out = keel::testing_asio::spawn(io, clock, through_queue.async_call());
+    auto queue_full = keel::testing_asio::spawn(io, clock, through_queue.async_call());
+    auto held = keel::testing_asio::spawn(io, clock, direct.async_call());
+    auto full = keel::testing_asio::spawn(io, clock, direct.async_call());
+    keel::asio::run_in_virtual_time(io, clock);
+    REQUIRE(timed_out->value);
+    CHECK(timed_out->value->failure().is(keel::errc::bulkhead_full));
+    REQUIRE(queue_full->value);
+    CHECK(queue_full->value->failure().is(keel::errc::bulkhead_full));
+    REQUIRE(full->value);
+    CHECK(full->value->failure().is(keel::errc::bulkhead_full));
+    CHECK(queued.snapshot().rejected_full == 1);
+    CHECK(queued.snapshot().rejected_waits == 1);
+    CHECK(unqueued.snapshot().rejected_full == 1);
+    CHECK(unqueued.snapshot().rejected_waits == 0);
+}
+
 // ---------------------------------------------------------------- rate_limit
 
 TEST_CASE("async guard(limiter) waits the limiter's retry_after within max_wait and rejects "

@@ -159,6 +159,10 @@ TEST_CASE("registry: renders bulkheads, retry budgets and pipelines", "[registry
     SECTION("busy") {
         REQUIRE(pool.try_acquire());
         REQUIRE(pool.try_acquire());
+        REQUIRE(pool.try_acquire());
+        CHECK_FALSE(pool.try_acquire()); // full: counted as rejected
+        CHECK(pool.acquire() == keel::errc::bulkhead_full);
+        pool.release();
         budget.deposit();
         budget.deposit();
         CHECK(budget.try_withdraw());

@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <future>
 #include <stdexcept>
 #include <stop_token>
@@ -83,6 +84,55 @@ TEST_CASE("bulkhead: a queued call stops waiting when its stop token fires", "[b
     CHECK(b.acquire(caller.get_token()) == keel::errc::cancelled);
     CHECK(clock.now().time_since_epoch() == 0s);
     CHECK(b.snapshot().queued == 0);
+}
+
+TEST_CASE("bulkhead: snapshot counts the calls rejected full without a queue, once each",
+          "[bulkhead]") {
+    keel::bulkhead b{{.max_concurrent_calls = 1}};
+    auto guarded = keel::resilient{[] { return 1; }, keel::guard(b)};
+    CHECK(guarded() == 1);
+    CHECK(b.snapshot().rejected_full == 0);
+    REQUIRE(b.try_acquire());
+    CHECK_FALSE(b.try_acquire());
+    CHECK(b.acquire() == keel::errc::bulkhead_full);
+    CHECK(guarded.try_call().error() == keel::errc::bulkhead_full);
+    auto const s = b.snapshot();
+    CHECK(s.rejected_full == 3);
+    CHECK(s.rejected_waits == 0);
+    b.release();
+    CHECK(guarded() == 1);
+    CHECK(b.snapshot().rejected_full == 3);
+}
+
+TEST_CASE("bulkhead: snapshot counts a full queue, an expired wait and a cancelled wait",
+          "[bulkhead]") {
+    keel::manual_clock clock;
+    keel::virtual_sleeper sleeper{clock};
+    keel::basic_bulkhead b{{.max_concurrent_calls = 1, .max_queued_calls = 1, .max_wait = 50ms},
+                           sleeper};
+    REQUIRE(b.try_acquire());
+    CHECK_FALSE(b.try_acquire()); // goes on to the queue: not a rejection yet
+    CHECK(b.snapshot().rejected_full == 0);
+    CHECK(b.acquire() == keel::errc::bulkhead_full); // waited 50 ms
+    CHECK(b.snapshot().rejected_waits == 1);
+    CHECK(b.snapshot().rejected_full == 0);
+    std::stop_source caller;
+    caller.request_stop();
+    CHECK(b.acquire(caller.get_token()) == keel::errc::cancelled);
+    CHECK(b.snapshot().rejected_waits == 2);
+    // A waiter in the queue: the next call finds it full.
+    keel::bulkhead_waiter waiting;
+    waiting.wake = [](keel::bulkhead_waiter&) noexcept {};
+    REQUIRE(b.enqueue(waiting) == decltype(b)::queue_result::queued);
+    CHECK(b.acquire() == keel::errc::bulkhead_full);
+    CHECK(b.snapshot().rejected_full == 1);
+    // A slot handed over is no rejection.
+    b.release();
+    CHECK(b.withdraw(waiting));
+    auto const s = b.snapshot();
+    CHECK(s.rejected_full == 1);
+    CHECK(s.rejected_waits == 2);
+    b.release();
 }
 
 TEST_CASE("bulkhead: a released slot goes to the queued call, and the queue is bounded",
@@ -194,6 +244,8 @@ TEST_CASE("bulkhead: never more than N calls in flight under threads", "[bulkhea
         }
         CHECK(b.snapshot().in_flight == 0);
         CHECK(b.snapshot().queued == 0);
+        auto const s = b.snapshot();
+        CHECK(s.rejected_full + s.rejected_waits == static_cast<std::uint64_t>(rejected.load()));
     };
     SECTION("lock-free, no queue") {
         keel::bulkhead b{{.max_concurrent_calls = 3}};

@@ -11,8 +11,10 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <deque>
 #include <map>
 #include <memory>
@@ -543,6 +545,84 @@ TEST_CASE("circuit_breaker drops outcomes of calls admitted before the state cha
     closed_late.failure();
     CHECK(f.breaker.metrics().calls == 0);
     CHECK(f.breaker.generation() == 5);
+}
+
+TEST_CASE("circuit_breaker metrics count rejections since construction, and completed calls by "
+          "result once count_totals() was called",
+          "[circuit_breaker]") {
+    fixture f;
+    REQUIRE(f.call(circuit_result::failure)); // before count_totals(): not in the totals
+    f.breaker.count_totals();
+    f.breaker.count_totals(); // idempotent
+    f.breaker.reset();        // an empty window again; the totals are unaffected
+    f.calls(4, circuit_result::success);
+    REQUIRE(f.call(circuit_result::success, 2s)); // slow
+    REQUIRE(f.call(circuit_result::ignored));
+    { auto dropped = f.breaker.try_acquire(); } // destroyed without an outcome: ignored
+    auto late = f.breaker.try_acquire();        // completed after the breaker opens
+    REQUIRE(late);
+    f.calls(5, circuit_result::failure);
+    REQUIRE(f.breaker.state() == circuit_state::open);
+    late.success(); // dropped from the window, still a completed success
+    for (int i = 0; i < 3; ++i) {
+        CHECK_FALSE(f.call(circuit_result::success));
+    }
+    f.clock.advance(10s);
+    REQUIRE(f.call(circuit_result::ignored)); // a probe; frees its slot
+    REQUIRE(f.breaker.state() == circuit_state::half_open);
+    REQUIRE(f.call(circuit_result::success));
+    REQUIRE(f.call(circuit_result::failure, 2s)); // slow; 1 of 2 failed: re-opens
+    REQUIRE(f.breaker.state() == circuit_state::open);
+    CHECK_FALSE(f.call(circuit_result::success));
+
+    auto const m = f.breaker.metrics();
+    CHECK(m.total_successful_calls == 4 + 1 + 1 + 1);
+    CHECK(m.total_failed_calls == 5 + 1);
+    CHECK(m.total_ignored_calls == 1 + 1 + 1);
+    CHECK(m.total_slow_calls == 2);
+    CHECK(m.rejected_calls == 4);
+    // The window holds what the last CLOSED period recorded, without the late success.
+    CHECK(m.calls == 10);
+    CHECK(m.failed_calls == 5);
+
+    // Totals survive manual changes, which empty the window.
+    f.breaker.reset();
+    f.breaker.disable();
+    REQUIRE(f.call(circuit_result::failure));
+    auto const after = f.breaker.metrics();
+    CHECK(after.calls == 1);
+    CHECK(after.total_failed_calls == 7);
+    CHECK(after.total_successful_calls == 7);
+}
+
+TEST_CASE("circuit_breaker keeps its completion totals at zero until count_totals(), so an "
+          "unobserved breaker pays no add",
+          "[circuit_breaker]") {
+    fixture f;
+    f.calls(3, circuit_result::success);
+    REQUIRE(f.call(circuit_result::failure));
+    auto const m = f.breaker.metrics();
+    CHECK(m.calls == 4); // the window counts as always
+    CHECK(m.total_successful_calls == 0);
+    CHECK(m.total_failed_calls == 0);
+    CHECK(m.total_ignored_calls == 0);
+    CHECK(m.total_slow_calls == 0);
+}
+
+TEST_CASE("circuit_breaker counts a caller-timed call without a duration as not slow in its "
+          "totals",
+          "[circuit_breaker]") {
+    fixture f;
+    f.breaker.count_totals();
+    auto p = f.breaker.try_acquire(keel::call_timing::by_caller);
+    f.clock.advance(5s);
+    p.success();
+    auto q = f.breaker.try_acquire(keel::call_timing::by_caller);
+    q.failure(5s);
+    auto const m = f.breaker.metrics();
+    CHECK(m.total_successful_calls == 1);
+    CHECK(m.total_failed_calls == 1);
+    CHECK(m.total_slow_calls == 1);
 }
 
 TEST_CASE("circuit_breaker backs off the reset timeout on consecutive re-openings",
@@ -1317,6 +1397,70 @@ TEST_CASE("circuit_breaker closed-state recording from several threads conserves
     CHECK(m.failed_calls == hammer_threads * 2000);
     CHECK(m.slow_calls == hammer_threads * 1200);
     CHECK(m.state == circuit_state::closed);
+}
+
+TEST_CASE("circuit_breaker totals add up exactly across threads while the state changes",
+          "[circuit_breaker][concurrency]") {
+    auto o = small_options();
+    o.minimum_calls = 4;
+    o.window_size = 4;
+    o.reset_timeout = 1ms;
+    o.max_reset_timeout = 1ms;
+    o.max_wait_in_half_open = 0s;
+    keel::manual_clock clock;
+    keel::basic_circuit_breaker<keel::manual_clock> b{o, clock};
+    b.count_totals();
+    constexpr int per_thread = 4000;
+    // Per thread: successes, failures, ignored, rejected; slow successes and failures.
+    std::vector<std::array<std::uint64_t, 5>> seen(hammer_threads);
+    std::atomic<bool> done{false};
+    std::thread stepper{[&] {
+        // Moves time on so open breakers half-open; a manual change now and then.
+        for (int i = 0; !done.load(std::memory_order_relaxed); ++i) {
+            clock.advance(1ms);
+            if (i % 64 == 0) {
+                i % 128 == 0 ? b.force_open() : b.reset();
+            }
+            std::this_thread::yield();
+        }
+    }};
+    run_threads(hammer_threads, [&](int t) {
+        auto& mine = seen[static_cast<std::size_t>(t)];
+        for (int i = 0; i < per_thread; ++i) {
+            auto p = b.try_acquire();
+            if (!p) {
+                ++mine[3];
+                continue;
+            }
+            bool const slow = i % 7 == 0;
+            auto const took = slow ? 2s : 1ms;
+            switch (i % 4) {
+            case 0: p.failure(took); break;
+            case 1: p.ignore(); break;
+            case 2: break; // dropped: ignored
+            default: p.success(took); break;
+            }
+            std::size_t const kind = i % 4 == 0 ? 1 : (i % 4 == 3 ? 0 : 2);
+            ++mine[kind];
+            mine[4] += slow && kind != 2 ? 1 : 0;
+        }
+    });
+    done.store(true);
+    stepper.join();
+    std::array<std::uint64_t, 5> sum{};
+    for (auto const& mine : seen) {
+        for (std::size_t k = 0; k < sum.size(); ++k) {
+            sum[k] += mine[k];
+        }
+    }
+    auto const m = b.metrics();
+    CHECK(m.total_successful_calls == sum[0]);
+    CHECK(m.total_failed_calls == sum[1]);
+    CHECK(m.total_ignored_calls == sum[2]);
+    CHECK(m.rejected_calls == sum[3]);
+    CHECK(m.total_slow_calls == sum[4]);
+    CHECK(sum[0] + sum[1] + sum[2] + sum[3] == std::uint64_t{hammer_threads} * per_thread);
+    CHECK(sum[3] > 0); // the breaker did open
 }
 
 TEST_CASE("circuit_breaker count ring stays conserved under eviction and concurrent resets",
