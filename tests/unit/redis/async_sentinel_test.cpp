@@ -287,7 +287,10 @@ TEST_CASE_METHOD(failover_fixture,
             kill_at = clock_type::now();
             s.kill(old_master);
             killed = true;
-            while (clock_type::now() - kill_at < 10s && streak < 20) {
+            // Sentinel starts no new failover of a master within twice its
+            // failover-timeout (3 s in the fixture) of the last one, which another
+            // test of this file may have just made: up to about 6 s more.
+            while (clock_type::now() - kill_at < 20s && streak < 20) {
                 co_await pause(5ms);
             }
             stop = true;
@@ -305,7 +308,7 @@ TEST_CASE_METHOD(failover_fixture,
          << " ms; longest heartbeat gap " << ms(max_gap) << " ms; " << redis.stats().lookups
          << " look-ups");
     REQUIRE(until_back);
-    CHECK(*until_back < 8s);
+    CHECK(*until_back < 15s);
     CHECK(streak >= 20);
     CHECK(fallbacks >= 3);
     CHECK(longest < 200ms + 100ms);
