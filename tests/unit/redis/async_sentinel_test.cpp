@@ -319,9 +319,12 @@ TEST_CASE_METHOD(failover_fixture,
     CHECK(max_gap < 100ms);
     // Leave a master with a replica behind for the other tests.
     REQUIRE(s.revive(old_master, promoted));
-    // The fixture is left with a master and a replica for the next test; which one is
-    // master is the sentinels' call (on a loaded machine they may fail over again).
-    CHECK(s.wait_ready() != 0);
+    // Give the fixture time to have a master and a replica again for the next test
+    // (which one is master is the sentinels' call: on a loaded machine they may fail
+    // over again). Not checked here: the old master's resync under a sanitizer took
+    // longer than this wait once, and the next test's require_ready() waits again
+    // and fails if the fixture never gets ready.
+    static_cast<void>(s.wait_ready());
 }
 
 TEST_CASE_METHOD(failover_fixture,
@@ -385,7 +388,10 @@ TEST_CASE_METHOD(failover_fixture,
     CHECK(redis.master()->port == promoted);
     CHECK(redis.stats().failovers == 1);
     CHECK(redis.stats().lookups == 2); // the first, and the one READONLY asked for
-    // The fixture is left with a master and a replica for the next test; which one is
-    // master is the sentinels' call (on a loaded machine they may fail over again).
-    CHECK(s.wait_ready() != 0);
+    // Give the fixture time to have a master and a replica again for the next test
+    // (which one is master is the sentinels' call: on a loaded machine they may fail
+    // over again). Not checked here: the old master's resync under a sanitizer took
+    // longer than this wait once, and the next test's require_ready() waits again
+    // and fails if the fixture never gets ready.
+    static_cast<void>(s.wait_ready());
 }
